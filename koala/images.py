@@ -1,0 +1,139 @@
+"""Robust decoding of image files and the one letterbox geometry used everywhere.
+
+Decoding uses Pillow, which reads the header before the pixels (so a 40000 x 40000 "bomb" is
+refused without allocating it) and knows EXIF orientation, palettes, CMYK and 16-bit files.
+Resizing uses OpenCV's area interpolation for downscaling, so screentone makes no moire.
+
+Letterbox, not crop: the image is scaled to fit a size x size square, keeping its aspect ratio,
+and centred on white padding. Cropping would throw away the margins of a page that serving must
+still colour; white is the paper colour of manga. The same geometry (`letterbox_box`) is used by
+the pipeline (224 and 299), by serving (to cut the predicted ab back out) and by its TF twin.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO")
+DEFAULT_MAX_PIXELS = 50_000_000   # A4 at 600 dpi is 35 Mpx.
+DEFAULT_MIN_SIDE = 32
+PAD_VALUE = 255                   # white paper
+
+
+class ImageError(ValueError):
+  """A file that cannot become a training or serving image; the message is the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+  """Where the scaled image sits inside the letterboxed square."""
+  top: int
+  left: int
+  height: int
+  width: int
+
+
+def letterbox_box(height: int, width: int, size: int) -> Box:
+  scale = size / max(height, width)
+  h = min(size, max(1, int(round(height * scale))))
+  w = min(size, max(1, int(round(width * scale))))
+  return Box(top=(size - h) // 2, left=(size - w) // 2, height=h, width=w)
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Area interpolation when shrinking (no moire), bilinear when enlarging."""
+  if (height, width) == image.shape[:2]:
+    return image
+  shrinking = height * width < image.shape[0] * image.shape[1]
+  out = cv2.resize(image, (width, height),
+                   interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+  return out.reshape((height, width) + image.shape[2:])
+
+
+def letterbox(image: np.ndarray, size: int, pad_value=PAD_VALUE) -> np.ndarray:
+  """(H, W[, C]) -> (size, size[, C]): fit, keep aspect, centre on `pad_value`."""
+  box = letterbox_box(image.shape[0], image.shape[1], size)
+  out = np.full((size, size) + image.shape[2:], pad_value, dtype=image.dtype)
+  out[box.top:box.top + box.height, box.left:box.left + box.width] = resize(
+      image, box.height, box.width)
+  return out
+
+
+def unletterbox(square: np.ndarray, height: int, width: int) -> np.ndarray:
+  """The inverse: cut the image's box out of a letterboxed square (no resizing)."""
+  box = letterbox_box(height, width, square.shape[0])
+  return square[box.top:box.top + box.height, box.left:box.left + box.width]
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+  """Any Pillow mode -> (H, W, 3) uint8 sRGB; alpha is composited on white."""
+  if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    a = np.asarray(img)
+    if img.mode == "F":
+      a = np.clip(a, 0.0, 1.0) * 255.0 if a.max() <= 1.0 else np.clip(a, 0, 255)
+    else:   # 16-bit gray
+      a = a.astype(np.float64) / 257.0
+    g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=2)
+  if img.mode == "P" or img.mode == "PA":
+    img = img.convert("RGBA")
+  if img.mode in ("LA", "La", "RGBa"):
+    img = img.convert("RGBA")
+  if img.mode == "RGBA":
+    white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    img = Image.alpha_composite(white, img)
+  if img.mode != "RGB":
+    img = img.convert("RGB")   # L, 1, CMYK, YCbCr, LAB, ...
+  return np.asarray(img, dtype=np.uint8)
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+  """(height, width) from the header alone."""
+  try:
+    with Image.open(io.BytesIO(data)) as img:
+      return img.height, img.width
+  except Image.DecompressionBombError as e:
+    raise ImageError(f"too many pixels: {e}") from None
+  except Exception as e:
+    raise ImageError(f"not a readable image: {e}") from None
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 min_side: int = DEFAULT_MIN_SIDE) -> np.ndarray:
+  """Image file bytes -> (H, W, 3) uint8 sRGB, upright; raises `ImageError` with the reason.
+
+  The pixel cap is checked on the header, before any pixel is decoded.
+  """
+  if not data:
+    raise ImageError("empty file")
+  try:
+    img = Image.open(io.BytesIO(data))
+  except Image.DecompressionBombError as e:
+    raise ImageError(f"too many pixels (header): {e}") from None
+  except Exception as e:
+    raise ImageError(f"not a readable image: {type(e).__name__}: {e}") from None
+  with img:
+    if img.format not in SUPPORTED_FORMATS:
+      raise ImageError(f"unsupported format {img.format}; supported: {', '.join(SUPPORTED_FORMATS)}")
+    w, h = img.size
+    if w * h > max_pixels:
+      raise ImageError(f"too many pixels: {w}x{h} = {w * h} > cap {max_pixels}")
+    if min(w, h) < min_side:
+      raise ImageError(f"too small: {w}x{h}, the shorter side must be at least {min_side}")
+    try:
+      img.load()
+      img = ImageOps.exif_transpose(img)
+      return _to_rgb_array(img)
+    except Exception as e:
+      raise ImageError(f"corrupt image data: {type(e).__name__}: {e}") from None
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+  ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb)
+  if not ok:
+    raise ImageError("PNG encoding failed")
+  return buf.tobytes()

@@ -1,0 +1,40 @@
+"""The pipeline's own command-line options, next to Beam's (runner, workers, Dataflow, ...)."""
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from koala import embedder, images
+from pipeline import preprocess
+
+
+class KoalaOptions(PipelineOptions):
+
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    parser.add_argument("--input", required=True,
+                        help="Glob of input images, local or gs://; '**' recurses, e.g. "
+                             "'photos/**' or 'gs://bucket/art/**/*.png'. A folder means folder/**.")
+    parser.add_argument("--output_dir", required=True,
+                        help="Where records, manifest.json and the reject lists go (local or gs://).")
+    parser.add_argument("--embedder", default=embedder.KERAS_NAME,
+                        help=f"'{embedder.KERAS_NAME}' (Keras) or 'hub:<handle or SavedModel path>'.")
+    parser.add_argument("--embedder_weights", default=embedder.IMAGENET,
+                        help="'imagenet' (downloads once), a local or gs:// weights file, or "
+                             "'random' (tests and offline demos only).")
+    parser.add_argument("--embedder_seed", type=int, default=embedder.DEFAULT_SEED,
+                        help="Seed for --embedder_weights=random, so reruns agree.")
+    parser.add_argument("--min_batch_size", type=int, default=1)
+    parser.add_argument("--max_batch_size", type=int, default=16,
+                        help="Largest batch the embedder sees (RunInference's BatchElements).")
+    parser.add_argument("--val_fraction", type=float, default=0.1)
+    parser.add_argument("--test_fraction", type=float, default=0.1)
+    parser.add_argument("--gray_chroma_threshold", type=float,
+                        default=preprocess.DEFAULT_GRAY_CHROMA,
+                        help="Images whose 99th-percentile chroma (LAB units) is below this are "
+                             "skipped as already gray. 0 keeps everything.")
+    parser.add_argument("--min_side", type=int, default=images.DEFAULT_MIN_SIDE)
+    parser.add_argument("--max_pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
+                        help="Refuse images whose header claims more pixels (checked before decoding).")
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help="Shards per split; 0 lets the runner decide.")
+    parser.add_argument("--compression", choices=("none", "gzip"), default="none")

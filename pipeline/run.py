@@ -1,0 +1,251 @@
+"""python -m pipeline.run --input=GLOB --output_dir=DIR [options] [Beam options]
+
+Images (local or gs://) -> de-duplicated, decoded, letterboxed L / ab tensors -> Inception-ResNet-v2
+embeddings (RunInference) -> tf.train.Examples -> sharded TFRecords per split, plus
+`rejected.jsonl`, `skipped_gray.jsonl`, `duplicates.jsonl` and `manifest.json`.
+
+Without --runner it runs on Beam's FnApiRunner (the engine under the DirectRunner) with one
+worker process per core: it works offline, where DirectRunner would first try to fetch Prism.
+The same graph runs on Dataflow with --runner=DataflowRunner.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import sys
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions,
+                                                  SetupOptions, StandardOptions)
+
+from koala import embedder as koala_embedder
+from koala import images, schema
+from pipeline import preprocess
+from pipeline.embed import EmbedderModelHandler
+from pipeline.options import KoalaOptions
+
+NAMESPACE = "koala"
+REJECTED = "rejected"
+GRAY = "gray"
+DUPLICATE = "duplicate"
+_LOG = logging.getLogger(__name__)
+
+
+def normalize_input(pattern: str) -> str:
+  """A bare folder (local, or a gs:// prefix that is not a file) means every file below it."""
+  if any(c in pattern for c in "*?["):
+    return pattern
+  if pattern.endswith("/") or os.path.isdir(pattern) or (
+      "://" in pattern and not FileSystems.exists(pattern)):
+    return pattern.rstrip("/") + "/**"
+  return pattern
+
+
+class HashFile(beam.DoFn):
+  """path -> (content hash, path); unreadable files go to the `rejected` output."""
+
+  def __init__(self):
+    self.inputs = Metrics.counter(NAMESPACE, "inputs")
+    self.rejected = Metrics.counter(NAMESPACE, "rejected")
+
+  def process(self, path: str):
+    self.inputs.inc()
+    try:
+      with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        data = f.read()
+    except Exception as e:
+      self.rejected.inc()
+      yield beam.pvalue.TaggedOutput(REJECTED, {"path": path, "reason": f"unreadable: {e}"})
+      return
+    yield preprocess.content_hash(data), path
+
+
+class KeepFirstOfDuplicates(beam.DoFn):
+  """(hash, [paths]) -> the lexicographically first path; the others go to `duplicate`."""
+
+  def __init__(self):
+    self.duplicates = Metrics.counter(NAMESPACE, "duplicates")
+
+  def process(self, element):
+    digest, paths = element
+    first, *others = sorted(paths)
+    for other in others:
+      self.duplicates.inc()
+      yield beam.pvalue.TaggedOutput(DUPLICATE, {"path": other, "duplicate_of": first,
+                                                 "content_hash": digest})
+    yield digest, first
+
+
+class PrepareImage(beam.DoFn):
+  """(hash, path) -> (PreparedImage, embedder input); or a reject / a gray skip."""
+
+  def __init__(self, config: preprocess.PrepareConfig):
+    self.config = config
+    self.rejected = Metrics.counter(NAMESPACE, "rejected")
+    self.gray = Metrics.counter(NAMESPACE, "skipped_gray")
+
+  def process(self, element):
+    digest, path = element
+    try:
+      with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        data = f.read()
+      prepared = preprocess.prepare_image(data, path, self.config, digest=digest)
+    except preprocess.SkipGray as e:
+      self.gray.inc()
+      yield beam.pvalue.TaggedOutput(GRAY, {"path": path, "chroma": round(e.chroma, 3)})
+      return
+    except (images.ImageError, OSError) as e:
+      self.rejected.inc()
+      yield beam.pvalue.TaggedOutput(REJECTED, {"path": path, "reason": str(e)})
+      return
+    yield prepared, prepared.embedder_input
+
+
+class ToExample(beam.DoFn):
+  """(PreparedImage, PredictionResult) -> (split, serialized tf.train.Example)."""
+
+  def __init__(self, val_fraction: float, test_fraction: float):
+    self.val_fraction = val_fraction
+    self.test_fraction = test_fraction
+    self.written = {s: Metrics.counter(NAMESPACE, f"written_{s}") for s in schema.SPLITS}
+
+  def process(self, element):
+    prepared, result = element
+    split = schema.split_for_hash(prepared.content_hash, self.val_fraction, self.test_fraction)
+    self.written[split].inc()
+    yield split, schema.encode_example(
+        l_u8=prepared.l_u8, ab_u8=prepared.ab_u8, embedding=result.inference,
+        source_path=prepared.source_path, content_hash=prepared.content_hash,
+        original_size=prepared.original_size, embedder_id=result.model_id)
+
+
+def write_jsonl(pcoll, output_dir: str, filename: str, label: str):
+  return (pcoll
+          | f"{label}ToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+          | f"Write{label}" >> beam.io.WriteToText(
+              f"{output_dir}/{filename}", shard_name_template="", num_shards=1))
+
+
+def write_manifest(counts: dict, identities: list, output_dir: str, options: dict):
+  """Writes manifest.json; runs once, after every count is known."""
+  ids = sorted(set(identities))
+  manifest = {
+      "schema_version": schema.SCHEMA_VERSION,
+      "image_size": schema.IMAGE_SIZE,
+      "embedder_size": schema.EMBEDDER_SIZE,
+      "embedding_dim": schema.EMBEDDING_DIM,
+      "counts": {
+          "inputs": counts.get("inputs", 0),
+          "written": {s: counts.get(f"written_{s}", 0) for s in schema.SPLITS},
+          "rejected": counts.get(REJECTED, 0),
+          "skipped_gray": counts.get(GRAY, 0),
+          "duplicates": counts.get(DUPLICATE, 0),
+      },
+      "embedder": {
+          "name": options["embedder"],
+          "weights": options["embedder_weights"],
+          "identity": ids[0] if len(ids) == 1 else ids or None,
+          "random_weights": options["embedder_weights"] == koala_embedder.RANDOM
+                            and not options["embedder"].startswith(koala_embedder.HUB_PREFIX),
+      },
+      "options": options,
+  }
+  if manifest["embedder"]["random_weights"]:
+    manifest["embedder"]["warning"] = koala_embedder.RANDOM_WARNING
+  with FileSystems.create(f"{output_dir}/{schema.MANIFEST}") as f:
+    f.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
+  return manifest
+
+
+def count(pcoll, name: str):
+  return (pcoll | f"Count_{name}" >> beam.combiners.Count.Globally()
+          | f"Key_{name}" >> beam.Map(lambda n: (name, n)))
+
+
+def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
+  out = opts.output_dir.rstrip("/")
+  config = preprocess.PrepareConfig(max_pixels=opts.max_pixels, min_side=opts.min_side,
+                                    gray_chroma_threshold=opts.gray_chroma_threshold)
+  handler = KeyedModelHandler(EmbedderModelHandler(
+      opts.embedder, opts.embedder_weights, opts.embedder_seed,
+      opts.min_batch_size, opts.max_batch_size))
+
+  paths = (p | "MatchFiles" >> fileio.MatchFiles(normalize_input(opts.input))
+           | "Paths" >> beam.Map(lambda m: m.path))
+  hashed = paths | "HashFiles" >> beam.ParDo(HashFile()).with_outputs(REJECTED, main="hashed")
+  unique = (hashed.hashed | "GroupByHash" >> beam.GroupByKey()
+            | "DropDuplicates" >> beam.ParDo(KeepFirstOfDuplicates()).with_outputs(
+                DUPLICATE, main="unique"))
+  prepared = (unique.unique | "Prepare" >> beam.ParDo(PrepareImage(config)).with_outputs(
+      REJECTED, GRAY, main="prepared"))
+  embedded = prepared.prepared | "Embed" >> RunInference(handler)
+  examples = embedded | "ToExample" >> beam.ParDo(ToExample(opts.val_fraction, opts.test_fraction))
+
+  suffix = ".tfrecord" + (".gz" if opts.compression == "gzip" else "")
+  counts = [count(paths, "inputs")]
+  for split in schema.SPLITS:
+    records = (examples | f"Select_{split}" >> beam.Filter(lambda kv, s=split: kv[0] == s)
+               | f"Bytes_{split}" >> beam.Values())
+    records | f"Write_{split}" >> beam.io.WriteToTFRecord(
+        f"{out}/{split}/{split}", file_name_suffix=suffix, num_shards=opts.num_shards,
+        compression_type=CompressionTypes.AUTO)
+    counts.append(count(records, f"written_{split}"))
+
+  rejected = (hashed[REJECTED], prepared[REJECTED]) | "AllRejected" >> beam.Flatten()
+  write_jsonl(rejected, out, schema.REJECTED, "Rejected")
+  write_jsonl(prepared[GRAY], out, schema.SKIPPED_GRAY, "SkippedGray")
+  write_jsonl(unique[DUPLICATE], out, schema.DUPLICATES, "Duplicates")
+  counts += [count(rejected, REJECTED), count(prepared[GRAY], GRAY),
+             count(unique[DUPLICATE], DUPLICATE)]
+
+  identities = (embedded | "Identity" >> beam.Map(lambda kv: kv[1].model_id)
+                | "DistinctIdentity" >> beam.Distinct())
+  options = {k: getattr(opts, k) for k in (
+      "input", "output_dir", "embedder", "embedder_weights", "embedder_seed", "val_fraction",
+      "test_fraction", "gray_chroma_threshold", "min_side", "max_pixels", "num_shards",
+      "compression", "min_batch_size", "max_batch_size")}
+  (counts | "AllCounts" >> beam.Flatten() | "CountsDict" >> beam.combiners.ToDict()
+   | "WriteManifest" >> beam.Map(write_manifest, identities=beam.pvalue.AsList(identities),
+                                 output_dir=out, options=options))
+
+
+def pipeline_options(argv) -> PipelineOptions:
+  """Beam options with an offline-friendly local default: FnApiRunner, a process per core."""
+  options = PipelineOptions(argv)
+  standard = options.view_as(StandardOptions)
+  if standard.runner is None:
+    standard.runner = "FnApiRunner"
+    direct = options.view_as(DirectOptions)
+    if not any(a.startswith("--direct_running_mode") for a in argv):
+      direct.direct_running_mode = "multi_processing"
+    if not any(a.startswith("--direct_num_workers") for a in argv):
+      direct.direct_num_workers = multiprocessing.cpu_count()
+  options.view_as(SetupOptions).save_main_session = False
+  return options
+
+
+def run(argv=None, test_pipeline=None):
+  """Builds and runs the pipeline; returns the PipelineResult (finished)."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  options = pipeline_options(argv)
+  opts = options.view_as(KoalaOptions)
+  if opts.embedder_weights == koala_embedder.RANDOM and not opts.embedder.startswith(
+      koala_embedder.HUB_PREFIX):
+    _LOG.warning("=" * 78 + "\n" + koala_embedder.RANDOM_WARNING + "\n" + "=" * 78)
+  p = test_pipeline or beam.Pipeline(options=options)
+  build_pipeline(p, opts)
+  result = p.run()
+  result.wait_until_finish()
+  return result
+
+
+if __name__ == "__main__":
+  logging.getLogger().setLevel(logging.INFO)
+  run()

@@ -1,0 +1,33 @@
+"""Koala manga colorizer: `pip install -e .[test]` for development; Dataflow ships it with
+--setup_file=./setup.py. The pins are versions tested together."""
+import setuptools
+
+REQUIRED = [
+    "apache-beam[gcp]==2.77.0",
+    "tensorflow==2.21.0",
+    "keras>=3.10,<4",
+    "tensorflow-hub==0.16.1",
+    "protobuf>=6,<7",
+    "numpy>=2.0,<3",
+    "opencv-python-headless>=4.10",
+    "pillow>=11",
+    "scikit-image>=0.25",      # bundled sample photos; reference colour math in tests
+    "google-cloud-storage>=2.18",
+    "google-crc32c>=1.6",      # WriteToTFRecord's CRC
+    "absl-py>=2.1",
+    "matplotlib>=3.9",         # training curves
+]
+EXTRAS = {
+    "test": ["pytest>=8", "pytest-timeout>=2.3"],
+}
+
+setuptools.setup(
+    name="koala-colorizer",
+    version="0.1.0",
+    description="Deep Koalarization for manga: Beam preprocessing, a Keras trainer, TF Serving.",
+    python_requires=">=3.11,<3.13",
+    packages=setuptools.find_packages(include=["koala", "koala.*", "pipeline", "pipeline.*",
+                                               "trainer", "trainer.*", "serving", "serving.*"]),
+    install_requires=REQUIRED,
+    extras_require=EXTRAS,
+)

@@ -1,0 +1,60 @@
+"""The Deep Koalarization colorizer (Baldassarre et al. 2017), layer for layer as SPEC.md gives it.
+
+Pure Keras 3 (layers and `keras.ops`, no TensorFlow import), so that the same model builds on
+the JAX backend for the GPU benchmark. Normalisation happens inside the model: it takes L in LAB
+units [0, 100] and the raw 1536-d embedding, and predicts ab / 128 in [-1, 1] (tanh). The output
+layer is float32 even under a mixed-precision policy.
+
+    L (224x224x1) -> encoder -> 28x28x256 --+
+    embedding (1536) -> repeat 28x28 -------+-> concat (1792) -> 1x1 conv 256 -> decoder -> ab
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from koala import colour, schema
+
+L_INPUT = "l"
+EMBEDDING_INPUT = "embedding"
+AB_OUTPUT = "ab"
+FUSION_SIZE = schema.IMAGE_SIZE // 8   # 28
+
+# (filters, stride) of the encoder's 3x3 convolutions.
+ENCODER = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 1), (256, 1))
+
+
+def _conv(filters: int, name: str, strides: int = 1, kernel_size: int = 3,
+          activation: str = "relu", **kwargs) -> layers.Conv2D:
+  return layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
+                       activation=activation, name=name, **kwargs)
+
+
+def build_colorizer(image_size: int = schema.IMAGE_SIZE,
+                    embedding_dim: int = schema.EMBEDDING_DIM) -> keras.Model:
+  """The full-size model: about 6.7 M trainable parameters."""
+  l_in = keras.Input((image_size, image_size, 1), name=L_INPUT)
+  emb_in = keras.Input((embedding_dim,), name=EMBEDDING_INPUT)
+
+  # L in [0, 100] -> [-1, 1], as colour.normalize_l does.
+  x = layers.Rescaling(2.0 / colour.L_MAX, offset=-1.0, name="normalize_l")(l_in)
+  for i, (filters, stride) in enumerate(ENCODER):
+    init = {"kernel_initializer": "he_normal"} if i == 0 else {}
+    x = _conv(filters, f"encoder_{i}", strides=stride, **init)(x)
+
+  fusion_size = image_size // 8
+  e = layers.Reshape((1, 1, embedding_dim), name="embedding_as_pixel")(emb_in)
+  e = layers.UpSampling2D(fusion_size, name="repeat_embedding")(e)
+  x = layers.Concatenate(name="fuse")([x, e])
+  x = _conv(256, "fusion", kernel_size=1)(x)
+
+  x = _conv(128, "decoder_0")(x)
+  x = layers.UpSampling2D(2, name="up_56")(x)
+  x = _conv(64, "decoder_1")(x)
+  x = _conv(64, "decoder_2")(x)
+  x = layers.UpSampling2D(2, name="up_112")(x)
+  x = _conv(32, "decoder_3")(x)
+  x = _conv(2, "decoder_ab", activation="tanh")(x)
+  x = layers.UpSampling2D(2, name="up_224")(x)
+  ab = layers.Activation("linear", dtype="float32", name=AB_OUTPUT)(x)
+  return keras.Model({L_INPUT: l_in, EMBEDDING_INPUT: emb_in}, ab, name="koala_colorizer")
