@@ -16,6 +16,8 @@ REQUIRED = [
     "google-crc32c>=1.6",      # WriteToTFRecord's CRC
     "absl-py>=2.1",
     "matplotlib>=3.9",         # training curves
+    "tqdm>=4.66",              # progress bars (client, batch tools)
+    "requests>=2.32",          # the REST client
 ]
 EXTRAS = {
     "test": ["pytest>=8", "pytest-timeout>=2.3"],
