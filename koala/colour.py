@@ -63,7 +63,7 @@ def _f_inv(t: np.ndarray) -> np.ndarray:
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
   """sRGB (..., 3) in [0, 1] or uint8 -> LAB (..., 3) float32."""
   linear = srgb_to_linear(_as_unit_float(rgb))
-  xyz = linear @ (RGB_TO_XYZ.T / D65_WHITE[:, None]).astype(np.float32)
+  xyz = linear @ (RGB_TO_XYZ.T / D65_WHITE[None, :]).astype(np.float32)   # XYZ / white
   fx, fy, fz = (_f(xyz[..., i]) for i in range(3))
   lab = np.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
   return lab.astype(np.float32)

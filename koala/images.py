@@ -125,6 +125,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     if min(w, h) < min_side:
       raise ImageError(f"too small: {w}x{h}, the shorter side must be at least {min_side}")
     try:
+      if img.format == "PNG":   # Pillow skips IDAT checksums on load; verify() checks them all.
+        img.verify()
+        img = Image.open(io.BytesIO(data))
       img.load()
       img = ImageOps.exif_transpose(img)
       return _to_rgb_array(img)

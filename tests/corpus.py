@@ -1,0 +1,109 @@
+"""Small image corpora that tests build on the spot: good images, and every kind of bad input a
+folder of ten thousand scans will contain. Nothing here comes from ../shared."""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+from pipeline import sample_data
+
+
+def colour_scene(seed: int, height: int = 180, width: int = 240) -> np.ndarray:
+  return sample_data.draw_scene(np.random.default_rng(seed), height, width)
+
+
+def _save(path: str, img: Image.Image, **kwargs) -> str:
+  img.save(path, **kwargs)
+  return path
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+  return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def header_only_png(width: int, height: int) -> bytes:
+  """A PNG whose IHDR claims width x height and that holds no pixel data: a decompression bomb."""
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+
+
+def broken_crc_png(rgb: np.ndarray) -> bytes:
+  """A valid PNG whose IDAT chunk's CRC is wrong."""
+  buf = io.BytesIO()
+  Image.fromarray(rgb).save(buf, format="PNG")
+  data = bytearray(buf.getvalue())
+  i = data.index(b"IDAT")
+  length = struct.unpack(">I", data[i - 4:i])[0]
+  crc_at = i + 4 + length
+  data[crc_at:crc_at + 4] = bytes(b ^ 0xFF for b in data[crc_at:crc_at + 4])
+  return bytes(data)
+
+
+def exif_rotated_jpeg(rgb: np.ndarray) -> bytes:
+  """A JPEG stored sideways with EXIF Orientation = 6: viewers rotate it 90 degrees clockwise."""
+  stored = np.ascontiguousarray(np.rot90(rgb, k=1))   # what the camera wrote
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  buf = io.BytesIO()
+  Image.fromarray(stored).save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+  return buf.getvalue()
+
+
+def write_bad_corpus(folder: str) -> dict[str, str]:
+  """Writes one file per case; returns {case: expected outcome} where the outcome is 'written',
+  'rejected', 'gray' or 'duplicate'. Also returns good images of several formats."""
+  os.makedirs(folder, exist_ok=True)
+  p = lambda name: os.path.join(folder, name)
+  expected = {}
+
+  def put(name, data: bytes, outcome):
+    with open(p(name), "wb") as f:
+      f.write(data)
+    expected[name] = outcome
+
+  rgb = colour_scene(1)
+  put("zero_bytes.jpg", b"", "rejected")
+  good_jpeg = io.BytesIO()
+  Image.fromarray(colour_scene(2)).save(good_jpeg, format="JPEG", quality=90)
+  put("truncated.jpg", good_jpeg.getvalue()[: len(good_jpeg.getvalue()) // 2], "rejected")
+  put("text_named.png", b"this is not an image, just text\n" * 20, "rejected")
+  put("broken_crc.png", broken_crc_png(colour_scene(3)), "rejected")
+  put("bomb_40000x40000.png", header_only_png(40000, 40000), "rejected")
+  _save(p("one_pixel.png"), Image.new("RGB", (1, 1), (255, 0, 0)))
+  expected["one_pixel.png"] = "rejected"
+  frames = [Image.fromarray(colour_scene(s, 64, 64)).convert("P") for s in (4, 5)]
+  frames[0].save(p("animated.gif"), save_all=True, append_images=frames[1:], duration=100, loop=0)
+  expected["animated.gif"] = "rejected"
+
+  sixteen = (colour_scene(6).astype(np.uint16) * 257)
+  import cv2
+  cv2.imwrite(p("sixteen_bit.png"), cv2.cvtColor(sixteen, cv2.COLOR_RGB2BGR))
+  expected["sixteen_bit.png"] = "written"
+  _save(p("cmyk.jpg"), Image.fromarray(colour_scene(7)).convert("CMYK"), quality=95)
+  expected["cmyk.jpg"] = "written"
+  pal = Image.fromarray(colour_scene(8)).convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+  pal.info["transparency"] = 0
+  _save(p("palette_transparent.png"), pal, transparency=0)
+  expected["palette_transparent.png"] = "written"
+  put("exif_rotated.jpg", exif_rotated_jpeg(colour_scene(9, 160, 240)), "written")
+  gray = np.repeat(colour_scene(10)[..., :1], 3, axis=2)
+  _save(p("already_gray.png"), Image.fromarray(gray))
+  expected["already_gray.png"] = "gray"
+
+  _save(p("original.png"), Image.fromarray(rgb))
+  expected["original.png"] = "written"
+  os.makedirs(p("nested/deeper"), exist_ok=True)
+  _save(p("nested/deeper/same_as_original.png"), Image.fromarray(rgb))   # byte-identical
+  expected["nested/deeper/same_as_original.png"] = "duplicate"
+  _save(p("nested/scene.webp"), Image.fromarray(colour_scene(11)), quality=95)
+  expected["nested/scene.webp"] = "written"
+  _save(p("scene.bmp"), Image.fromarray(colour_scene(12)))
+  expected["scene.bmp"] = "written"
+  _save(p("scene.tiff"), Image.fromarray(colour_scene(13)))
+  expected["scene.tiff"] = "written"
+  return expected

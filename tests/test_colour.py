@@ -1,0 +1,61 @@
+"""koala.colour against scikit-image's reference implementation, on real photographs."""
+import numpy as np
+import pytest
+from skimage import color as skcolor
+from skimage import data
+
+from koala import colour
+
+
+@pytest.fixture(scope="module", params=["astronaut", "coffee", "chelsea"])
+def photo(request):
+  return getattr(data, request.param)()[..., :3]
+
+
+def test_rgb_to_lab_matches_skimage(photo):
+  ours = colour.rgb_to_lab(photo)
+  ref = skcolor.rgb2lab(photo)
+  assert ours.dtype == np.float32
+  assert np.abs(ours - ref).max() < 1.0
+
+
+def test_rgb_to_l_is_the_l_channel(photo):
+  np.testing.assert_allclose(colour.rgb_to_l(photo), colour.rgb_to_lab(photo)[..., 0], atol=1e-3)
+
+
+def test_lab_to_rgb_matches_skimage(photo):
+  lab = skcolor.rgb2lab(photo)
+  ours = colour.lab_to_rgb(lab)
+  ref = skcolor.lab2rgb(lab)
+  assert np.abs(skcolor.rgb2lab(ours) - skcolor.rgb2lab(ref)).max() < 1.0
+
+
+def test_round_trip_recovers_the_photo(photo):
+  back = colour.to_uint8(colour.lab_to_rgb(colour.rgb_to_lab(photo)))
+  assert np.abs(back.astype(int) - photo.astype(int)).max() <= 1
+
+
+def test_neutral_gray_has_the_same_lightness_and_no_chroma(photo):
+  l = colour.rgb_to_l(photo)
+  gray = colour.l_to_neutral_gray(l)
+  lab = skcolor.rgb2lab(np.repeat(gray[..., None], 3, axis=-1))
+  assert np.abs(lab[..., 0] - l).max() < 0.5
+  assert np.abs(lab[..., 1:]).max() < 0.5
+  np.testing.assert_allclose(colour.gray_to_l(gray), l, atol=0.05)
+
+
+def test_out_of_gamut_ab_is_clamped_not_wrapped():
+  lab = np.array([[[50.0, 400.0, -400.0]]], np.float32)
+  clamped = np.array([[[50.0, colour.AB_LIMIT, -colour.AB_LIMIT]]], np.float32)
+  rgb = colour.lab_to_rgb(lab)
+  assert np.all((rgb >= 0) & (rgb <= 1))
+  np.testing.assert_array_equal(rgb, colour.lab_to_rgb(clamped))
+
+
+def test_normalisations_are_inverse_and_in_range():
+  l = np.array([0.0, 50.0, 100.0])
+  np.testing.assert_allclose(colour.normalize_l(l), [-1, 0, 1])
+  np.testing.assert_allclose(colour.denormalize_l(colour.normalize_l(l)), l, atol=1e-5)
+  ab = np.array([-128.0, 0.0, 127.0])
+  assert np.all(np.abs(colour.normalize_ab(ab)) <= 1)
+  np.testing.assert_allclose(colour.denormalize_ab(colour.normalize_ab(ab)), ab, atol=1e-4)
