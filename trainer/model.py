@@ -31,8 +31,17 @@ def _conv(filters: int, name: str, strides: int = 1, kernel_size: int = 3,
 
 
 def build_colorizer(image_size: int = schema.IMAGE_SIZE,
-                    embedding_dim: int = schema.EMBEDDING_DIM) -> keras.Model:
-  """The full-size model: about 6.7 M trainable parameters."""
+                    embedding_dim: int = schema.EMBEDDING_DIM,
+                    width: float = 1.0) -> keras.Model:
+  """The colorizer; the defaults give SPEC.md's full-size model (6,711,010 parameters).
+
+  `width` scales every hidden layer's filter count (not the 2-channel output), so tests and
+  smoke runs can train a narrow copy of the same architecture in seconds on a CPU; anything but
+  1.0 is not the SPEC model.
+  """
+  if width <= 0:
+    raise ValueError(f"width must be > 0, got {width}")
+  w = lambda filters: max(1, int(round(filters * width)))
   l_in = keras.Input((image_size, image_size, 1), name=L_INPUT)
   emb_in = keras.Input((embedding_dim,), name=EMBEDDING_INPUT)
 
@@ -40,20 +49,20 @@ def build_colorizer(image_size: int = schema.IMAGE_SIZE,
   x = layers.Rescaling(2.0 / colour.L_MAX, offset=-1.0, name="normalize_l")(l_in)
   for i, (filters, stride) in enumerate(ENCODER):
     init = {"kernel_initializer": "he_normal"} if i == 0 else {}
-    x = _conv(filters, f"encoder_{i}", strides=stride, **init)(x)
+    x = _conv(w(filters), f"encoder_{i}", strides=stride, **init)(x)
 
   fusion_size = image_size // 8
   e = layers.Reshape((1, 1, embedding_dim), name="embedding_as_pixel")(emb_in)
   e = layers.UpSampling2D(fusion_size, name="repeat_embedding")(e)
   x = layers.Concatenate(name="fuse")([x, e])
-  x = _conv(256, "fusion", kernel_size=1)(x)
+  x = _conv(w(256), "fusion", kernel_size=1)(x)
 
-  x = _conv(128, "decoder_0")(x)
+  x = _conv(w(128), "decoder_0")(x)
   x = layers.UpSampling2D(2, name="up_56")(x)
-  x = _conv(64, "decoder_1")(x)
-  x = _conv(64, "decoder_2")(x)
+  x = _conv(w(64), "decoder_1")(x)
+  x = _conv(w(64), "decoder_2")(x)
   x = layers.UpSampling2D(2, name="up_112")(x)
-  x = _conv(32, "decoder_3")(x)
+  x = _conv(w(32), "decoder_3")(x)
   x = _conv(2, "decoder_ab", activation="tanh")(x)
   x = layers.UpSampling2D(2, name="up_224")(x)
   ab = layers.Activation("linear", dtype="float32", name=AB_OUTPUT)(x)

@@ -1,0 +1,65 @@
+"""The trainer <-> export contract: where the model and embedder.json go, and reading them back."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import artifacts
+from trainer.model import build_colorizer
+
+MANIFEST = {
+    "embedder": {"name": "inception_resnet_v2", "weights": "random",
+                 "identity": "inception_resnet_v2:random-seed3:0123456789abcdef",
+                 "random_weights": True, "warning": "RANDOM"},
+    "options": {"embedder_seed": 3, "input": "x"},
+}
+
+
+def test_dirs_follow_vertex_env(monkeypatch):
+  for name in (artifacts.AIP_MODEL_DIR, artifacts.AIP_CHECKPOINT_DIR,
+               artifacts.AIP_TENSORBOARD_LOG_DIR):
+    monkeypatch.delenv(name, raising=False)
+  assert artifacts.model_dir("gs://b/job/") == "gs://b/job/model"
+  assert artifacts.checkpoint_dir("/j") == "/j/checkpoints"
+  assert artifacts.tensorboard_dir("/j") == "/j/logs"
+  monkeypatch.setenv(artifacts.AIP_MODEL_DIR, "gs://b/vertex/model/")
+  monkeypatch.setenv(artifacts.AIP_CHECKPOINT_DIR, "gs://b/vertex/ckpt")
+  monkeypatch.setenv(artifacts.AIP_TENSORBOARD_LOG_DIR, "gs://b/vertex/tb")
+  assert artifacts.model_dir("/j") == "gs://b/vertex/model"
+  assert artifacts.checkpoint_dir("/j") == "gs://b/vertex/ckpt"
+  assert artifacts.tensorboard_dir("/j") == "gs://b/vertex/tb"
+
+
+def test_embedder_info_from_manifest():
+  info = artifacts.embedder_info(MANIFEST)
+  assert info == {"name": "inception_resnet_v2", "weights": "random",
+                  "identity": "inception_resnet_v2:random-seed3:0123456789abcdef",
+                  "random_weights": True, "embedder_seed": 3}
+  with pytest.raises(ValueError, match="identity"):
+    artifacts.embedder_info({"embedder": {"name": "x", "weights": "y", "random_weights": False}})
+
+
+@pytest.mark.parametrize("job_dir", ["local", "ram://koala-artifacts-job"])
+def test_save_and_load_trained_round_trip(tmp_path, monkeypatch, job_dir):
+  """Local and a non-local filesystem (tf.io.gfile's ram://, standing in for gs://)."""
+  monkeypatch.delenv(artifacts.AIP_MODEL_DIR, raising=False)
+  job_dir = str(tmp_path / "job") if job_dir == "local" else job_dir
+  model = build_colorizer(width=1 / 16)
+  model.compile("adam", "mse")
+  info = artifacts.embedder_info(MANIFEST)
+  path = artifacts.save_trained(model, info, artifacts.model_dir(job_dir))
+  assert path == f"{job_dir}/model/colorizer.keras"
+  assert json.loads(artifacts.read_text(f"{job_dir}/model/embedder.json")) == info
+
+  loaded, loaded_info = artifacts.load_trained(job_dir)
+  assert loaded_info == info
+  inputs = {"l": np.full((1, 224, 224, 1), 50.0, np.float32),
+            "embedding": np.ones((1, 1536), np.float32)}
+  np.testing.assert_allclose(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0))
+
+
+def test_load_trained_honours_aip_model_dir_and_says_what_is_missing(tmp_path, monkeypatch):
+  monkeypatch.setenv(artifacts.AIP_MODEL_DIR, str(tmp_path / "vertex"))
+  with pytest.raises(FileNotFoundError, match="vertex/colorizer.keras"):
+    artifacts.load_trained(str(tmp_path / "job"))
