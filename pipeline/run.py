@@ -38,14 +38,27 @@ DUPLICATE = "duplicate"
 _LOG = logging.getLogger(__name__)
 
 
-def normalize_input(pattern: str) -> str:
-  """A bare folder (local, or a gs:// prefix that is not a file) means every file below it."""
-  if any(c in pattern for c in "*?["):
-    return pattern
-  if pattern.endswith("/") or os.path.isdir(pattern) or (
-      "://" in pattern and not FileSystems.exists(pattern)):
-    return pattern.rstrip("/") + "/**"
-  return pattern
+def input_patterns(pattern: str) -> list[str]:
+  """The glob(s) for --input. A bare folder (local, or a gs:// prefix that is not a file) means
+  every file below it. Beam's '**/' needs at least one folder level, so 'a/**/*.png' is also
+  tried as 'a/*.png', as users of other globs expect."""
+  if not any(c in pattern for c in "*?["):
+    if pattern.endswith("/") or os.path.isdir(pattern) or (
+        "://" in pattern and not FileSystems.exists(pattern)):
+      pattern = pattern.rstrip("/") + "/**"
+  patterns = [pattern]
+  while any("/**/" in p for p in patterns):
+    p = next(p for p in patterns if "/**/" in p)
+    patterns.remove(p)
+    patterns += [p.replace("/**/", "/\0", 1), p.replace("/**/", "/", 1)]
+  return sorted(p.replace("/\0", "/**/") for p in patterns)
+
+
+def check_inputs_exist(patterns: list[str]) -> None:
+  """Fails before launching anything when nothing matches: a typo should not cost a job."""
+  results = FileSystems.match(patterns, limits=[1] * len(patterns))
+  if not any(r.metadata_list for r in results):
+    raise ValueError(f"--input matches no files: {' or '.join(patterns)}")
 
 
 class HashFile(beam.DoFn):
@@ -177,8 +190,10 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
       opts.embedder, opts.embedder_weights, opts.embedder_seed,
       opts.min_batch_size, opts.max_batch_size))
 
-  paths = (p | "MatchFiles" >> fileio.MatchFiles(normalize_input(opts.input))
-           | "Paths" >> beam.Map(lambda m: m.path))
+  paths = (p | "InputPatterns" >> beam.Create(input_patterns(opts.input))
+           | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
+           | "Paths" >> beam.Map(lambda m: m.path)
+           | "DistinctPaths" >> beam.Distinct())
   hashed = paths | "HashFiles" >> beam.ParDo(HashFile()).with_outputs(REJECTED, main="hashed")
   unique = (hashed.hashed | "GroupByHash" >> beam.GroupByKey()
             | "DropDuplicates" >> beam.ParDo(KeepFirstOfDuplicates()).with_outputs(
@@ -239,6 +254,7 @@ def run(argv=None, test_pipeline=None):
   if opts.embedder_weights == koala_embedder.RANDOM and not opts.embedder.startswith(
       koala_embedder.HUB_PREFIX):
     _LOG.warning("=" * 78 + "\n" + koala_embedder.RANDOM_WARNING + "\n" + "=" * 78)
+  check_inputs_exist(input_patterns(opts.input))
   p = test_pipeline or beam.Pipeline(options=options)
   build_pipeline(p, opts)
   result = p.run()

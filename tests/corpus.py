@@ -95,8 +95,8 @@ def write_bad_corpus(folder: str) -> dict[str, str]:
   _save(p("already_gray.png"), Image.fromarray(gray))
   expected["already_gray.png"] = "gray"
 
-  _save(p("original.png"), Image.fromarray(rgb))
-  expected["original.png"] = "written"
+  _save(p("colour_original.png"), Image.fromarray(rgb))
+  expected["colour_original.png"] = "written"
   os.makedirs(p("nested/deeper"), exist_ok=True)
   _save(p("nested/deeper/same_as_original.png"), Image.fromarray(rgb))   # byte-identical
   expected["nested/deeper/same_as_original.png"] = "duplicate"

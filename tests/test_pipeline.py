@@ -1,0 +1,208 @@
+"""The Beam pipeline end to end: real runs on a built corpus, records read back through tf.data."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from koala import colour, images, schema
+from pipeline import preprocess, run as pipeline_run
+from tests import corpus
+
+FAST = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def run_pipeline(input_dir, output_dir, *extra):
+  pipeline_run.run([f"--input={input_dir}", f"--output_dir={output_dir}",
+                    "--embedder_weights=random", *extra])
+  with open(os.path.join(output_dir, schema.MANIFEST)) as f:
+    return json.load(f)
+
+
+def read_records(output_dir, split=None):
+  """All records of a run (or of one split) through tf.data and the schema's batch parser."""
+  splits = [split] if split else schema.SPLITS
+  files = sorted(f for s in splits for f in glob.glob(schema.shard_pattern(output_dir, s)))
+  if not files:
+    return []
+  ds = tf.data.TFRecordDataset(files).batch(4).map(schema.parse_batch)
+  out = []
+  for batch in ds:
+    for i in range(batch[schema.L].shape[0]):
+      out.append({k: v[i].numpy() for k, v in batch.items()})
+  return out
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+  folder = str(tmp_path_factory.mktemp("input"))
+  return folder, corpus.write_bad_corpus(folder)
+
+
+@pytest.fixture(scope="module")
+def first_run(corpus_dir, tmp_path_factory):
+  folder, expected = corpus_dir
+  out = str(tmp_path_factory.mktemp("records"))
+  return out, run_pipeline(folder, out, *FAST, "--num_shards=2", "--val_fraction=0.25",
+                           "--test_fraction=0.25")
+
+
+def outcome_by_name(output_dir, input_dir):
+  rel = lambda p: os.path.relpath(p, input_dir)
+  outcomes = {rel(r[schema.SOURCE_PATH].decode()): "written" for r in read_records(output_dir)}
+  for name, kind in ((schema.REJECTED, "rejected"), (schema.SKIPPED_GRAY, "gray"),
+                     (schema.DUPLICATES, "duplicate")):
+    for row in read_jsonl(os.path.join(output_dir, name)):
+      assert rel(row["path"]) not in outcomes, f"{row['path']} has two outcomes"
+      outcomes[rel(row["path"])] = kind
+  return outcomes
+
+
+def test_every_input_is_written_rejected_skipped_or_a_duplicate(first_run, corpus_dir):
+  out, manifest = first_run
+  folder, expected = corpus_dir
+  assert outcome_by_name(out, folder) == expected
+  for row in read_jsonl(os.path.join(out, schema.REJECTED)):
+    assert row["reason"], row
+
+
+def test_counts_invariant_in_manifest_and_files(first_run, corpus_dir):
+  out, manifest = first_run
+  folder, expected = corpus_dir
+  c = manifest["counts"]
+  written = sum(c["written"].values())
+  assert c["inputs"] == len(expected)
+  assert c["inputs"] == written + c["rejected"] + c["skipped_gray"] + c["duplicates"]
+  assert written == len(read_records(out))
+  for split in schema.SPLITS:
+    assert c["written"][split] == len(read_records(out, split))
+  assert c["rejected"] == len(read_jsonl(os.path.join(out, schema.REJECTED)))
+  assert c["skipped_gray"] == len(read_jsonl(os.path.join(out, schema.SKIPPED_GRAY)))
+  assert c["duplicates"] == len(read_jsonl(os.path.join(out, schema.DUPLICATES))) == 1
+
+
+def test_manifest_names_the_embedder_and_says_weights_are_random(first_run):
+  _, manifest = first_run
+  emb = manifest["embedder"]
+  assert manifest["schema_version"] == schema.SCHEMA_VERSION
+  assert emb["random_weights"] is True and "RANDOM" in emb["warning"]
+  assert emb["identity"].startswith("inception_resnet_v2:random-seed0:")
+  assert manifest["options"]["num_shards"] == 2
+
+
+def test_records_hold_the_source_image_resized_the_same_way(first_run):
+  out, _ = first_run
+  records = read_records(out)
+  assert records
+  for r in records:
+    path = r[schema.SOURCE_PATH].decode()
+    with open(path, "rb") as f:
+      data = f.read()
+    rgb = images.decode_image(data)
+    assert (int(r[schema.ORIGINAL_HEIGHT]), int(r[schema.ORIGINAL_WIDTH])) == rgb.shape[:2]
+    assert r[schema.CONTENT_HASH].decode() == preprocess.content_hash(data)
+    assert r[schema.VERSION] == schema.SCHEMA_VERSION
+    expected_lab = colour.rgb_to_lab(images.letterbox(rgb, schema.IMAGE_SIZE))
+    record_lab = np.concatenate([r[schema.L], r[schema.AB]], axis=-1)
+    # L + ab back to RGB, then compared with the source in LAB units.
+    back = colour.rgb_to_lab(colour.lab_to_rgb(record_lab))
+    assert np.abs(back - expected_lab).max() < 2.0, path
+    assert r[schema.EMBEDDING].shape == (schema.EMBEDDING_DIM,)
+    assert np.isfinite(r[schema.EMBEDDING]).all() and np.abs(r[schema.EMBEDDING]).sum() > 0
+
+
+def test_splits_follow_the_content_hash(first_run):
+  out, manifest = first_run
+  for split in schema.SPLITS:
+    for r in read_records(out, split):
+      assert schema.split_for_hash(r[schema.CONTENT_HASH].decode(), 0.25, 0.25) == split
+  assert sum(1 for s in schema.SPLITS if manifest["counts"]["written"][s]) >= 2
+
+
+def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_path):
+  out, manifest = first_run
+  folder, _ = corpus_dir
+  again = run_pipeline(folder, str(tmp_path), *FAST, "--val_fraction=0.25",
+                       "--test_fraction=0.25", "--max_batch_size=3")
+  assert again["counts"] == manifest["counts"]
+  assert again["embedder"]["identity"] == manifest["embedder"]["identity"]
+  by_hash = lambda d: {(s, r[schema.CONTENT_HASH]): r for s in schema.SPLITS
+                       for r in read_records(d, s)}
+  a, b = by_hash(out), by_hash(str(tmp_path))
+  assert a.keys() == b.keys()
+  for key in a:
+    for name in (schema.L, schema.AB, schema.SOURCE_PATH, schema.EMBEDDER_ID):
+      np.testing.assert_array_equal(a[key][name], b[key][name])
+    np.testing.assert_allclose(a[key][schema.EMBEDDING], b[key][schema.EMBEDDING], atol=1e-4)
+
+
+def tiny_hub_module(path):
+  """A feature-vector SavedModel: images in [0, 1] -> 1536-d, as a TF-Hub module is called."""
+  proj = tf.constant(np.random.default_rng(0).normal(size=(3, schema.EMBEDDING_DIM)), tf.float32)
+
+  class Module(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 299, 299, 3], tf.float32)])
+    def __call__(self, x):
+      return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), proj)
+
+  tf.saved_model.save(Module(), path)
+  return path
+
+
+def test_hub_embedder_on_multiprocess_workers(tmp_path):
+  """A SavedModel feature-vector module via --embedder=hub:..., on the default local runner
+  (one worker process per core)."""
+  src = tmp_path / "in"
+  src.mkdir()
+  for i in range(6):
+    from PIL import Image
+    Image.fromarray(corpus.colour_scene(100 + i, 120, 150)).save(src / f"s{i}.png")
+  module = tiny_hub_module(str(tmp_path / "hub_module"))
+  out = str(tmp_path / "out")
+  manifest = run_pipeline(str(src) + "/**/*.png", out, f"--embedder=hub:{module}",
+                          "--direct_num_workers=2")
+  assert sum(manifest["counts"]["written"].values()) == 6
+  assert manifest["embedder"]["identity"].startswith(f"hub:{module}:")
+  assert manifest["embedder"]["random_weights"] is False
+  for r in read_records(out):
+    assert r[schema.EMBEDDER_ID].decode() == manifest["embedder"]["identity"]
+    assert np.abs(r[schema.EMBEDDING]).sum() > 0
+
+
+def test_offline_imagenet_weights_fail_at_once_naming_the_alternatives(tmp_path, monkeypatch):
+  from koala import embedder
+  monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))   # no cached weights
+  with pytest.raises(embedder.EmbedderError, match="--embedder_weights=random"):
+    embedder.load_embedder(weights="imagenet")
+
+
+def test_weights_file_path_is_loaded_and_identified(tmp_path):
+  from koala import embedder
+  model = embedder.build_keras_model(None, seed=3)
+  path = str(tmp_path / "irv2.weights.h5")
+  model.save_weights(path)
+  loaded = embedder.load_embedder(weights=path)
+  assert loaded.identity.startswith("inception_resnet_v2:file-irv2.weights.h5:")
+  assert loaded.identity.split(":")[-1] == embedder.weights_fingerprint(model.get_weights())
+  with pytest.raises(embedder.EmbedderError, match="not found"):
+    embedder.load_embedder(weights=str(tmp_path / "missing.h5"))
+
+
+def test_input_patterns_expand_folders_and_double_star(tmp_path):
+  assert pipeline_run.input_patterns(str(tmp_path)) == [f"{tmp_path}/**"]
+  assert pipeline_run.input_patterns("gs://b/art/**/*.png") == ["gs://b/art/**/*.png",
+                                                                "gs://b/art/*.png"]
+  assert pipeline_run.input_patterns("x/*.jpg") == ["x/*.jpg"]
+
+
+def test_no_matching_input_fails_before_running(tmp_path):
+  with pytest.raises(ValueError, match="matches no files"):
+    pipeline_run.run([f"--input={tmp_path}/nothing/*.png", f"--output_dir={tmp_path}/out",
+                      "--embedder_weights=random", *FAST])
