@@ -67,3 +67,10 @@ def build_colorizer(image_size: int = schema.IMAGE_SIZE,
   x = layers.UpSampling2D(2, name="up_224")(x)
   ab = layers.Activation("linear", dtype="float32", name=AB_OUTPUT)(x)
   return keras.Model({L_INPUT: l_in, EMBEDDING_INPUT: emb_in}, ab, name="koala_colorizer")
+
+
+def model_image_size(model: keras.Model) -> int:
+  """The side of the L input a (possibly loaded) colorizer expects: 224 for the SPEC model."""
+  inputs = model.input if isinstance(model.input, dict) else {
+      t.name.split(":")[0]: t for t in model.inputs}
+  return int(inputs[L_INPUT].shape[1])

@@ -1,0 +1,89 @@
+"""Test helper: writes small record sets with the pipeline's schema, without running the pipeline.
+
+The task is learnable from gray alone, as the trainer tests need: every image is flat shapes on
+a background, and each shape's colour follows from its gray level (L) through a fixed palette.
+The "embeddings" are made on the spot (seeded noise), since the real Inception-ResNet-v2 embeds
+only ~4 images/s on a CPU; the schema, the quantisation and the manifest are the real ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from koala import schema
+
+EMBEDDER_ID = "inception_resnet_v2:random-seed7:feedfacecafebeef"
+# L level -> (a, b) in LAB units: the rule the model has to learn.
+PALETTE = {25.0: (20.0, -50.0), 50.0: (55.0, 40.0), 70.0: (-50.0, 45.0), 90.0: (-5.0, 75.0)}
+
+
+def make_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """-> (L (224, 224, 1), ab (224, 224, 2)) in LAB units: rectangles and discs on a background."""
+  size = schema.IMAGE_SIZE
+  levels = list(PALETTE)
+  label = np.full((size, size), rng.integers(len(levels)), np.int64)
+  yy, xx = np.mgrid[0:size, 0:size]
+  for _ in range(rng.integers(2, 6)):
+    cy, cx = rng.integers(0, size, 2)
+    r = rng.integers(16, 64)
+    mask = ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r) if rng.random() < 0.5 else (
+        (abs(yy - cy) < r) & (abs(xx - cx) < r * 0.7))
+    label[mask] = rng.integers(len(levels))
+  l = np.asarray(levels, np.float32)[label][..., None]
+  ab = np.asarray([PALETTE[v] for v in levels], np.float32)[label]
+  return l, ab
+
+
+def serialize(l, ab, embedding, name: str, embedder_id: str = EMBEDDER_ID,
+              schema_version: int = schema.SCHEMA_VERSION) -> bytes:
+  data = schema.encode_example(
+      l_u8=schema.quantize_l(l), ab_u8=schema.quantize_ab(ab), embedding=embedding,
+      source_path=name, content_hash=hashlib.sha256(name.encode()).hexdigest()[:32],
+      original_size=(schema.IMAGE_SIZE, schema.IMAGE_SIZE), embedder_id=embedder_id)
+  if schema_version != schema.SCHEMA_VERSION:   # a record from another version of the pipeline
+    example = tf.train.Example.FromString(data)
+    example.features.feature[schema.VERSION].int64_list.value[0] = schema_version
+    data = example.SerializeToString()
+  return data
+
+
+def write_shard(path: str, records: list[bytes], gzip: bool = False) -> str:
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
+  with tf.io.TFRecordWriter(path, options) as w:
+    for r in records:
+      w.write(r)
+  return path
+
+
+def write_records(out_dir: str, counts=None, shards: int = 2, seed: int = 0,
+                  embedder_id: str = EMBEDDER_ID, manifest: bool = True,
+                  gzip: bool = False) -> dict:
+  """Writes <out>/{split}/{split}-0000i-of-0000n.tfrecord and manifest.json; returns the manifest."""
+  counts = counts or {"train": 64, "val": 16, "test": 16}
+  rng = np.random.default_rng(seed)
+  for split, n in counts.items():
+    records = []
+    for i in range(n):
+      l, ab = make_image(rng)
+      emb = rng.normal(0, 0.5, schema.EMBEDDING_DIM).astype(np.float32)
+      records.append(serialize(l, ab, emb, f"synthetic/{split}/{i}.png", embedder_id))
+    for s in range(shards):
+      suffix = ".tfrecord" + (".gz" if gzip else "")
+      write_shard(f"{out_dir}/{split}/{split}-{s:05d}-of-{shards:05d}{suffix}",
+                  records[s::shards], gzip)
+  doc = {
+      "schema_version": schema.SCHEMA_VERSION,
+      "counts": {"written": dict(counts)},
+      "embedder": {"name": "inception_resnet_v2", "weights": "random", "identity": embedder_id,
+                   "random_weights": True},
+      "options": {"embedder_seed": 7},
+  }
+  if manifest:
+    with open(os.path.join(out_dir, schema.MANIFEST), "w") as f:
+      json.dump(doc, f)
+  return doc

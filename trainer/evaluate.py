@@ -1,0 +1,178 @@
+"""python -m trainer.evaluate --records_dir=DIR --job_dir=DIR [--split=test]
+
+Scores the trained model (model_dir(job_dir)/colorizer.keras) on one split of the records, in
+one table next to the two baselines every colorization result needs:
+  gray         ab = 0 everywhere (the input, unchanged)
+  mean colour  the training split's mean ab at every pixel
+Metrics (trainer.metrics): the seed's MSE and "accuracy" on the whole 224 x 224 squares it
+trained on, and PSNR, SSIM, AuC and colorfulness on each image's own box inside the square
+(letterbox padding cut away), with the ground truth's colorfulness for comparison.
+
+Writes <job_dir>/evaluation/<split>/metrics.json and samples.png (rows: gray input | model |
+mean colour | ground truth), and prints the table. It refuses records made with another embedder
+than the one the model was trained on (embedder.json), as the trainer refuses mixed records.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from koala import colour, images, schema
+from trainer import artifacts, callbacks, metrics
+from trainer import input as trainer_input
+from trainer.model import model_image_size
+
+PREDICTORS = ("model", "gray", "mean_colour")
+MAX_MEAN_EXAMPLES = 5000
+_LOG = logging.getLogger(__name__)
+
+
+def mean_ab(info: trainer_input.RecordsInfo, split: str = "train",
+            max_examples: int = MAX_MEAN_EXAMPLES) -> np.ndarray:
+  """The split's mean ab (LAB units) over every pixel of up to max_examples records."""
+  ds = trainer_input.make_dataset(info, split, 64, training=False).unbatch().take(max_examples)
+  total, n = np.zeros(2, np.float64), 0
+  for batch in ds.batch(64):
+    ab = batch[1].numpy().astype(np.float64) * colour.AB_SCALE
+    total += ab.sum(axis=(0, 1, 2))
+    n += ab.shape[0] * ab.shape[1] * ab.shape[2]
+  if n == 0:
+    raise ValueError(f"no {split} records to compute the mean colour from")
+  return (total / n).astype(np.float32)
+
+
+def predict_ab(model, inputs: dict) -> np.ndarray:
+  """ab / 128 at 224, whatever size the model works at (a smaller one is fed area-averaged L and
+  its chroma upsampled bilinearly, as serving puts small chroma on a full-size L)."""
+  size = model_image_size(model)
+  l = inputs["l"]
+  if size != schema.IMAGE_SIZE:
+    l = tf.image.resize(l, (size, size), method="area")
+  pred = model.predict_on_batch({"l": l, "embedding": inputs["embedding"]})
+  pred = tf.convert_to_tensor(np.asarray(pred, np.float32))
+  if size != schema.IMAGE_SIZE:
+    pred = tf.image.resize(pred, (schema.IMAGE_SIZE, schema.IMAGE_SIZE), method="bilinear")
+  return np.asarray(pred, np.float32)
+
+
+def _crop_to_image(height: int, width: int):
+  """The image's own box inside its 224 x 224 letterboxed square."""
+  box = images.letterbox_box(height, width, schema.IMAGE_SIZE)
+  return lambda a: a[box.top:box.top + box.height, box.left:box.left + box.width]
+
+
+def evaluate(model, info: trainer_input.RecordsInfo, split: str = "test", batch_size: int = 32,
+             max_examples: int | None = None, mean_colour: np.ndarray | None = None,
+             samples: int = 6):
+  """-> (metrics dict, sample grid as uint8 RGB: gray | model | mean colour | truth per row)."""
+  mean_colour = mean_ab(info) if mean_colour is None else np.asarray(mean_colour, np.float32)
+  acc = {name: metrics.Accumulator() for name in PREDICTORS}
+  truth_cf, rows, seen = [], [], 0
+  ds = trainer_input.make_dataset(info, split, batch_size, training=False, with_metadata=True)
+  if max_examples is not None:
+    ds = ds.unbatch().take(max_examples).batch(batch_size)
+  for inputs, target, meta in ds:
+    l_batch = inputs["l"].numpy()
+    true_norm = target.numpy()
+    preds = {"model": predict_ab(model, inputs),
+             "gray": np.zeros_like(true_norm),
+             "mean_colour": np.broadcast_to(mean_colour / colour.AB_SCALE, true_norm.shape)}
+    for i in range(len(true_norm)):
+      crop = _crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]), int(meta[schema.ORIGINAL_WIDTH][i]))
+      true_rgb = callbacks.colorize_lab(l_batch[i], true_norm[i])
+      truth_cf.append(metrics.colorfulness(crop(true_rgb)))
+      row = []
+      for name in PREDICTORS:
+        pred_rgb = callbacks.colorize_lab(l_batch[i], preds[name][i])
+        acc[name].add_square(true_norm[i], preds[name][i])
+        acc[name].add_image(crop(true_rgb), crop(pred_rgb), crop(true_norm[i]) * colour.AB_SCALE,
+                            crop(preds[name][i]) * colour.AB_SCALE)
+        row.append(pred_rgb)
+      if len(rows) < samples:   # gray | model | mean colour | truth
+        rows.append(np.concatenate([row[1], row[0], row[2], true_rgb], axis=1))
+    seen += len(true_norm)
+  if seen == 0:
+    raise ValueError(f"no {split} records under {info.records_dir}")
+  results = {
+      "split": split,
+      "examples": seen,
+      "records_dir": info.records_dir,
+      "embedder_id": info.embedder_id,
+      "mean_colour_ab": [float(v) for v in mean_colour],
+      "ground_truth_colorfulness": float(np.mean(truth_cf)),
+      "predictors": {name: a.result() for name, a in acc.items()},
+  }
+  return results, np.concatenate(rows, axis=0)
+
+
+COLUMNS = (("mse", "MSE ab/128", "{:.5f}"), ("seed_accuracy", "seed 'acc'", "{:.4f}"),
+           ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("auc", "AuC", "{:.4f}"),
+           ("colorfulness", "colorfulness", "{:.2f}"))
+
+
+def format_table(results: dict) -> str:
+  """The readable table: one row per predictor, then the ground truth's colorfulness."""
+  header = f"{'':<12}" + "".join(f"{title:>14}" for _, title, _ in COLUMNS)
+  lines = [f"{results['split']} split, {results['examples']} images", header]
+  for name, row in results["predictors"].items():
+    cells = "".join(f"{(fmt.format(row[key]) if row[key] is not None else '-'):>14}"
+                    for key, _, fmt in COLUMNS)
+    lines.append(f"{name:<12}" + cells)
+  cf = f"{results['ground_truth_colorfulness']:.2f}"
+  lines.append(f"{'truth':<12}" + "".join(f"{'':>14}" for _ in COLUMNS[:-1]) + f"{cf:>14}")
+  return "\n".join(lines)
+
+
+def check_embedder(info: trainer_input.RecordsInfo, embedder: dict) -> None:
+  """Refuses records whose embedder is not the one the model was trained with."""
+  trained = embedder.get("identity")
+  if trained and trained != info.embedder_id:
+    raise trainer_input.RecordsMismatchError(
+        f"records under {info.records_dir} were embedded by {info.embedder_id!r}, but the model "
+        f"was trained on {trained!r}: its scores on them would mean nothing")
+
+
+def write_outputs(results: dict, grid: np.ndarray, out_dir: str) -> None:
+  artifacts.write_json(artifacts.join(out_dir, "metrics.json"), results)
+  artifacts.write_bytes(artifacts.join(out_dir, "samples.png"), images.encode_png(grid))
+
+
+def parse_args(argv) -> argparse.Namespace:
+  p = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__.split("\n")[2])
+  p.add_argument("--records_dir", required=True)
+  p.add_argument("--job_dir", required=True, help="The training job's directory (model_dir inside).")
+  p.add_argument("--split", default="test", choices=schema.SPLITS)
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--max_examples", type=int, help="Evaluate only the first N records.")
+  p.add_argument("--samples", type=int, default=6, help="Rows in samples.png.")
+  p.add_argument("--output_dir", help="Default: <job_dir>/evaluation/<split>.")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  model, embedder = artifacts.load_trained(args.job_dir)
+  info = trainer_input.check_records(args.records_dir)
+  check_embedder(info, embedder)
+  results, grid = evaluate(model, info, args.split, args.batch_size, args.max_examples,
+                           samples=args.samples)
+  results["model"] = artifacts.join(artifacts.model_dir(args.job_dir), artifacts.MODEL_FILENAME)
+  results["embedder"] = embedder
+  if embedder.get("random_weights"):
+    results["warning"] = "the embedder had random weights: these records' embeddings carry no semantics"
+  out_dir = args.output_dir or artifacts.join(args.job_dir, "evaluation", args.split)
+  write_outputs(results, grid, out_dir)
+  print(format_table(results))
+  if "warning" in results:
+    print("WARNING:", results["warning"])
+  print(f"wrote {out_dir}/metrics.json and samples.png")
+  return results
+
+
+if __name__ == "__main__":
+  main()

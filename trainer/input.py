@@ -1,0 +1,197 @@
+"""The tf.data reader that feeds the colorizer from the pipeline's sharded TFRecords.
+
+One dataset per split, built for throughput (the target is >= 2,000 examples/s per CPU core, so
+that a handful of cores can feed one GPU):
+  * shards are read in parallel (interleave) and, for training, in a shuffled order;
+  * the optional cache holds the serialized records (in memory or in a file), before shuffling,
+    so that every epoch still sees a fresh order;
+  * the shuffle buffer holds serialized records (~150 KiB each), not decoded floats;
+  * batching comes before parsing: `koala.schema.parse_batch` decodes a whole batch at once;
+  * prefetch overlaps the input with the training step.
+
+Elements are (inputs, target): inputs = {"l": L in [0, 100], "embedding": 1536-d}, the model's
+own input convention, and target = ab / 128 in [-1, 1], the seed's loss space.
+
+Before anything is read, `check_records` opens the first record of every shard of every split
+and refuses (RecordsMismatchError, naming the files) records whose schema version or embedder
+identity differs from the rest or from manifest.json: a model trained on embeddings from one
+embedder is useless with another, and the mix would otherwise train silently. Each batch is
+checked again in the graph, which costs a string comparison per batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import defaultdict
+
+import tensorflow as tf
+
+from koala import colour, schema
+
+DEFAULT_SHUFFLE_BUFFER = 1024
+METADATA = (schema.SOURCE_PATH, schema.ORIGINAL_HEIGHT, schema.ORIGINAL_WIDTH)
+GZIP_SUFFIX = ".gz"
+
+
+class RecordsMismatchError(ValueError):
+  """Records that must not be trained on together; the message names the files."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordsInfo:
+  """What check_records found: one schema version, one embedder identity, the shards per split."""
+  records_dir: str
+  schema_version: int
+  embedder_id: str
+  files: dict            # split -> sorted list of shard paths
+  manifest: dict | None  # manifest.json, when the directory has one
+
+  def count(self, split: str) -> int:
+    """Examples in a split: from the manifest when it has the count, else by reading the shards."""
+    written = ((self.manifest or {}).get("counts") or {}).get("written") or {}
+    if split in written:
+      return int(written[split])
+    return count_records(self.files.get(split, []))
+
+
+def list_shards(records_dir: str, split: str) -> list[str]:
+  return sorted(tf.io.gfile.glob(schema.shard_pattern(records_dir, split)))
+
+
+def _compression(files: list[str]) -> str:
+  kinds = {f.endswith(GZIP_SUFFIX) for f in files}
+  if len(kinds) > 1:
+    raise RecordsMismatchError(f"some shards are GZIP-compressed and some are not: {files}")
+  return "GZIP" if kinds == {True} else ""
+
+
+def first_record(path: str) -> schema.Record | None:
+  for serialized in tf.data.TFRecordDataset(path, compression_type=_compression([path])).take(1):
+    return schema.decode_example(serialized.numpy())
+  return None   # an empty shard (a runner may write one)
+
+
+def count_records(files: list[str]) -> int:
+  if not files:
+    return 0
+  ds = tf.data.TFRecordDataset(files, compression_type=_compression(files))
+  return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+def read_manifest(records_dir: str) -> dict | None:
+  path = f"{records_dir.rstrip('/')}/{schema.MANIFEST}"
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path, "r") as f:
+    return json.load(f)
+
+
+def _describe(groups: dict, what: str) -> str:
+  lines = [f"records disagree on {what}:"]
+  for value, files in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+    shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+    lines.append(f"  {value!r}: {len(files)} file(s): {shown}")
+  return "\n".join(lines)
+
+
+def check_records(records_dir: str, splits=schema.SPLITS) -> RecordsInfo:
+  """Opens the first record of every shard; refuses mixed schema versions or embedders."""
+  files = {split: list_shards(records_dir, split) for split in splits}
+  if not any(files.values()):
+    raise FileNotFoundError(f"no records match {schema.shard_pattern(records_dir, '<split>')} "
+                            f"for splits {list(splits)}; run pipeline.run first")
+  versions, embedders = defaultdict(list), defaultdict(list)
+  for split_files in files.values():
+    for path in split_files:
+      record = first_record(path)
+      if record is not None:
+        versions[record.schema_version].append(path)
+        embedders[record.embedder_id].append(path)
+  manifest = read_manifest(records_dir)
+  if manifest is not None:
+    versions[manifest.get("schema_version")].append(f"{records_dir}/{schema.MANIFEST}")
+    identity = (manifest.get("embedder") or {}).get("identity")
+    for ident in identity if isinstance(identity, list) else [identity]:
+      embedders[ident].append(f"{records_dir}/{schema.MANIFEST}")
+  if len(versions) > 1:
+    raise RecordsMismatchError(_describe(versions, "the schema version"))
+  if len(embedders) > 1:
+    raise RecordsMismatchError(_describe(embedders, "the embedder identity") + (
+        "\nA model learns one embedder's features; re-run the pipeline with one embedder."))
+  if not versions:
+    raise FileNotFoundError(f"every shard under {records_dir} is empty")
+  (version,), (embedder_id,) = versions, embedders
+  if version != schema.SCHEMA_VERSION:
+    raise RecordsMismatchError(
+        f"records under {records_dir} have schema version {version}; this trainer reads "
+        f"version {schema.SCHEMA_VERSION}: re-run the pipeline with this code")
+  return RecordsInfo(records_dir, version, embedder_id, files, manifest)
+
+
+def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: bool):
+  """A batch of serialized examples -> ({"l", "embedding"}, ab / 128[, metadata]), checked."""
+  parsed = schema.parse_batch(serialized)
+  checks = [
+      tf.debugging.assert_equal(parsed[schema.VERSION], tf.constant(schema.SCHEMA_VERSION, tf.int64),
+                                message="a record has another schema version"),
+      tf.debugging.assert_equal(parsed[schema.EMBEDDER_ID], tf.constant(embedder_id),
+                                message=f"a record's embedder is not {embedder_id}"),
+  ]
+  with tf.control_dependencies(checks):
+    l, ab = tf.identity(parsed[schema.L]), parsed[schema.AB] / colour.AB_SCALE
+  if image_size != schema.IMAGE_SIZE:
+    # Area averaging, as the pipeline shrinks images: no moire from screentone.
+    l = tf.image.resize(l, (image_size, image_size), method="area")
+    ab = tf.image.resize(ab, (image_size, image_size), method="area")
+  inputs = {"l": l, "embedding": parsed[schema.EMBEDDING]}
+  if with_metadata:
+    return inputs, ab, {k: parsed[k] for k in METADATA}
+  return inputs, ab
+
+
+def make_dataset(info: RecordsInfo, split: str, batch_size: int, *, training: bool,
+                 shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, cache: bool | str = False,
+                 seed: int | None = None, image_size: int = schema.IMAGE_SIZE,
+                 repeat: bool | None = None, drop_remainder: bool | None = None,
+                 with_metadata: bool = False) -> tf.data.Dataset:
+  """One split as (inputs, target) batches.
+
+  training=True shuffles shards and records, repeats forever and drops the last partial batch
+  (so every step has the same shape); training=False reads in order, once, keeping every record.
+  cache: False, True (memory) or a file path prefix. image_size < 224 averages L and ab down
+  (for quick experiments and tests; the model must be built with the same image_size).
+  with_metadata adds a third element: source path and original height and width (evaluation).
+  """
+  files = info.files.get(split) or []
+  if not files:
+    raise FileNotFoundError(f"no {split} records under {info.records_dir}")
+  repeat = training if repeat is None else repeat
+  drop_remainder = training if drop_remainder is None else drop_remainder
+  compression = _compression(files)
+
+  ds = tf.data.Dataset.from_tensor_slices(files)
+  if training:
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+  ds = ds.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+                     cycle_length=min(len(files), 16), block_length=1,
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+  if cache:
+    ds = ds.cache("" if cache is True else str(cache))
+  if training and shuffle_buffer > 1:
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  if repeat:
+    ds = ds.repeat()
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  ds = ds.map(lambda s: _to_model_io(s, info.embedder_id, image_size, with_metadata),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(info: RecordsInfo, split: str, batch_size: int, *, training: bool) -> int:
+  """Steps that cover a split once: whole batches when training (the last partial one is dropped)."""
+  n = info.count(split)
+  steps = n // batch_size if training else math.ceil(n / batch_size)
+  if steps < 1:
+    raise ValueError(f"the {split} split has {n} examples, fewer than one batch of {batch_size}")
+  return steps
