@@ -46,9 +46,15 @@ def psnr(rgb_true: np.ndarray, rgb_pred: np.ndarray) -> float:
   return float("inf") if err == 0 else float(10.0 * np.log10(PIXEL_MAX ** 2 / err))
 
 
+SSIM_WINDOW = 11
+
+
 def ssim(rgb_true: np.ndarray, rgb_pred: np.ndarray) -> float:
-  """One image pair, uint8 sRGB (H, W, 3): mean SSIM over pixels and channels."""
+  """One image pair, uint8 sRGB (H, W, 3): mean SSIM over pixels and channels; NaN for an image
+  narrower than the window (a sliver of a letterboxed square), which averages leave out."""
   from skimage.metrics import structural_similarity
+  if min(np.shape(rgb_true)[:2]) < SSIM_WINDOW:
+    return float("nan")
   return float(structural_similarity(
       np.asarray(rgb_true), np.asarray(rgb_pred), data_range=PIXEL_MAX, channel_axis=-1,
       gaussian_weights=True, sigma=SSIM_SIGMA, use_sample_covariance=False))
@@ -76,6 +82,11 @@ def colorfulness(rgb: np.ndarray) -> float:
   rg, yb = r - g, 0.5 * (r + g) - b
   return float(np.sqrt(rg.std() ** 2 + yb.std() ** 2)
                + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+
+
+def _nanmean(values: list) -> float | None:
+  finite = [v for v in values if not np.isnan(v)]
+  return float(np.mean(finite)) if finite else None
 
 
 class Accumulator:
@@ -113,7 +124,7 @@ class Accumulator:
         "mse": self.sq_err_sum / max(self.ab_values, 1),
         "seed_accuracy": self.matches / max(self.pixels, 1),
         "psnr": float(np.mean(self.per_image["psnr"])) if self.per_image["psnr"] else None,
-        "ssim": float(np.mean(self.per_image["ssim"])) if self.per_image["ssim"] else None,
+        "ssim": _nanmean(self.per_image["ssim"]),
         "auc": float(np.mean(self.auc_counts / max(self.auc_pixels, 1))),
         "colorfulness": (float(np.mean(self.per_image["colorfulness"]))
                          if self.per_image["colorfulness"] else None),
