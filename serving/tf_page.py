@@ -1,0 +1,229 @@
+"""One page's way through the SavedModel, as TensorFlow ops: bytes -> gray -> model inputs, and
+predicted ab -> coloured PNG at the page's own resolution.
+
+Why TF ops and not Pillow/OpenCV: TF Serving runs a SavedModel with no Python, so decoding,
+resizing, colour conversion and PNG encoding must all be graph ops. Each step mirrors the
+NumPy path that made the training records (`koala.images`, `pipeline.preprocess`), and
+tests/test_export_ops.py holds them equal:
+
+  * decode: PNG, JPEG, WebP, BMP and GIF natively (`tf.io.decode_image`); gray or colour; alpha
+    is composited on white paper. The pixel cap is checked on the header's dimensions BEFORE
+    decoding, so a 60000 x 60000 "bomb" is refused without allocating it.
+  * gray: a gray page stays as it is; a colour page becomes the neutral gray of its own L
+    (`koala.colour_tf`), as the pipeline shows the embedder.
+  * letterbox: `koala.images.letterbox_box`'s formula, area resampling when shrinking
+    (no moire from screentone), bilinear when enlarging, white padding, uint8 rounding as
+    OpenCV does.
+  * output: ab is cut out of the letterbox, bilinear-upsampled to the page, clamped, and put on
+    the page's own L at full resolution, so line art and lettering stay crisp.
+
+Speed: an A4 page at 200 dpi has 3.9 Mpx, and TensorFlow runs one op at a time over whole
+tensors, so a float LAB -> sRGB chain (about 25 ops) costs more than the network. The page's L
+takes only 256 values (it comes from a uint8 gray), so LAB -> sRGB is one gather from a table
+indexed by (gray, round(a), round(b)), computed once at export by `koala.colour_tf.lab_to_rgb`.
+Rounding ab to whole units is the precision the training records store ab at anyway.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from koala import colour, colour_tf
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+AB_OFFSET = 128          # table index of ab = round(ab) + AB_OFFSET
+TABLE_SIDE = 256
+
+
+def _u8(data, pos: int, n: int) -> tf.Tensor:
+  """n header bytes at pos as int64 (raises InvalidArgument if the data is shorter)."""
+  return tf.cast(tf.io.decode_raw(tf.strings.substr(data, pos, n), tf.uint8), tf.int64)
+
+
+def _le(data, pos: int, n: int) -> tf.Tensor:
+  b = _u8(data, pos, n)
+  return tf.reduce_sum(b * tf.constant([256 ** i for i in range(n)], tf.int64))
+
+
+def _be(data, pos: int, n: int) -> tf.Tensor:
+  b = _u8(data, pos, n)
+  return tf.reduce_sum(b * tf.constant([256 ** (n - 1 - i) for i in range(n)], tf.int64))
+
+
+def _signed32(v: tf.Tensor) -> tf.Tensor:
+  return tf.where(v >= 2 ** 31, v - 2 ** 32, v)
+
+
+def _webp_hw(data) -> tf.Tensor:
+  chunk = tf.strings.substr(data, 12, 4)
+
+  def vp8():    # lossy: 14-bit width and height at 26 and 28
+    return tf.stack([_le(data, 28, 2) % 16384, _le(data, 26, 2) % 16384])
+
+  def vp8l():   # lossless: 14 bits each, minus one, after the signature byte at 20
+    bits = _le(data, 21, 4)
+    return tf.stack([(bits // 16384) % 16384 + 1, bits % 16384 + 1])
+
+  def vp8x():   # extended: 24-bit canvas size minus one at 24 and 27
+    return tf.stack([_le(data, 27, 3) + 1, _le(data, 24, 3) + 1])
+
+  return tf.case([(tf.equal(chunk, "VP8 "), vp8), (tf.equal(chunk, "VP8L"), vp8l),
+                  (tf.equal(chunk, "VP8X"), vp8x)],
+                 default=lambda: tf.constant([-1, -1], tf.int64))
+
+
+def header_hw(data: tf.Tensor) -> tf.Tensor:
+  """(height, width) int64 read from the file header alone; (-1, -1) for an unknown format."""
+  data = tf.convert_to_tensor(data, tf.string)
+  head = tf.strings.substr(data, 0, 8)
+  is_png = tf.equal(head, PNG_SIGNATURE)
+  is_jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
+  is_bmp = tf.equal(tf.strings.substr(data, 0, 2), b"BM")
+  is_gif = tf.equal(tf.strings.substr(data, 0, 4), b"GIF8")
+  is_webp = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
+                           tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))
+  return tf.case([
+      (is_png, lambda: tf.stack([_be(data, 20, 4), _be(data, 16, 4)])),
+      (is_jpeg, lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)),
+      (is_bmp, lambda: tf.abs(tf.stack([_signed32(_le(data, 22, 4)),
+                                        _signed32(_le(data, 18, 4))]))),
+      (is_gif, lambda: tf.stack([_le(data, 8, 2), _le(data, 6, 2)])),
+      (is_webp, lambda: _webp_hw(data)),
+  ], default=lambda: tf.constant([-1, -1], tf.int64), exclusive=False)
+
+
+def check_header(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
+  """Fails with InvalidArgument (HTTP 400 in TF Serving) for non-images and pixel bombs."""
+  hw = header_hw(data)
+  known = tf.debugging.Assert(
+      tf.reduce_all(hw > 0),
+      ["Not a supported image (PNG, JPEG, WebP, BMP or GIF expected); header dimensions:", hw])
+  with tf.control_dependencies([known]):
+    pixels = hw[0] * hw[1]
+    capped = tf.debugging.Assert(
+        pixels <= max_pixels,
+        ["Image too large: height, width =", hw, "pixels =", pixels, "above the cap of",
+         tf.constant(max_pixels, tf.int64), "pixels"])
+  with tf.control_dependencies([capped]):
+    return tf.identity(hw)
+
+
+def composite_on_white(color: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+  """uint8 colour (H, W, C) over white paper with uint8 alpha (H, W, 1) -> uint8 (H, W, C)."""
+  a = tf.cast(alpha, tf.float32) / 255.0
+  out = tf.cast(color, tf.float32) * a + 255.0 * (1.0 - a)
+  return tf.cast(tf.round(out), tf.uint8)
+
+
+def rgb_to_gray_u8(rgb: tf.Tensor) -> tf.Tensor:
+  """uint8 (H, W, 3) -> uint8 (H, W): the neutral gray of the image's own L.
+
+  A gray page stored as RGB (R = G = B, as scans often are) is taken as it is, which is exact
+  and skips the float colour maths on millions of pixels.
+  """
+  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+  is_gray = tf.reduce_all(tf.logical_and(tf.equal(r, g), tf.equal(g, b)))
+  return tf.cond(is_gray, lambda: r,
+                 lambda: colour_tf.to_uint8(colour_tf.l_to_neutral_gray(colour_tf.rgb_to_l(rgb))))
+
+
+def decode_gray(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
+  """Image file bytes -> uint8 gray (H, W); InvalidArgument for bad, truncated or huge files."""
+  hw = check_header(data, max_pixels)
+  with tf.control_dependencies([hw]):
+    img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+  channels = tf.shape(img)[-1]
+  branches = [
+      lambda: img[..., 0],
+      lambda: composite_on_white(img[..., :1], img[..., 1:2])[..., 0],
+      lambda: rgb_to_gray_u8(img[..., :3]),
+      lambda: rgb_to_gray_u8(composite_on_white(img[..., :3], img[..., 3:4])),
+  ]
+  gray = tf.switch_case(tf.clip_by_value(channels - 1, 0, 3), branches)
+  gray.set_shape([None, None])
+  return gray
+
+
+def letterbox_box(height: tf.Tensor, width: tf.Tensor, size: int):
+  """`koala.images.letterbox_box` in TF: (top, left, h, w) int32 (float64 maths, half-to-even
+  rounding, exactly as Python's round())."""
+  h = tf.cast(height, tf.float64)
+  w = tf.cast(width, tf.float64)
+  scale = size / tf.maximum(h, w)
+  one, side = tf.constant(1.0, tf.float64), tf.constant(size, tf.float64)
+  bh = tf.cast(tf.minimum(side, tf.maximum(one, tf.round(h * scale))), tf.int32)
+  bw = tf.cast(tf.minimum(side, tf.maximum(one, tf.round(w * scale))), tf.int32)
+  return (size - bh) // 2, (size - bw) // 2, bh, bw
+
+
+def resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+  """float (H, W, C) -> (height, width, C): area when shrinking (no moire), bilinear when
+  enlarging; `koala.images.resize`'s rule."""
+  shape = tf.shape(image)
+  shrinking = height * width < shape[0] * shape[1]
+  size = tf.stack([height, width])
+  return tf.cond(shrinking,
+                 lambda: tf.image.resize(image, size, method="area"),
+                 lambda: tf.image.resize(image, size, method="bilinear"))
+
+
+def letterbox_u8(gray: tf.Tensor, size: int) -> tf.Tensor:
+  """uint8 gray (H, W) -> uint8 (size, size): fit, keep aspect, centre on white; like
+  `koala.images.letterbox` (OpenCV rounds its uint8 output, and so do we)."""
+  shape = tf.shape(gray)
+  top, left, bh, bw = letterbox_box(shape[0], shape[1], size)
+  scaled = resize(tf.cast(gray, tf.float32)[..., None], bh, bw)[..., 0]
+  scaled = tf.clip_by_value(tf.round(scaled), 0.0, 255.0)
+  padded = tf.pad(scaled, [[top, size - bh - top], [left, size - bw - left]],
+                  constant_values=255.0)
+  padded.set_shape([size, size])
+  return tf.cast(padded, tf.uint8)
+
+
+def gray_l_table() -> np.ndarray:
+  """(256,) float32: L of each sRGB gray level, from `koala.colour` itself."""
+  return colour.gray_to_l(np.arange(256, dtype=np.uint8))
+
+
+def gray_to_l(gray_u8: tf.Tensor) -> tf.Tensor:
+  """uint8 gray -> L in [0, 100] float32, by a 256-entry table (exact for 8-bit input)."""
+  return tf.gather(tf.constant(gray_l_table()), tf.cast(gray_u8, tf.int32))
+
+
+@functools.lru_cache(maxsize=1)
+def lab_rgb_table(levels_per_chunk: int = 32) -> np.ndarray:
+  """(256**3, 3) uint8: sRGB of LAB(L(gray), a, b) for every gray level and whole a, b in
+  [-128, 127], by `koala.colour_tf.lab_to_rgb` (ab clamped, RGB clipped, as `koala.colour`)."""
+  ab = tf.range(TABLE_SIDE, dtype=tf.float32) - AB_OFFSET
+  a, b = tf.meshgrid(ab, ab, indexing="ij")
+  a, b = tf.reshape(a, (1, -1)), tf.reshape(b, (1, -1))
+
+  @tf.function
+  def chunk(l):   # a few gray levels at a time keeps the temporaries small
+    lab = tf.stack([tf.broadcast_to(l[:, None], (tf.shape(l)[0], TABLE_SIDE ** 2)),
+                    tf.broadcast_to(a, (tf.shape(l)[0], TABLE_SIDE ** 2)),
+                    tf.broadcast_to(b, (tf.shape(l)[0], TABLE_SIDE ** 2))], axis=-1)
+    return tf.reshape(colour_tf.to_uint8(colour_tf.lab_to_rgb(lab)), (-1, 3))
+
+  l = gray_l_table()
+  return np.concatenate([chunk(tf.constant(l[i:i + levels_per_chunk])).numpy()
+                         for i in range(0, TABLE_SIDE, levels_per_chunk)])
+
+
+def colour_page(gray_u8: tf.Tensor, ab_square: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
+  """gray (H, W) uint8 + the model's letterboxed ab (S, S, 2) in LAB units -> uint8 RGB (H, W, 3).
+
+  ab is cut out of the letterbox, bilinear-upsampled to (H, W), clamped and rounded; the page's
+  own gray gives L at full resolution.
+  """
+  shape = tf.shape(gray_u8)
+  size = ab_square.shape[0]
+  top, left, bh, bw = letterbox_box(shape[0], shape[1], size)
+  ab = ab_square[top:top + bh, left:left + bw]
+  ab = tf.image.resize(ab, shape[:2], method="bilinear")
+  ab = tf.clip_by_value(tf.round(colour_tf.clamp_ab(ab)) + AB_OFFSET, 0.0, TABLE_SIDE - 1.0)
+  ab = tf.cast(ab, tf.int32)
+  index = (tf.cast(gray_u8, tf.int32) * TABLE_SIDE + ab[..., 0]) * TABLE_SIDE + ab[..., 1]
+  return tf.gather(table, index)

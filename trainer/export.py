@@ -1,0 +1,214 @@
+"""Export a trained colorizer as a TF Serving SavedModel that carries the whole page path.
+
+  python -m trainer.export --job_dir=DIR --export_dir=models/koala [--version=N]
+
+writes TF Serving's layout, models/koala/<version>/saved_model.pb + variables/ (+ assets.extra/
+koala_export.json, provenance that TF Serving ignores). Version N defaults to one above the
+highest already there, so exporting again rolls a running server forward. The version folder
+is written under a temporary name and renamed, so a server polling the folder never loads a
+half-written model.
+
+Signatures:
+  serving_default   image_bytes string [None] -> png_bytes string [None]. Image file bytes in
+                    (PNG, JPEG, WebP, BMP, GIF; gray or colour; alpha on white), the coloured
+                    page out as PNG at the input's own size. The `_bytes` suffixes make TF
+                    Serving's REST API carry both as {"b64": ...}.
+  colorize_tensors  l float32 [None, S, S, 1] (LAB L, 0..100) + embedding float32 [None, 1536]
+                    -> ab float32 [None, S, S, 2] (LAB units, clamped), for users with their own
+                    pre- and post-processing.
+
+Why the embedder is inside: the colorizer needs the Inception-ResNet-v2 embedding of the very
+page it colours, and TF Serving runs one SavedModel per request. The export rebuilds exactly the
+embedder that made the training records (embedder.json: name, weights, seed) and refuses to
+export if its identity (which fingerprints the weights) differs. Keras embedders and TF-Hub /
+SavedModel embedders (`hub:<path>`) both work; TF-Hub modules are loaded with
+`tf.saved_model.load`, because `tensorflow_hub.KerasLayer` does not work with Keras 3.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+import tensorflow as tf
+
+from koala import embedder as embedder_lib
+from koala import images, schema
+from serving import tf_page
+from trainer import artifacts, model as model_lib
+
+SERVING_DEFAULT = "serving_default"
+COLORIZE_TENSORS = "colorize_tensors"
+IMAGE_BYTES = "image_bytes"
+PNG_BYTES = "png_bytes"
+DEFAULT_PNG_COMPRESSION = 1     # zlib level: 1 is ~3x faster than 6 on a page, ~same size
+EXPORT_INFO = "koala_export.json"
+
+_LOG = logging.getLogger(__name__)
+
+
+class ExportError(RuntimeError):
+  """The export cannot be made; the message says why and what to do."""
+
+
+class _Embed(tf.Module):
+  """The embedder as a callable on (N, 299, 299, 3) float32 gray in [0, 1] -> (N, 1536)."""
+
+  def __init__(self, keras_model=None, hub_module=None):
+    super().__init__(name="embedder")
+    self.keras_model = keras_model
+    self.hub_module = hub_module
+
+  def __call__(self, unit):
+    if self.keras_model is not None:
+      return self.keras_model(unit * 2.0 - 1.0, training=False)
+    out = self.hub_module(unit)
+    if isinstance(out, dict):
+      out = next(iter(out.values()))
+    return out
+
+
+def rebuild_embedder(info: dict) -> _Embed:
+  """The embedder named in embedder.json, checked against the identity recorded there."""
+  name = info.get("name", embedder_lib.KERAS_NAME)
+  if name.startswith(embedder_lib.HUB_PREFIX):
+    handle = name[len(embedder_lib.HUB_PREFIX):]
+    try:
+      module = tf.saved_model.load(handle)
+    except Exception as e:
+      raise ExportError(f"could not load the hub embedder {handle!r}: {e}") from None
+    fingerprint = embedder_lib.weights_fingerprint(v.numpy() for v in module.variables)
+    identity = f"hub:{handle}:{fingerprint}"
+    if not callable(module):
+      module = module.signatures["serving_default"]
+    embed = _Embed(hub_module=module)
+  else:
+    seed = info.get("embedder_seed")
+    seed = embedder_lib.DEFAULT_SEED if seed is None else int(seed)
+    try:
+      loaded = embedder_lib.load_embedder(name, info.get("weights", embedder_lib.IMAGENET), seed)
+    except embedder_lib.EmbedderError as e:
+      raise ExportError(str(e)) from None
+    identity = loaded.identity
+    embed = _Embed(keras_model=loaded.keras_model)
+  expected = info.get("identity")
+  if expected and expected != identity:
+    raise ExportError(
+        f"the embedder rebuilt for export ({identity}) is not the one that made the training "
+        f"records ({expected}); pass the same weights file or seed the records were made with")
+  return embed, identity
+
+
+class KoalaServing(tf.Module):
+  """What the SavedModel holds: colorizer, embedder, the LAB -> sRGB table, and the two
+  signatures. One page at a time inside tf.map_fn, because pages differ in size."""
+
+  def __init__(self, colorizer, embed: _Embed, *, max_pixels: int, png_compression: int):
+    super().__init__(name="koala")
+    self.colorizer = colorizer
+    self.embed = embed
+    self.size = _colorizer_size(colorizer)
+    self.max_pixels = int(max_pixels)
+    self.png_compression = int(png_compression)
+    self.rgb_table = tf.Variable(tf_page.lab_rgb_table(), trainable=False, name="lab_rgb_table")
+
+  def _ab(self, l, embedding):
+    ab = self.colorizer({model_lib.L_INPUT: l, model_lib.EMBEDDING_INPUT: embedding},
+                        training=False)
+    return tf.clip_by_value(tf.cast(ab, tf.float32) * 128.0, -127.0, 127.0)
+
+  def _page(self, data):
+    gray = tf_page.decode_gray(data, self.max_pixels)
+    l = tf_page.gray_to_l(tf_page.letterbox_u8(gray, self.size))
+    unit = tf.cast(tf_page.letterbox_u8(gray, schema.EMBEDDER_SIZE), tf.float32) / 255.0
+    embedding = self.embed(tf.tile(unit[None, :, :, None], [1, 1, 1, 3]))
+    ab = self._ab(l[None, :, :, None], embedding)[0]
+    rgb = tf_page.colour_page(gray, ab, self.rgb_table)
+    return tf.io.encode_png(rgb, compression=self.png_compression)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)])
+  def serve(self, image_bytes):
+    pngs = tf.map_fn(self._page, image_bytes,
+                     fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=4)
+    return {PNG_BYTES: pngs}
+
+  def tensor_signature(self):
+    spec = [tf.TensorSpec([None, self.size, self.size, 1], tf.float32, name="l"),
+            tf.TensorSpec([None, schema.EMBEDDING_DIM], tf.float32, name="embedding")]
+    return tf.function(lambda l, embedding: {"ab": self._ab(l, embedding)},
+                       input_signature=spec)
+
+
+def _colorizer_size(colorizer) -> int:
+  inputs = colorizer.input if isinstance(colorizer.input, dict) else None
+  shape = (inputs[model_lib.L_INPUT] if inputs else colorizer.inputs[0]).shape
+  if shape[1] != shape[2]:
+    raise ExportError(f"the colorizer's L input must be square, got {shape}")
+  return int(shape[1])
+
+
+def next_version(export_dir: str) -> int:
+  """One above the highest numeric version folder (TF Serving's convention), or 1."""
+  if not tf.io.gfile.isdir(export_dir):
+    return 1
+  versions = [int(n.strip("/")) for n in tf.io.gfile.listdir(export_dir) if n.strip("/").isdigit()]
+  return max(versions, default=0) + 1
+
+
+def export(job_dir: str, export_dir: str, version: int | None = None, *,
+           max_pixels: int = images.DEFAULT_MAX_PIXELS,
+           png_compression: int = DEFAULT_PNG_COMPRESSION) -> str:
+  """Writes <export_dir>/<version>/ and returns its path."""
+  started = time.time()
+  colorizer, info = artifacts.load_trained(job_dir)
+  embed, identity = rebuild_embedder(info)
+  version = next_version(export_dir) if version is None else int(version)
+  if version < 1:
+    raise ExportError(f"--version must be a positive integer, got {version}")
+  final = artifacts.join(export_dir, str(version))
+  if tf.io.gfile.exists(final):
+    raise ExportError(f"{final} exists already; TF Serving versions are immutable, pick another "
+                      "--version or leave it out to take the next one")
+  module = KoalaServing(colorizer, embed, max_pixels=max_pixels, png_compression=png_compression)
+  signatures = {SERVING_DEFAULT: module.serve, COLORIZE_TENSORS: module.tensor_signature()}
+  local = "://" not in export_dir
+  target = artifacts.join(export_dir, f".tmp-{version}-{os.getpid()}") if local else final
+  tf.io.gfile.makedirs(export_dir)
+  tf.saved_model.save(module, target, signatures=signatures)
+  artifacts.write_json(artifacts.join(target, "assets.extra", EXPORT_INFO), {
+      "embedder": info, "embedder_identity": identity, "colorizer_size": module.size,
+      "max_pixels": module.max_pixels, "png_compression": module.png_compression,
+      "job_dir": job_dir, "signatures": sorted(signatures)})
+  if local:
+    os.rename(target, final)
+  _LOG.info("exported %s in %.1f s", final, time.time() - started)
+  return final
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--job_dir", required=True, help="the training job's directory (local or gs://)")
+  p.add_argument("--export_dir", required=True, help="TF Serving's model base path, e.g. models/koala")
+  p.add_argument("--version", type=int, default=None, help="default: one above the highest there")
+  p.add_argument("--max_pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
+                 help="pages with more pixels are refused with a clear error (default %(default)s)")
+  p.add_argument("--png_compression", type=int, default=DEFAULT_PNG_COMPRESSION, choices=range(-1, 10),
+                 help="zlib level of the output PNG, -1 = zlib's default (default %(default)s)")
+  args = p.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+  try:
+    path = export(args.job_dir, args.export_dir, args.version, max_pixels=args.max_pixels,
+                  png_compression=args.png_compression)
+  except (ExportError, FileNotFoundError) as e:
+    print(f"export failed: {e}", file=sys.stderr)
+    return 2
+  print(path)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
