@@ -166,11 +166,13 @@ def _train(config: TrainConfig):
   previous = [e["val_loss"] for e in callbacks.read_history(history_cb.path) if "val_loss" in e]
   if previous:
     best.best = min(previous)   # a resumed run keeps the best checkpoint of the killed one
+  # Order matters at the end of an epoch: the history and the best model are written before
+  # the backup, so a kill between them only makes the resumed run redo (and rewrite) that epoch.
   cbs = [
+      history_cb,
+      best,
       keras.callbacks.BackupAndRestore(artifacts.join(ckpt_dir, "backup"), save_freq="epoch",
                                        delete_checkpoint=False),
-      best,
-      history_cb,
   ]
   if callbacks.tensorboard_available():
     cbs += [keras.callbacks.TensorBoard(tb_dir, write_graph=False, update_freq="epoch"),

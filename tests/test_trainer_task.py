@@ -1,0 +1,134 @@
+"""trainer.task end to end on CPU: real Keras training on a learnable synthetic task, the job
+directory's outputs, evaluation against the baselines, and a non-local job directory."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from koala import schema
+from tests import trainer_records
+from trainer import artifacts, evaluate, presets, task
+from trainer import input as trainer_input
+
+SMALL = dict(width=0.25, image_size=56)   # a narrow model at 56 x 56: ~80 ms a step on 2 cores
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("records"))
+  trainer_records.write_records(out, {"train": 192, "val": 24, "test": 16}, shards=4)
+  return out
+
+
+@pytest.fixture(scope="module")
+def trained(records, tmp_path_factory):
+  job = str(tmp_path_factory.mktemp("job"))
+  config = task.TrainConfig(records_dir=records, job_dir=job, learning_rate=3e-3, epochs=3,
+                            batch_size=8, steps_per_epoch=80, seed=1, **SMALL)
+  model, history = task.train(config)
+  return job, model, history
+
+
+def gray_val_mse(records, image_size):
+  info = trainer_input.check_records(records)
+  targets = [t.numpy() for _, t in trainer_input.make_dataset(info, "val", 8, training=False,
+                                                               image_size=image_size)]
+  return float(np.mean(np.concatenate(targets) ** 2))
+
+
+def test_training_beats_the_gray_baseline_clearly(records, trained):
+  """240 Adam steps; the colour of each shape follows from its gray level, which a colorizer
+  can learn, while the gray baseline (ab = 0) scores the mean square of the target."""
+  _, _, history = trained
+  gray = gray_val_mse(records, SMALL["image_size"])
+  assert len(history["val_loss"]) == 3
+  assert history["val_loss"][-1] < 0.5 * gray, (history["val_loss"], gray)
+  assert history["val_loss"][-1] < history["val_loss"][0]
+  assert history["val_accuracy"][-1] > 0.5   # the seed's "accuracy" is logged too
+
+
+def event_tags(folder):
+  tags = set()
+  for path in tf.io.gfile.glob(f"{folder}/**/events.out.tfevents.*") + tf.io.gfile.glob(
+      f"{folder}/events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(v.tag for v in event.summary.value)
+  return tags
+
+
+def test_job_dir_holds_history_curves_checkpoints_logs_and_the_model(records, trained):
+  job, model, history = trained
+  doc = json.loads(artifacts.read_text(f"{job}/history.json"))
+  assert [e["epoch"] for e in doc["epochs"]] == [0, 1, 2]
+  assert doc["config"]["steps_per_epoch"] == 80 and doc["config"]["preset"] == presets.DEFAULT
+  assert open(f"{job}/training_curves.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  assert tf.io.gfile.exists(f"{job}/checkpoints/best.keras")
+  assert tf.io.gfile.exists(f"{job}/checkpoints/backup/training_metadata.json")
+  pytest.importorskip("tensorboard")
+  assert "epoch_loss" in event_tags(f"{job}/logs/validation")
+  assert any("prediction" in t for t in event_tags(f"{job}/logs/samples"))
+
+  loaded, info = artifacts.load_trained(job)
+  with open(f"{records}/{schema.MANIFEST}") as f:
+    assert info == artifacts.embedder_info(json.load(f))
+  assert int(loaded.optimizer.iterations.numpy()) == 3 * 80
+  x = {"l": np.full((1, 56, 56, 1), 60.0, np.float32), "embedding": np.zeros((1, 1536), np.float32)}
+  np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_evaluate_reports_model_and_baselines(records, trained, capsys):
+  job, _, _ = trained
+  results = evaluate.main([f"--records_dir={records}", f"--job_dir={job}", "--samples=3"])
+  rows = results["predictors"]
+  assert set(rows) == {"model", "gray", "mean_colour"} and results["examples"] == 16
+  assert rows["model"]["mse"] < rows["gray"]["mse"] and rows["model"]["mse"] < rows["mean_colour"]["mse"]
+  assert rows["model"]["auc"] > rows["gray"]["auc"]
+  assert rows["gray"]["colorfulness"] == pytest.approx(0.0, abs=1e-6)
+  assert results["ground_truth_colorfulness"] > rows["mean_colour"]["colorfulness"]
+  on_disk = json.loads(artifacts.read_text(f"{job}/evaluation/test/metrics.json"))
+  assert on_disk["predictors"]["model"]["mse"] == pytest.approx(rows["model"]["mse"])
+  grid = tf.io.decode_png(tf.io.read_file(f"{job}/evaluation/test/samples.png")).numpy()
+  assert grid.shape == (3 * 224, 4 * 224, 3)
+  out = capsys.readouterr().out
+  assert "mean_colour" in out and "AuC" in out and "random weights" in out
+
+
+def test_evaluate_refuses_records_of_another_embedder(trained, tmp_path):
+  job, _, _ = trained
+  other = str(tmp_path / "other")
+  trainer_records.write_records(other, {"test": 2}, shards=1, embedder_id="hub:x:1")
+  with pytest.raises(trainer_input.RecordsMismatchError, match="trained on"):
+    evaluate.main([f"--records_dir={other}", f"--job_dir={job}"])
+
+
+def test_flags_override_the_preset():
+  args = task.parse_args(["--records_dir=r", "--job_dir=j", "--preset=Koala_0005_100", "--epochs=3"])
+  config = task.config_from_args(args)
+  assert (config.learning_rate, config.epochs, config.batch_size) == (0.0005, 3, 32)
+  config = task.config_from_args(task.parse_args(["--records_dir=r", "--job_dir=j"]))
+  assert (config.preset, config.learning_rate, config.epochs) == ("Koala_00001_20", 1e-5, 20)
+  assert len(presets.PRESETS) == 5
+
+
+def test_cli_on_a_remote_job_dir_with_vertex_dirs_mirrored_and_mixed_precision(records, monkeypatch):
+  """tf.io.gfile's in-memory ram:// filesystem stands in for gs://: nothing may assume a local
+  path. Vertex's AIP_* directories replace the job directory's defaults."""
+  job = "ram://koala-task-test/job"
+  monkeypatch.setenv("AIP_MODEL_DIR", "ram://koala-task-test/vertex/model/")
+  monkeypatch.setenv("AIP_CHECKPOINT_DIR", "ram://koala-task-test/vertex/ckpt")
+  monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", "ram://koala-task-test/vertex/tb")
+  task.main([f"--records_dir={records}", f"--job_dir={job}", "--epochs=1", "--steps_per_epoch=2",
+             "--validation_steps=1", "--batch_size=4", "--width=0.0625", "--image_size=32",
+             "--distribute=mirrored", "--mixed_precision=bfloat16", "--verbose=0"])
+  assert keras.mixed_precision.global_policy().name == "float32"   # restored afterwards
+  for path in ("ram://koala-task-test/vertex/model/colorizer.keras",
+               "ram://koala-task-test/vertex/model/embedder.json",
+               "ram://koala-task-test/vertex/ckpt/backup/training_metadata.json",
+               f"{job}/history.json", f"{job}/training_curves.png"):
+    assert tf.io.gfile.exists(path), path
+  assert not tf.io.gfile.exists(f"{job}/model")
+  model, _ = artifacts.load_trained(job)
+  assert model.get_layer("ab").dtype_policy.compute_dtype == "float32"
+  assert model.get_layer("encoder_0").dtype_policy.name == "mixed_bfloat16"
