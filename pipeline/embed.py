@@ -22,7 +22,7 @@ class EmbedderModelHandler(ModelHandler[np.ndarray, PredictionResult, koala_embe
 
   def __init__(self, embedder: str = koala_embedder.KERAS_NAME,
                weights: str = koala_embedder.IMAGENET, seed: int = koala_embedder.DEFAULT_SEED,
-               min_batch_size: int = 1, max_batch_size: int = 16):
+               min_batch_size: int = 16, max_batch_size: int = 16):
     super().__init__()
     self._embedder = embedder
     self._weights = weights

@@ -23,9 +23,12 @@ class KoalaOptions(PipelineOptions):
                              "'random' (tests and offline demos only).")
     parser.add_argument("--embedder_seed", type=int, default=embedder.DEFAULT_SEED,
                         help="Seed for --embedder_weights=random, so reruns agree.")
-    parser.add_argument("--min_batch_size", type=int, default=1)
+    parser.add_argument("--min_batch_size", type=int, default=16,
+                        help="Smallest batch the embedder sees, but for the last of a bundle. "
+                             "Equal min and max keep one shape, so the model traces once.")
     parser.add_argument("--max_batch_size", type=int, default=16,
-                        help="Largest batch the embedder sees (RunInference's BatchElements).")
+                        help="Largest batch the embedder sees (RunInference's BatchElements); "
+                             "raise both on GPU workers, e.g. 128.")
     parser.add_argument("--val_fraction", type=float, default=0.1)
     parser.add_argument("--test_fraction", type=float, default=0.1)
     parser.add_argument("--gray_chroma_threshold", type=float,

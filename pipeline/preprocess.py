@@ -59,14 +59,14 @@ def lab_at(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def embedder_input(rgb: np.ndarray) -> np.ndarray:
   """(299, 299) uint8: the neutral-gray rendering of the image's L, letterboxed."""
-  l299 = colour.rgb_to_l(images.letterbox(rgb, schema.EMBEDDER_SIZE))
-  return colour.to_uint8(colour.l_to_neutral_gray(l299))
+  return colour.to_uint8(colour.rgb_to_neutral_gray(images.letterbox(rgb, schema.EMBEDDER_SIZE)))
 
 
 def prepare_image(data: bytes, source_path: str, config: PrepareConfig = PrepareConfig(),
                   digest: str | None = None) -> PreparedImage:
   """Raises `images.ImageError` (reject, with reason) or `SkipGray` (already gray)."""
-  rgb = images.decode_image(data, max_pixels=config.max_pixels, min_side=config.min_side)
+  rgb = images.decode_image(data, max_pixels=config.max_pixels, min_side=config.min_side,
+                            reduce_to=schema.EMBEDDER_SIZE)
   h, w = rgb.shape[:2]
   lab = lab_at(rgb, schema.IMAGE_SIZE)
   chroma = image_chroma(lab[..., 1:], h, w)

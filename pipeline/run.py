@@ -4,15 +4,14 @@ Images (local or gs://) -> de-duplicated, decoded, letterboxed L / ab tensors ->
 embeddings (RunInference) -> tf.train.Examples -> sharded TFRecords per split, plus
 `rejected.jsonl`, `skipped_gray.jsonl`, `duplicates.jsonl` and `manifest.json`.
 
-Without --runner it runs on Beam's FnApiRunner (the engine under the DirectRunner) with one
-worker process per core: it works offline, where DirectRunner would first try to fetch Prism.
+Without --runner it runs on Beam's FnApiRunner (the engine under the DirectRunner) in one
+process: it works offline, where DirectRunner would first try to fetch Prism.
 The same graph runs on Dataflow with --runner=DataflowRunner.
 """
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import sys
 
@@ -232,16 +231,24 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
 
 
 def pipeline_options(argv) -> PipelineOptions:
-  """Beam options with an offline-friendly local default: FnApiRunner, a process per core."""
+  """Beam options with an offline-friendly local default.
+
+  Without --runner: Beam's FnApiRunner (the engine the DirectRunner itself falls back to, minus
+  the attempt to download Prism) in one process. The embedder dominates the cost and TensorFlow
+  already spreads one batch over every core; worker processes would each load their own
+  Inception-ResNet-v2 and fight over the same cores (measured 2.5x slower on 2 cores, see
+  docs/benchmarks.md). `--direct_running_mode=multi_threading --direct_num_workers=N` or
+  `multi_processing` remain available, e.g. with a small hub embedder on a many-core machine.
+  """
   options = PipelineOptions(argv)
   standard = options.view_as(StandardOptions)
   if standard.runner is None:
     standard.runner = "FnApiRunner"
     direct = options.view_as(DirectOptions)
     if not any(a.startswith("--direct_running_mode") for a in argv):
-      direct.direct_running_mode = "multi_processing"
+      direct.direct_running_mode = "in_memory"
     if not any(a.startswith("--direct_num_workers") for a in argv):
-      direct.direct_num_workers = multiprocessing.cpu_count()
+      direct.direct_num_workers = 1
   options.view_as(SetupOptions).save_main_session = False
   return options
 

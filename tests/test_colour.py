@@ -19,8 +19,22 @@ def test_rgb_to_lab_matches_skimage(photo):
   assert np.abs(ours - ref).max() < 1.0
 
 
+def test_reference_formulas_match_skimage_closely(photo):
+  assert np.abs(colour.reference_rgb_to_lab(photo) - skcolor.rgb2lab(photo)).max() < 0.01
+  lab = skcolor.rgb2lab(photo)
+  np.testing.assert_allclose(colour.reference_lab_to_rgb(lab), skcolor.lab2rgb(lab), atol=1e-4)
+
+
+def test_fast_path_stays_within_half_a_unit_of_the_reference(photo):
+  lab = colour.reference_rgb_to_lab(photo)
+  assert np.abs(colour.rgb_to_lab(photo) - lab).max() < 0.5
+  back = colour.lab_to_rgb(lab)
+  assert np.abs(colour.reference_rgb_to_lab(back) - lab).max() < 0.5
+
+
 def test_rgb_to_l_is_the_l_channel(photo):
-  np.testing.assert_allclose(colour.rgb_to_l(photo), colour.rgb_to_lab(photo)[..., 0], atol=1e-3)
+  np.testing.assert_allclose(colour.rgb_to_l(photo), colour.reference_rgb_to_lab(photo)[..., 0],
+                             atol=1e-3)
 
 
 def test_lab_to_rgb_matches_skimage(photo):
@@ -42,6 +56,12 @@ def test_neutral_gray_has_the_same_lightness_and_no_chroma(photo):
   assert np.abs(lab[..., 0] - l).max() < 0.5
   assert np.abs(lab[..., 1:]).max() < 0.5
   np.testing.assert_allclose(colour.gray_to_l(gray), l, atol=0.05)
+  np.testing.assert_allclose(colour.rgb_to_neutral_gray(photo), gray, atol=1.5 / 255)
+
+
+def test_uint8_table_equals_the_power_law(photo):
+  np.testing.assert_allclose(colour.srgb_to_linear(photo),
+                             colour.srgb_to_linear(photo.astype(np.float32) / 255.0), atol=1e-6)
 
 
 def test_out_of_gamut_ab_is_clamped_not_wrapped():

@@ -103,3 +103,15 @@ def test_downscaling_screentone_uses_area_interpolation():
   tone = (np.indices((400, 400)).sum(axis=0) % 2 * 255).astype(np.uint8)
   small = images.resize(tone, 100, 100)
   assert np.abs(small.astype(int) - 128).max() <= 1
+
+
+def test_large_jpeg_may_decode_reduced_but_never_below_the_target():
+  big = np.kron(corpus.colour_scene(20, 150, 200), np.ones((8, 8, 1), np.uint8))   # 1200 x 1600
+  buf = io.BytesIO()
+  Image.fromarray(big).save(buf, format="JPEG", quality=92)
+  full = images.decode_image(buf.getvalue())
+  reduced = images.decode_image(buf.getvalue(), reduce_to=299)
+  assert full.shape == (1200, 1600, 3)
+  assert reduced.shape[1] >= 299 and reduced.shape[1] < 1600
+  a, b = images.letterbox(full, 224), images.letterbox(reduced, 224)
+  assert np.abs(a.astype(int) - b.astype(int)).mean() < 3

@@ -130,7 +130,7 @@ def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_pat
   out, manifest = first_run
   folder, _ = corpus_dir
   again = run_pipeline(folder, str(tmp_path), *FAST, "--val_fraction=0.25",
-                       "--test_fraction=0.25", "--max_batch_size=3")
+                       "--test_fraction=0.25", "--min_batch_size=1", "--max_batch_size=3")
   assert again["counts"] == manifest["counts"]
   assert again["embedder"]["identity"] == manifest["embedder"]["identity"]
   by_hash = lambda d: {(s, r[schema.CONTENT_HASH]): r for s in schema.SPLITS
@@ -157,8 +157,7 @@ def tiny_hub_module(path):
 
 
 def test_hub_embedder_on_multiprocess_workers(tmp_path):
-  """A SavedModel feature-vector module via --embedder=hub:..., on the default local runner
-  (one worker process per core)."""
+  """A SavedModel feature-vector module via --embedder=hub:..., on two worker processes."""
   src = tmp_path / "in"
   src.mkdir()
   for i in range(6):
@@ -167,7 +166,7 @@ def test_hub_embedder_on_multiprocess_workers(tmp_path):
   module = tiny_hub_module(str(tmp_path / "hub_module"))
   out = str(tmp_path / "out")
   manifest = run_pipeline(str(src) + "/**/*.png", out, f"--embedder=hub:{module}",
-                          "--direct_num_workers=2")
+                          "--direct_running_mode=multi_processing", "--direct_num_workers=2")
   assert sum(manifest["counts"]["written"].values()) == 6
   assert manifest["embedder"]["identity"].startswith(f"hub:{module}:")
   assert manifest["embedder"]["random_weights"] is False
