@@ -20,7 +20,8 @@ REQUIRED = [
     "requests>=2.32",          # the REST client
 ]
 EXTRAS = {
-    "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    "test": ["pytest>=8", "pytest-timeout>=2.3",
+             "gcp-storage-emulator>=2024.8"],   # a local Cloud Storage for the gs:// tests
 }
 
 setuptools.setup(

@@ -261,6 +261,7 @@ def run(argv=None, test_pipeline=None):
   if opts.embedder_weights == koala_embedder.RANDOM and not opts.embedder.startswith(
       koala_embedder.HUB_PREFIX):
     _LOG.warning("=" * 78 + "\n" + koala_embedder.RANDOM_WARNING + "\n" + "=" * 78)
+  FileSystems.set_options(options)   # gs:// credentials (or --no_auth) for the check below
   check_inputs_exist(input_patterns(opts.input))
   p = test_pipeline or beam.Pipeline(options=options)
   build_pipeline(p, opts)
