@@ -22,6 +22,7 @@ REQUIRED = [
 EXTRAS = {
     "test": ["pytest>=8", "pytest-timeout>=2.3",
              "gcp-storage-emulator>=2024.8"],   # a local Cloud Storage for the gs:// tests
+    "vertex": ["google-cloud-aiplatform>=1.70"],   # trainer.submit (not needed for --dry_run)
 }
 
 setuptools.setup(
