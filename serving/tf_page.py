@@ -21,7 +21,9 @@ Speed: an A4 page at 200 dpi has 3.9 Mpx, and TensorFlow runs one op at a time o
 tensors, so a float LAB -> sRGB chain (about 25 ops) costs more than the network. The page's L
 takes only 256 values (it comes from a uint8 gray), so LAB -> sRGB is one gather from a table
 indexed by (gray, round(a), round(b)), computed once at export by `koala.colour_tf.lab_to_rgb`.
-Rounding ab to whole units is the precision the training records store ab at anyway.
+Rounding ab to whole units is the precision the training records store ab at anyway. The
+table also brings out-of-gamut colours back at constant L and hue instead of clipping RGB, so
+black line art stays black and white paper white under any predicted colour.
 """
 from __future__ import annotations
 
@@ -100,7 +102,14 @@ def check_header(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
   known = tf.debugging.Assert(
       tf.reduce_all(hw > 0),
       ["Not a supported image (PNG, JPEG, WebP, BMP or GIF expected); header dimensions:", hw])
-  with tf.control_dependencies([known]):
+  # libpng decodes a PNG cut short without complaint (the missing rows come out black), so a
+  # truncated upload would be coloured as if it were whole: a PNG must end with its IEND chunk.
+  is_png = tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE)
+  whole = tf.debugging.Assert(
+      tf.logical_or(tf.logical_not(is_png),
+                    tf.equal(tf.strings.substr(data, -8, 4, unit="BYTE"), b"IEND")),
+      ["Truncated PNG: the file does not end with an IEND chunk"])
+  with tf.control_dependencies([known, whole]):
     pixels = hw[0] * hw[1]
     capped = tf.debugging.Assert(
         pixels <= max_pixels,
@@ -195,20 +204,25 @@ def gray_to_l(gray_u8: tf.Tensor) -> tf.Tensor:
 @functools.lru_cache(maxsize=1)
 def lab_rgb_table(levels_per_chunk: int = 32) -> np.ndarray:
   """(256**3, 3) uint8: sRGB of LAB(L(gray), a, b) for every gray level and whole a, b in
-  [-128, 127], by `koala.colour_tf.lab_to_rgb` (ab clamped, RGB clipped, as `koala.colour`)."""
+  [-128, 127], by `koala.colour_tf`: ab clamped, then brought into the gamut at constant L and
+  hue (`colour_tf.gamut_map_ab`), so the output keeps the page's L exactly."""
   ab = tf.range(TABLE_SIDE, dtype=tf.float32) - AB_OFFSET
   a, b = tf.meshgrid(ab, ab, indexing="ij")
   a, b = tf.reshape(a, (1, -1)), tf.reshape(b, (1, -1))
+  levels = tf.constant(gray_l_table())
+  chroma = colour_tf.max_chroma(levels)
 
-  @tf.function
-  def chunk(l):   # a few gray levels at a time keeps the temporaries small
-    lab = tf.stack([tf.broadcast_to(l[:, None], (tf.shape(l)[0], TABLE_SIDE ** 2)),
-                    tf.broadcast_to(a, (tf.shape(l)[0], TABLE_SIDE ** 2)),
-                    tf.broadcast_to(b, (tf.shape(l)[0], TABLE_SIDE ** 2))], axis=-1)
+  @tf.function(autograph=False)
+  def chunk(start):   # a few gray levels at a time keeps the temporaries small
+    index = tf.range(start, start + levels_per_chunk)[:, None] * tf.ones((1, TABLE_SIDE ** 2),
+                                                                         tf.int32)
+    shape = tf.shape(index)
+    lab = tf.stack([tf.gather(levels, index), tf.broadcast_to(a, shape),
+                    tf.broadcast_to(b, shape)], axis=-1)
+    lab = colour_tf.gamut_map_ab(lab, index, chroma)
     return tf.reshape(colour_tf.to_uint8(colour_tf.lab_to_rgb(lab)), (-1, 3))
 
-  l = gray_l_table()
-  return np.concatenate([chunk(tf.constant(l[i:i + levels_per_chunk])).numpy()
+  return np.concatenate([chunk(tf.constant(i)).numpy()
                          for i in range(0, TABLE_SIDE, levels_per_chunk)])
 
 

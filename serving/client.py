@@ -1,0 +1,167 @@
+"""Colour pages through a TF Serving REST endpoint (real TF Serving or our stand-in alike).
+
+  python -m serving.client --server=http://localhost:8501 --model=koala INPUT... \
+      --output_dir=DIR [--concurrency=N] [--skip_colour_pages] [--overwrite]
+
+INPUT is any mix of page files, folders (recursive; the tree is kept under DIR) and .cbz
+archives (a coloured .cbz comes out). It speaks only TF Serving's documented REST API (model
+status, then :predict with {"instances": [{"b64": ...}]}), so nothing here depends on
+serving/server.py.
+
+Why the retries: TF Serving answers 503 UNAVAILABLE when its batching queue is full and 429
+RESOURCE_EXHAUSTED under quota, and both mean "later", so the client backs off exponentially
+(with jitter) and tries again; any other error is a property of the page and is reported.
+Exit status: 0 all done, 1 some pages failed, 2 nothing could be done (server unreachable,
+model unknown, no inputs).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import random
+import sys
+import threading
+import time
+
+import requests
+
+from serving import pages
+
+RETRY_STATUSES = (429, 503)
+
+
+class ClientError(RuntimeError):
+  """A failure with a message meant for the user."""
+
+
+class RestColorizer:
+  """colorize(bytes) -> PNG bytes through POST /v1/models/NAME[/versions/N]:predict."""
+
+  def __init__(self, server: str, model: str, version: int | None = None, *,
+               retries: int = 6, backoff: float = 0.5, timeout: float = 300.0):
+    self.base = server.rstrip("/")
+    if "://" not in self.base:
+      self.base = "http://" + self.base
+    self.model = model
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "")
+    self.status_url = self.base + path
+    self.predict_url = self.base + path + ":predict"
+    self.retries = retries
+    self.backoff = backoff
+    self.timeout = timeout
+    self._local = threading.local()
+
+  def _session(self) -> requests.Session:
+    if not hasattr(self._local, "session"):
+      self._local.session = requests.Session()
+    return self._local.session
+
+  def check(self) -> str:
+    """Model status; a clear ClientError when the server or the model is not there."""
+    try:
+      r = self._session().get(self.status_url, timeout=30)
+    except requests.ConnectionError:
+      raise ClientError(
+          f"cannot reach a model server at {self.base}: nothing answers there. Start one "
+          "(docs/serving.md: `docker run ... tensorflow/serving`, or "
+          "`python -m serving.server --model_base_path=... --model_name=...`) or fix --server"
+      ) from None
+    except requests.RequestException as e:
+      raise ClientError(f"cannot talk to {self.base}: {e}") from None
+    if r.status_code == 404:
+      raise ClientError(f"the server at {self.base} has no model {self.model!r}: "
+                        f"{_error_text(r)}")
+    if r.status_code != 200:
+      raise ClientError(f"model status at {self.status_url} answered {r.status_code}: "
+                        f"{_error_text(r)}")
+    states = [v.get("state") for v in r.json().get("model_version_status", [])]
+    if "AVAILABLE" not in states:
+      raise ClientError(f"model {self.model!r} is not available yet (states: {states})")
+    return ",".join(v["version"] for v in r.json()["model_version_status"])
+
+  def __call__(self, data: bytes) -> bytes:
+    body = {"instances": [{"b64": base64.b64encode(data).decode("ascii")}]}
+    for attempt in range(self.retries + 1):
+      try:
+        r = self._session().post(self.predict_url, json=body, timeout=self.timeout)
+      except requests.ConnectionError as e:
+        if attempt == self.retries:
+          raise ClientError(f"lost the connection to {self.base}: {e}") from None
+      else:
+        if r.status_code == 200:
+          return base64.b64decode(r.json()["predictions"][0]["b64"])
+        if r.status_code not in RETRY_STATUSES or attempt == self.retries:
+          raise ClientError(f"server answered {r.status_code}: {_error_text(r)}")
+      time.sleep(self.backoff * (2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def _error_text(r: requests.Response) -> str:
+  try:
+    return r.json().get("error", r.text)[:500]
+  except ValueError:
+    return r.text[:200]
+
+
+def check_local(data: bytes) -> None:
+  """Refuses files that are not images before they cost a request, with the reason."""
+  from koala import images
+  images.image_size(data)
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("inputs", nargs="+", metavar="INPUT", help="page files, folders, .cbz archives")
+  p.add_argument("--server", default="http://localhost:8501")
+  p.add_argument("--model", default="koala")
+  p.add_argument("--version", type=int, default=None, help="a specific model version")
+  p.add_argument("--output_dir", required=True)
+  p.add_argument("--concurrency", type=int, default=2, help="requests in flight at once")
+  p.add_argument("--skip_colour_pages", action="store_true",
+                 help="copy pages that are already in colour unchanged")
+  p.add_argument("--overwrite", action="store_true", help="redo outputs that exist already")
+  p.add_argument("--retries", type=int, default=6, help="retries on 429/503, with backoff")
+  p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+  p.add_argument("--no_progress", action="store_true")
+  args = p.parse_args(argv)
+
+  jobs, problems = pages.find_jobs(args.inputs, args.output_dir)
+  for problem in problems:
+    print(f"skipped: {problem}", file=sys.stderr)
+  if not jobs:
+    print("nothing to colour: no pages or .cbz archives among the inputs", file=sys.stderr)
+    return 2
+  colorizer = RestColorizer(args.server, args.model, args.version, retries=args.retries,
+                            timeout=args.timeout)
+  try:
+    versions = colorizer.check()
+  except ClientError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+  def colorize(data: bytes) -> bytes:
+    try:
+      check_local(data)
+    except ValueError as e:
+      raise ClientError(f"not a usable image: {e}") from None
+    return colorizer(data)
+
+  print(f"{args.server} model {args.model} version {versions}: {len(jobs)} outputs to make",
+        file=sys.stderr)
+  report = pages.run(jobs, colorize, concurrency=args.concurrency,
+                     skip_colour=args.skip_colour_pages, overwrite=args.overwrite,
+                     progress=not args.no_progress)
+  return summarize(report)
+
+
+def summarize(report: pages.Report) -> int:
+  print(f"done: {len(report.done)} written, {len(report.skipped_existing)} already there "
+        f"(skipped), {len(report.kept_colour)} colour pages kept, {len(report.failed)} failed",
+        file=sys.stderr)
+  for page, reason in sorted(report.failed.items()):
+    print(f"failed: {page}: {reason}", file=sys.stderr)
+  return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,93 @@
+"""The seed's Python entry points, running the exported SavedModel in-process (no server):
+
+  process_single_image(model_path, image_path, output_path)
+  batch_colorize(model_path, input_folder, output_folder)
+
+model_path is an export's version folder (models/koala/3) or its base path (models/koala, the
+highest version is taken, as TF Serving does). The page goes through exactly the graph TF
+Serving runs (decode, L, letterbox, embedder, colorizer, LAB -> RGB, PNG), so in-process and
+served results are the same bytes. The loaded model is cached per path, because loading the
+embedder costs seconds and a notebook calls these functions again and again.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+from serving import pages
+
+SIGNATURE = "serving_default"
+
+
+def resolve_version_dir(model_path: str) -> str:
+  """A version folder, or the highest numeric version under a base path."""
+  if os.path.exists(os.path.join(model_path, "saved_model.pb")):
+    return model_path
+  versions = sorted(int(n) for n in (os.listdir(model_path) if os.path.isdir(model_path) else [])
+                    if n.isdigit() and os.path.exists(os.path.join(model_path, n, "saved_model.pb")))
+  if not versions:
+    raise FileNotFoundError(f"no SavedModel at {model_path}: expected saved_model.pb there or in "
+                            "numbered version folders (python -m trainer.export writes them)")
+  return os.path.join(model_path, str(versions[-1]))
+
+
+@functools.lru_cache(maxsize=2)
+def load(model_path: str):
+  """-> colorize(bytes) -> PNG bytes, from the SavedModel's serving_default signature."""
+  import tensorflow as tf
+  fn = tf.saved_model.load(resolve_version_dir(model_path)).signatures[SIGNATURE]
+
+  def colorize(data: bytes) -> bytes:
+    try:
+      return fn(image_bytes=tf.constant([data]))["png_bytes"][0].numpy()
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError(f"the model refused the image: {_reason(e)}") from None
+  return colorize
+
+
+def _reason(e) -> str:
+  """The useful line of a graph error (the assertion text or the decoder's complaint)."""
+  lines = [l.strip() for l in e.message.splitlines() if l.strip()]
+  for l in lines:
+    if l.startswith("assertion failed") or "Invalid" in l or "corrupt" in l.lower():
+      return l[:400]
+  return lines[-1][:400] if lines else str(e)
+
+
+def process_single_image(model_path: str, image_path: str, output_path: str) -> str:
+  """Colours one page file and writes the PNG to output_path; returns output_path."""
+  with open(image_path, "rb") as f:
+    data = f.read()
+  pages.write_atomic(output_path, load(model_path)(data))
+  return output_path
+
+
+def batch_colorize(model_path: str, input_folder: str, output_folder: str, *,
+                   skip_colour: bool = False, overwrite: bool = False,
+                   progress: bool = True) -> pages.Report:
+  """Colours every page (and .cbz) under input_folder into the same tree under output_folder,
+  with a progress bar; outputs that exist are skipped, so a rerun resumes."""
+  jobs, problems = pages.find_jobs([input_folder], output_folder)
+  if problems:
+    raise FileNotFoundError("; ".join(problems))
+  return pages.run(jobs, load(model_path), concurrency=1, skip_colour=skip_colour,
+                   overwrite=overwrite, progress=progress, desc="colorizing (in-process)")
+
+
+def main(argv=None) -> int:
+  import argparse
+  from serving import client
+  p = argparse.ArgumentParser(description="Colour pages in-process with an exported model.")
+  p.add_argument("--model_path", required=True)
+  p.add_argument("input")
+  p.add_argument("output")
+  args = p.parse_args(argv)
+  if os.path.isdir(args.input):
+    return client.summarize(batch_colorize(args.model_path, args.input, args.output))
+  process_single_image(args.model_path, args.input, args.output)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,202 @@
+"""What the client and the in-process batch tool share: finding pages, naming outputs, .cbz
+archives, skipping colour pages, and running one colorize function over everything with a
+progress bar.
+
+Why one module: `serving.client` colours pages through a REST server and
+`serving.inference.batch_colorize` through an in-process SavedModel, but users expect the two to
+treat folders, archives and reruns identically. Only the `colorize(bytes) -> png bytes` function
+differs.
+
+Rules:
+  * a file -> <output_dir>/<stem>.png; a folder -> the same relative tree under output_dir;
+    a .cbz -> <output_dir>/<stem>.cbz with every page coloured (as PNG) and every other entry
+    (ComicInfo.xml, ...) copied.
+  * an output that exists already is skipped, so a rerun resumes; outputs are written to a
+    temporary name and renamed, so an interrupted run never leaves a half file to be skipped.
+  * with skip_colour, pages that are already in colour are copied unchanged, by the same test
+    the pipeline uses to call an image gray (`pipeline.preprocess.image_chroma`).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import threading
+import zipfile
+from typing import Callable
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+ARCHIVE_EXTENSIONS = (".cbz",)
+
+
+@dataclasses.dataclass
+class Job:
+  """One output file: a single image, or an archive whose pages are coloured one by one."""
+  source: str
+  output: str
+  entries: list[str] | None = None        # archive members that are pages, in order
+
+  @property
+  def is_archive(self) -> bool:
+    return self.entries is not None
+
+
+@dataclasses.dataclass
+class Report:
+  done: list[str] = dataclasses.field(default_factory=list)
+  skipped_existing: list[str] = dataclasses.field(default_factory=list)
+  kept_colour: list[str] = dataclasses.field(default_factory=list)
+  failed: dict[str, str] = dataclasses.field(default_factory=dict)   # page -> reason
+
+
+def is_page_name(name: str) -> bool:
+  return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith(".")
+
+
+def _out_name(path: str) -> str:
+  stem, ext = os.path.splitext(path)
+  return path if ext.lower() in ARCHIVE_EXTENSIONS else stem + ".png"
+
+
+def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]:
+  """-> (jobs, problems): problems are inputs that do not exist or are not pages/archives."""
+  jobs, problems = [], []
+  for item in inputs:
+    if os.path.isdir(item):
+      for root, dirs, files in os.walk(item):
+        dirs.sort()
+        for name in sorted(files):
+          path = os.path.join(root, name)
+          if is_page_name(name) or name.lower().endswith(ARCHIVE_EXTENSIONS):
+            rel = os.path.relpath(path, item)
+            jobs.append(_job(path, os.path.join(output_dir, _out_name(rel))))
+    elif os.path.isfile(item):
+      if is_page_name(item) or item.lower().endswith(ARCHIVE_EXTENSIONS):
+        jobs.append(_job(item, os.path.join(output_dir, _out_name(os.path.basename(item)))))
+      else:
+        problems.append(f"{item}: not a page ({', '.join(IMAGE_EXTENSIONS)}) or a .cbz archive")
+    else:
+      problems.append(f"{item}: no such file or folder")
+  return jobs, problems
+
+
+def _job(path: str, output: str) -> Job:
+  if path.lower().endswith(ARCHIVE_EXTENSIONS):
+    return Job(path, output, entries=[])
+  return Job(path, output)
+
+
+def _archive_pages(job: Job) -> list[str]:
+  with zipfile.ZipFile(job.source) as z:
+    return sorted(n for n in z.namelist() if not n.endswith("/") and is_page_name(n))
+
+
+def is_colour(data: bytes) -> bool:
+  """True when a page is already in colour, by the pipeline's own gray test."""
+  from koala import images, schema
+  from pipeline import preprocess
+  rgb = images.decode_image(data)
+  lab = preprocess.lab_at(rgb, schema.IMAGE_SIZE)
+  chroma = preprocess.image_chroma(lab[..., 1:], *rgb.shape[:2])
+  return chroma >= preprocess.DEFAULT_GRAY_CHROMA
+
+
+def write_atomic(path: str, data: bytes) -> None:
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = f"{path}.part-{os.getpid()}-{threading.get_ident()}"
+  with open(tmp, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
+
+
+def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int = 1,
+        skip_colour: bool = False, overwrite: bool = False, progress: bool = True,
+        desc: str = "colorizing") -> Report:
+  """Colours every page of every job, `concurrency` pages at a time, with a progress bar."""
+  from tqdm import tqdm
+  report = Report()
+  todo = []
+  for job in jobs:
+    if os.path.exists(job.output) and not overwrite:
+      report.skipped_existing.append(job.output)
+      continue
+    if job.is_archive:
+      try:
+        job.entries = _archive_pages(job)
+      except (zipfile.BadZipFile, OSError) as e:
+        report.failed[job.source] = f"not a readable .cbz (zip) archive: {e}"
+        continue
+    todo.append(job)
+  pages = [(job, entry) for job in todo for entry in (job.entries if job.is_archive else [None])]
+  results: dict[tuple[int, str | None], bytes] = {}
+  lock = threading.Lock()
+
+  def label(job, entry):
+    return f"{job.source}!{entry}" if entry else job.source
+
+  def one(job, entry):
+    if entry is None:
+      with open(job.source, "rb") as f:
+        data = f.read()
+    else:
+      with zipfile.ZipFile(job.source) as z:
+        data = z.read(entry)
+    if skip_colour and _safe_is_colour(data):
+      with lock:
+        report.kept_colour.append(label(job, entry))
+      return data
+    return colorize(data)
+
+  bar = tqdm(total=len(pages), desc=desc, unit="page", disable=not progress)
+  with concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
+    futures = {pool.submit(one, job, entry): (job, entry) for job, entry in pages}
+    for future in concurrent.futures.as_completed(futures):
+      job, entry = futures[future]
+      try:
+        data = future.result()
+      except Exception as e:   # one bad page must not stop the batch; the report names it
+        report.failed[label(job, entry)] = str(e)
+      else:
+        if entry is None:
+          kept = label(job, entry) in report.kept_colour
+          out = job.output if not kept else os.path.splitext(job.output)[0] + \
+              os.path.splitext(job.source)[1]
+          write_atomic(out, data)
+          report.done.append(out)
+        else:
+          results[(id(job), entry)] = data
+      bar.update(1)
+  bar.close()
+  for job in todo:
+    if job.is_archive:
+      _write_archive(job, results, report)
+  return report
+
+
+def _safe_is_colour(data: bytes) -> bool:
+  try:
+    return is_colour(data)
+  except Exception:   # undecodable here: let the model's own decoder give the error
+    return False
+
+
+def _write_archive(job: Job, results: dict, report: Report) -> None:
+  missing = [e for e in job.entries if (id(job), e) not in results]
+  if missing:
+    report.failed[job.source] = (f"{len(missing)} of {len(job.entries)} pages failed; "
+                                 "the archive was not written")
+    return
+  os.makedirs(os.path.dirname(job.output) or ".", exist_ok=True)
+  tmp = f"{job.output}.part-{os.getpid()}"
+  pages = set(job.entries)
+  with zipfile.ZipFile(job.source) as src, zipfile.ZipFile(tmp, "w") as dst:
+    for info in src.infolist():
+      if info.filename in pages:
+        data = results[(id(job), info.filename)]
+        name = info.filename if data[:8] != b"\x89PNG\r\n\x1a\n" else \
+            os.path.splitext(info.filename)[0] + ".png"
+        dst.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+      else:
+        dst.writestr(info, src.read(info))
+  os.replace(tmp, job.output)
+  report.done.append(job.output)
