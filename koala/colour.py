@@ -41,6 +41,11 @@ AB_LIMIT = 127.0   # ab is clamped to +-AB_LIMIT before LAB -> RGB.
 L_MAX = 100.0
 
 
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+  c = np.clip(c, 0.0, 1.0)
+  return np.where(c <= SRGB_ENCODED_KNEE, 12.92 * c, 1.055 * c ** (1.0 / 2.4) - 0.055)
+
+
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
   """sRGB in [0, 1] (float) or uint8 -> linear light, float32.
 
@@ -55,11 +60,7 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
 
 
 _SRGB_U8_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
-
-
-def linear_to_srgb(c: np.ndarray) -> np.ndarray:
-  c = np.clip(c, 0.0, 1.0)
-  return np.where(c <= SRGB_ENCODED_KNEE, 12.92 * c, 1.055 * c ** (1.0 / 2.4) - 0.055)
+_LINEAR_TO_SRGB_TABLE = linear_to_srgb(np.linspace(0.0, 1.0, 65536)).astype(np.float32)
 
 
 def _f(t: np.ndarray) -> np.ndarray:
@@ -116,11 +117,11 @@ def rgb_to_neutral_gray(rgb: np.ndarray) -> np.ndarray:
   """sRGB (..., 3) -> (...) in [0, 1]: equal to l_to_neutral_gray(rgb_to_l(rgb)), faster.
 
   LAB (L, 0, 0) has the white point's chromaticity and the colour's own luminance Y, so its sRGB
-  gray level is the sRGB encoding of Y. OpenCV's luminance-preserving round trip does it fast.
+  gray level is the sRGB encoding of Y: no round trip through L is needed. The encoding reads a
+  65536-entry table (error < 0.0005, a tenth of a uint8 level) instead of a power per pixel.
   """
-  lab = rgb_to_lab(rgb)
-  lab[..., 1:] = 0.0
-  return np.clip(_cv2_convert(lab, cv2.COLOR_Lab2RGB)[..., 0], 0.0, 1.0)
+  y = np.clip(relative_luminance(rgb), 0.0, 1.0)
+  return _LINEAR_TO_SRGB_TABLE[(y * np.float32(65535) + np.float32(0.5)).astype(np.uint16)]
 
 
 def gray_to_l(gray: np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ def test_neutral_gray_has_the_same_lightness_and_no_chroma(photo):
   assert np.abs(lab[..., 0] - l).max() < 0.5
   assert np.abs(lab[..., 1:]).max() < 0.5
   np.testing.assert_allclose(colour.gray_to_l(gray), l, atol=0.05)
-  np.testing.assert_allclose(colour.rgb_to_neutral_gray(photo), gray, atol=1.5 / 255)
+  np.testing.assert_allclose(colour.rgb_to_neutral_gray(photo), gray, atol=1e-3)
 
 
 def test_uint8_table_equals_the_power_law(photo):
