@@ -1,0 +1,165 @@
+"""Serving latency of one A4 page (1654 x 2339, 200 dpi): in-process and through the REST
+server, against the model compute alone, all measured in the same run.
+
+  python bench/serving_latency.py [--runs=15] [--page=PATH] [--keep_dir=DIR]
+
+What it builds: the full-size colorizer (SPEC.md's 6.7 M parameters, untrained: latency does not
+depend on the weights) and Inception-ResNet-v2 (random weights; the same graph as ImageNet's),
+exported with trainer.export exactly as users export.
+
+What it prints:
+  * compute floor: the SavedModel's own embedder + colorizer functions on one 299 / 224 input
+    (p50 of --runs), the reference;
+  * in-process: serving_default on the page's PNG bytes (decode, gray, L, letterbox, embedder,
+    colorizer, ab upsampling, LAB -> sRGB, PNG): p50 and p95, and p50 / floor (target <= 1.5);
+  * REST: the same through `python -m serving.server` on loopback, base64 JSON both ways: p50,
+    p95; and pages/s with 4 concurrent clients.
+The page is a real manga page from ../shared/data/manga scaled to A4 when that folder exists
+(read in place, never copied), else a generated page with line art, screentone and text.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import glob
+import io
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+A4_200DPI = (2339, 1654)
+SHARED_MANGA = os.path.join(ROOT, "..", "shared", "data", "manga")
+
+
+def a4_page(path: str | None) -> tuple[bytes, str]:
+  from PIL import Image, ImageDraw
+  candidates = [path] if path else sorted(glob.glob(os.path.join(SHARED_MANGA, "**", "*.*"),
+                                                    recursive=True))
+  candidates = [c for c in candidates if c.lower().endswith((".png", ".jpg", ".jpeg", ".webp"))]
+  if candidates:
+    src = candidates[0]
+    img = Image.open(src).convert("L").resize(A4_200DPI[::-1], Image.LANCZOS)
+    what = f"{os.path.relpath(src, ROOT)} scaled to A4"
+  else:
+    h, w = A4_200DPI
+    yy, xx = np.mgrid[0:h, 0:w]
+    tone = ((xx + yy) % 6 < 2) * 90 + 160            # screentone
+    img = Image.fromarray(np.where((yy // 300 + xx // 400) % 2 == 0, 255, tone).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    for i in range(40):
+      d.line([(i * 40, 0), (w - i * 30, h)], fill=0, width=3)
+      d.text((100 + i * 30, 80 + i * 55), "KOALA " * 5, fill=0)
+    what = "generated page (../shared/data/manga not found)"
+  buf = io.BytesIO()
+  img.save(buf, "PNG")
+  return buf.getvalue(), what
+
+
+def export_full_size(work: str) -> str:
+  from koala import embedder as embedder_lib
+  from trainer import artifacts, export, model as model_lib
+  emb = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)
+  model = model_lib.build_colorizer()
+  model.compile(optimizer="adam", loss="mse")
+  job = os.path.join(work, "job")
+  artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
+                                 "identity": emb.identity, "random_weights": True,
+                                 "embedder_seed": 0}, artifacts.model_dir(job))
+  base = os.path.join(work, "models", "koala")
+  export.export(job, base, 1)
+  return base
+
+
+def timings(fn, runs: int, warmup: int = 2) -> np.ndarray:
+  for _ in range(warmup):
+    fn()
+  out = []
+  for _ in range(runs):
+    t = time.perf_counter()
+    fn()
+    out.append(time.perf_counter() - t)
+  return np.asarray(out)
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--runs", type=int, default=15)
+  p.add_argument("--page", default=None)
+  p.add_argument("--keep_dir", default=None, help="reuse/keep the export here")
+  args = p.parse_args(argv)
+  import requests
+  import tensorflow as tf
+  from tests import serving_support as support
+
+  work = args.keep_dir or tempfile.mkdtemp(prefix="koala-bench-")
+  try:
+    base = os.path.join(work, "models", "koala")
+    if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
+      t = time.time()
+      base = export_full_size(work)
+      print(f"export: {time.time() - t:.0f} s")
+    page, what = a4_page(args.page)
+    print(f"page: {what}, {len(page) / 1e6:.1f} MB PNG")
+    loaded = tf.saved_model.load(os.path.join(base, "1"))
+    serve = loaded.signatures["serving_default"]
+    x299 = tf.random.uniform((1, 299, 299, 3))
+    l224 = tf.random.uniform((1, 224, 224, 1), 0, 100)
+
+    floor_embed = timings(lambda: loaded.embed_fn(x299).numpy(), args.runs)
+    emb = loaded.embed_fn(x299)
+    floor_colour = timings(lambda: loaded.colorize_fn(l224, emb)["ab"].numpy(), args.runs)
+    floor = timings(lambda: loaded.colorize_fn(l224, loaded.embed_fn(x299))["ab"].numpy(),
+                    args.runs)
+    batch = tf.constant([page])
+    in_process = timings(lambda: serve(image_bytes=batch)["png_bytes"].numpy(), args.runs)
+
+    server = support.Server(base, "koala")
+    try:
+      body = {"instances": [{"b64": base64.b64encode(page).decode()}]}
+      url = server.url + "/v1/models/koala:predict"
+      session = requests.Session()
+
+      def rest():
+        r = session.post(url, json=body, timeout=300)
+        assert r.status_code == 200, r.text[:300]
+      over_rest = timings(rest, args.runs)
+      n = 4 * max(2, args.runs // 4)
+
+      def worker(_):
+        with requests.Session() as s:
+          assert s.post(url, json=body, timeout=300).status_code == 200
+      t = time.perf_counter()
+      with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(worker, range(n)))
+      throughput = n / (time.perf_counter() - t)
+    finally:
+      server.stop()
+
+    p50 = lambda a: float(np.percentile(a, 50))
+    p95 = lambda a: float(np.percentile(a, 95))
+    ratio = p50(in_process) / p50(floor)
+    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+          f"TF {tf.__version__}, runs={args.runs}, date {time.strftime('%Y-%m-%d')}")
+    print(f"compute floor (reference): p50 {p50(floor):.3f} s "
+          f"(embedder {p50(floor_embed):.3f} s + colorizer {p50(floor_colour):.3f} s)")
+    print(f"in-process page: p50 {p50(in_process):.3f} s, p95 {p95(in_process):.3f} s, "
+          f"ratio to floor {ratio:.2f} (target <= 1.5)")
+    print(f"REST page: p50 {p50(over_rest):.3f} s, p95 {p95(over_rest):.3f} s, "
+          f"ratio to floor {p50(over_rest) / p50(floor):.2f}")
+    print(f"REST, 4 concurrent clients: {throughput:.2f} pages/s ({n} pages)")
+  finally:
+    if not args.keep_dir:
+      shutil.rmtree(work, ignore_errors=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,198 @@
+"""Test helper for the serving tests: a model really trained on the learnable synthetic task,
+really exported, and a real stand-in server process on a loopback port.
+
+Everything is built once per test process (exporting Inception-ResNet-v2 costs tens of seconds
+on a CPU) and shared by the test modules; pytest's session fixtures would be built once per
+module that imports them, so the cache lives here.
+
+  * the task is the trainer tests' (tests/trainer_records.py): flat shapes whose colour follows
+    from their gray level. Training runs through trainer.task itself, on a narrow model at 56 x
+    56 (the export reads the colorizer's input size, so the served path is the real one).
+  * the embeddings in the records come from the real embedder the export rebuilds
+    (Inception-ResNet-v2, random weights, seed 0), so serving feeds the model the same signal as
+    training did.
+  * a second export swaps in a tiny SavedModel embedder through the `hub:<path>` route, for the
+    REST conformance and load tests, where only the server is under test and Inception's
+    0.3 s per request would make 200 requests cost minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from koala import colour, schema
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(width=0.25, image_size=56)
+TRAIN_IMAGES = 16
+
+
+@functools.cache
+def workdir() -> str:
+  path = tempfile.mkdtemp(prefix="koala-serving-tests-")
+  atexit.register(shutil.rmtree, path, True)
+  return path
+
+
+def gray_for_l(l: float) -> int:
+  """The uint8 gray level whose L is closest to l."""
+  return int(np.argmin(np.abs(colour.gray_to_l(np.arange(256, dtype=np.uint8)) - l)))
+
+
+def task_page(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """A gray page of the synthetic task -> (gray uint8 (H, W), level index per pixel (H, W)).
+
+  Large blocks, each a palette level; the background is the lightest level."""
+  from tests import trainer_records
+  levels = list(trainer_records.PALETTE)
+  rng = np.random.default_rng(seed)
+  label = np.full((height, width), len(levels) - 1, np.int64)
+  rows, cols = 3, 2
+  for r in range(rows):
+    for c in range(cols):
+      top, left = r * height // rows, c * width // cols
+      label[top + height // 18: top + height // rows - height // 18,
+            left + width // 12: left + width // cols - width // 12] = rng.integers(len(levels) - 1)
+  grays = np.array([gray_for_l(v) for v in levels], np.uint8)
+  return grays[label], label
+
+
+def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
+  from PIL import Image
+  buf = io.BytesIO()
+  Image.fromarray(array, mode).save(buf, "PNG")
+  return buf.getvalue()
+
+
+def _write_records(records_dir: str, embedder) -> None:
+  """The trainer tests' task with real embeddings of each image's neutral gray at 299."""
+  from koala import images
+  from tests import trainer_records
+  rng = np.random.default_rng(0)
+  counts = {"train": TRAIN_IMAGES, "val": 4, "test": 2}
+  for split, n in counts.items():
+    pairs = [trainer_records.make_image(rng) for _ in range(n)]
+    gray = [colour.to_uint8(colour.l_to_neutral_gray(l[..., 0])) for l, _ in pairs]
+    emb = embedder.embed(np.stack([np.repeat(images.letterbox(g, schema.EMBEDDER_SIZE)[..., None],
+                                             3, -1) for g in gray]))
+    records = [trainer_records.serialize(l, ab, e, f"task/{split}/{i}.png", embedder.identity)
+               for i, ((l, ab), e) in enumerate(zip(pairs, emb))]
+    trainer_records.write_shard(f"{records_dir}/{split}/{split}-00000-of-00001.tfrecord", records)
+  manifest = {"schema_version": schema.SCHEMA_VERSION, "counts": {"written": counts},
+              "embedder": {"name": "inception_resnet_v2", "weights": "random",
+                           "identity": embedder.identity, "random_weights": True},
+              "options": {"embedder_seed": 0}}
+  with open(os.path.join(records_dir, schema.MANIFEST), "w") as f:
+    json.dump(manifest, f)
+
+
+@functools.cache
+def trained_job() -> str:
+  """A job dir from trainer.task, trained on the synthetic task (about 30 s on 2 cores)."""
+  from koala import embedder as embedder_lib
+  from trainer import task
+  records, job = os.path.join(workdir(), "records"), os.path.join(workdir(), "job")
+  _write_records(records, embedder_lib.load_embedder("inception_resnet_v2", "random", 0))
+  task.train(task.TrainConfig(records_dir=records, job_dir=job, learning_rate=3e-3, epochs=2,
+                              batch_size=8, steps_per_epoch=60, seed=1, verbose=0, **SMALL))
+  return job
+
+
+@functools.cache
+def tiny_embedder() -> str:
+  """A SavedModel feature-vector module (images in [0, 1] -> 1536-d), like a TF-Hub one."""
+  import tensorflow as tf
+
+  class Tiny(tf.Module):
+    def __init__(self):
+      super().__init__()
+      self.w = tf.Variable(tf.random.stateless_normal((192, schema.EMBEDDING_DIM), (1, 2)) * 0.1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 299, 299, 3], tf.float32)])
+    def __call__(self, x):
+      pooled = tf.image.resize(x, (8, 8), method="area")
+      return tf.nn.relu(tf.reshape(pooled, (-1, 192)) @ self.w)
+
+  path = os.path.join(workdir(), "tiny_embedder")
+  tf.saved_model.save(Tiny(), path)
+  return path
+
+
+@functools.cache
+def export_base(kind: str = "inception") -> str:
+  """models/<kind>/1 from the trained job; kind "tiny" uses the tiny hub-style embedder."""
+  from trainer import artifacts, export
+  job = trained_job()
+  if kind == "tiny":
+    model, _ = artifacts.load_trained(job)
+    tiny_job = os.path.join(workdir(), "job_tiny")
+    artifacts.save_trained(model, {"name": f"hub:{tiny_embedder()}", "weights": "",
+                                   "identity": "", "random_weights": True}, artifacts.model_dir(tiny_job))
+    job = tiny_job
+  base = os.path.join(workdir(), "models", kind)
+  export.export(job, base, 1)
+  return base
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+class Server:
+  """`python -m serving.server` in a subprocess on a free loopback port."""
+
+  def __init__(self, base_path: str, name: str = "koala", *extra: str):
+    self.port = free_port()
+    self.url = f"http://127.0.0.1:{self.port}"
+    self.log_path = os.path.join(workdir(), f"server-{self.port}.log")
+    self.log = open(self.log_path, "w")
+    self.proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.server", f"--model_base_path={base_path}",
+         f"--model_name={name}", f"--rest_api_port={self.port}", *extra],
+        cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+    atexit.register(self.stop)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+      if self.proc.poll() is not None:
+        raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
+      if "Exporting HTTP/REST API" in self.output():
+        return
+      time.sleep(0.2)
+    self.stop()
+    raise RuntimeError(f"server did not start: {self.output()}")
+
+  def output(self) -> str:
+    with open(self.log_path) as f:
+      return f.read()
+
+  def rss_mib(self) -> float:
+    with open(f"/proc/{self.proc.pid}/status") as f:
+      for line in f:
+        if line.startswith("VmRSS:"):
+          return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+  def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int | None:
+    if self.proc.poll() is None:
+      self.proc.send_signal(sig)
+      try:
+        self.proc.wait(timeout)
+      except subprocess.TimeoutExpired:
+        self.proc.kill()
+        self.proc.wait()
+    self.log.close()
+    return self.proc.returncode
