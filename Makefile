@@ -9,9 +9,7 @@ install:
 	$(PYTHON) -m pip install -q -e ".[test]"
 
 demo: install
-	$(PYTHON) -m pipeline.sample_data --output_dir=$(OUT)/sample
-	$(PYTHON) -m pipeline.run --input=$(OUT)/sample/colour --output_dir=$(OUT)/records \
-	    --embedder_weights=random
+	$(PYTHON) -m demo --output_dir=$(OUT)
 
 test: install
 	$(PYTHON) -m pytest tests

@@ -1,0 +1,39 @@
+"""The demo's two sizes: FULL for `make demo`, SMALL for CI. Both run the same code path.
+
+Why these numbers: the demo must finish within 10 minutes on 2 CPU cores. The fixed costs are
+loading Inception-ResNet-v2 three times (pipeline, export, server; the export also saves it)
+and the real embedder embeds only ~3 images/s on such a CPU, so FULL keeps the sample set near
+a hundred images. Training uses a narrowed copy of the SPEC architecture (`width`) at a reduced
+chroma resolution (`image_size`): the full-size model needs ~2 s per image per step on a CPU.
+The sample scenes follow simple rules (blue sky, green grass, red roofs), which such a small
+model learns in a few hundred steps; that is all the demo claims.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+  name: str
+  scenes: int                 # procedural colour scenes for the pipeline
+  pages: int                  # gray pages to colorize (scenes the training set does not hold)
+  photos: bool                # add scikit-image's bundled colour photos
+  epochs: int
+  steps_per_epoch: int
+  batch_size: int
+  learning_rate: float
+  width: float                # < 1: a narrow copy of the SPEC model (not the SPEC model)
+  image_size: int             # the colorizer's L / ab side; chroma is upsampled onto full-size L
+  embedder_weights: str = "random"   # offline; "imagenet" or a weights file for real results
+  evaluate: bool = True       # score the model on the test split next to the two baselines
+
+
+FULL = DemoConfig(name="full", scenes=96, pages=6, photos=True, epochs=5, steps_per_epoch=24,
+                  batch_size=16, learning_rate=3e-3, width=0.375, image_size=112)
+
+# CI: the same stages on a handful of images; the result is coloured but not pretty.
+SMALL = DemoConfig(name="small", scenes=16, pages=2, photos=False, epochs=2, steps_per_epoch=8,
+                   batch_size=8, learning_rate=3e-3, width=0.25, image_size=56)
+
+CONFIGS = {c.name: c for c in (FULL, SMALL)}
