@@ -150,6 +150,9 @@ def parse_args(argv) -> argparse.Namespace:
   p.add_argument("--max_examples", type=int, help="Evaluate only the first N records.")
   p.add_argument("--samples", type=int, default=6, help="Rows in samples.png.")
   p.add_argument("--output_dir", help="Default: <job_dir>/evaluation/<split>.")
+  p.add_argument("--train_records_dir",
+                 help="Records whose train split gives the mean-colour baseline; default: "
+                      "--records_dir.")
   return p.parse_args(argv)
 
 
@@ -159,8 +162,11 @@ def main(argv=None) -> dict:
   model, embedder = artifacts.load_trained(args.job_dir)
   info = trainer_input.check_records(args.records_dir)
   check_embedder(info, embedder)
+  train_info = info if not args.train_records_dir else trainer_input.check_records(
+      args.train_records_dir)
+  check_embedder(train_info, embedder)
   results, grid = evaluate(model, info, args.split, args.batch_size, args.max_examples,
-                           samples=args.samples)
+                           mean_colour=mean_ab(train_info), samples=args.samples)
   results["model"] = artifacts.join(artifacts.model_dir(args.job_dir), artifacts.MODEL_FILENAME)
   results["embedder"] = embedder
   if embedder.get("random_weights"):

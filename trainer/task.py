@@ -124,18 +124,19 @@ def _sample_batch(info, config: TrainConfig):
   return {k: v.numpy() for k, v in inputs.items()}, target.numpy()
 
 
-def train(config: TrainConfig):
-  """Runs (or resumes) one training job; returns (model, history as {metric: [per epoch]})."""
+def train(config: TrainConfig, extra_callbacks=()):
+  """Runs (or resumes) one training job; returns (model, history as {metric: [per epoch]}).
+  extra_callbacks run after the job's own (e.g. a time budget in bench/quality.py)."""
   keras.utils.set_random_seed(config.seed)
   if config.mixed_precision:
     keras.mixed_precision.set_global_policy(MIXED_POLICIES[config.mixed_precision])
   try:
-    return _train(config)
+    return _train(config, list(extra_callbacks))
   finally:
     keras.mixed_precision.set_global_policy("float32")
 
 
-def _train(config: TrainConfig):
+def _train(config: TrainConfig, extra_callbacks: list):
   info = trainer_input.check_records(config.records_dir)
   if config.image_size % 8:
     raise ValueError(f"--image_size must be a multiple of 8, got {config.image_size}")
@@ -182,7 +183,7 @@ def _train(config: TrainConfig):
                  "tensorboard); history.json and %s are written all the same",
                  artifacts.CURVES_FILENAME)
   model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=val_ds,
-            validation_steps=val_steps, callbacks=cbs, verbose=config.verbose)
+            validation_steps=val_steps, callbacks=cbs + extra_callbacks, verbose=config.verbose)
 
   path = artifacts.save_trained(model, _embedder_info(info), artifacts.model_dir(job))
   _LOG.info("saved %s", path)

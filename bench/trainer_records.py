@@ -1,0 +1,53 @@
+"""Records for the trainer's benchmarks, made by the real pipeline from ../shared/data, in place.
+
+The images are never copied: a temporary folder of symbolic links (outside the repository)
+gives the pipeline one split's files, and the records go to a work folder (default
+/tmp/koala_bench) where the input and quality benchmarks share them, built once per
+(split, limit). The embedder has random weights (offline machine): the records' embeddings
+carry no ImageNet semantics, which the benchmarks that use them say in their output.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+from bench import common
+from koala import schema
+
+DEFAULT_WORK_DIR = os.environ.get("KOALA_BENCH_WORK", "/tmp/koala_bench")
+COLOUR_FOLDERS = ("color/", "photos/")   # manga/ is black and white: the pipeline skips it
+
+
+def build_records(split: str, limit: int | None = None, val_fraction: float = 0.0,
+                  test_fraction: float = 0.0, work_dir: str = DEFAULT_WORK_DIR,
+                  pipeline_args: tuple = ()) -> tuple[str, dict]:
+  """-> (records_dir, manifest) of ../shared/data/<split>.txt's colour images (first `limit`).
+
+  The fractions go to the pipeline (by content hash): the quality benchmark holds out 10% of
+  train.txt for validation, and puts all of eval.txt in the records' test split.
+  """
+  files = [f for sub in COLOUR_FOLDERS for f in common.split_files(split, sub)][:limit]
+  out = os.path.join(work_dir, f"records_{split}_{limit or 'all'}_v{val_fraction}_t{test_fraction}")
+  manifest_path = os.path.join(out, schema.MANIFEST)
+  if os.path.exists(manifest_path):
+    with open(manifest_path) as f:
+      manifest = json.load(f)
+    if manifest["counts"]["inputs"] == len(files):
+      print(f"reusing {out} ({manifest['counts']['written']} records)")
+      return out, manifest
+  from pipeline import run as pipeline_run
+  with tempfile.TemporaryDirectory(prefix="koala-bench-links-") as links:
+    root = common.shared_data()
+    for i, path in enumerate(files):
+      name = f"{i:04d}_" + os.path.relpath(path, root).replace("/", "__")
+      os.symlink(path, os.path.join(links, name))
+    start = time.perf_counter()
+    pipeline_run.run([f"--input={links}", f"--output_dir={out}", "--embedder_weights=random",
+                      f"--val_fraction={val_fraction}", f"--test_fraction={test_fraction}",
+                      *pipeline_args])
+    print(f"pipeline: {len(files)} images of {split} -> {out} in "
+          f"{time.perf_counter() - start:.0f} s (embedder weights: random)")
+  with open(manifest_path) as f:
+    return out, json.load(f)
