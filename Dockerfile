@@ -23,9 +23,11 @@ RUN pip install --no-cache-dir /koala
 ENTRYPOINT ["python", "-m", "trainer.task"]
 
 FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION} AS pipeline-worker
+# For Dataflow GPU workers: --build-arg TF_PACKAGE="tensorflow[and-cuda]==2.21.0"
+ARG TF_PACKAGE=""
 WORKDIR /koala
 COPY --from=source /koala /koala
-RUN pip install --no-cache-dir /koala
+RUN pip install --no-cache-dir /koala ${TF_PACKAGE}
 # The base image's ENTRYPOINT (/opt/apache/beam/boot, Beam's SDK harness) stays as it is.
 
 # Build after `python -m trainer.export --export_dir=models/koala` (or let cloudbuild.yaml fetch

@@ -14,20 +14,22 @@ from tests import corpus
 FAST = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
-def run_pipeline(input_dir, output_dir, *extra):
-  pipeline_run.run([f"--input={input_dir}", f"--output_dir={output_dir}",
-                    "--embedder_weights=random", *extra])
+def run_pipeline(input_dir, output_dir, *extra, with_result=False):
+  result = pipeline_run.run([f"--input={input_dir}", f"--output_dir={output_dir}",
+                             "--embedder_weights=random", *extra])
   with open(os.path.join(output_dir, schema.MANIFEST)) as f:
-    return json.load(f)
+    manifest = json.load(f)
+  return (manifest, result) if with_result else manifest
 
 
-def read_records(output_dir, split=None):
+def read_records(output_dir, split=None, compression=None):
   """All records of a run (or of one split) through tf.data and the schema's batch parser."""
   splits = [split] if split else schema.SPLITS
   files = sorted(f for s in splits for f in glob.glob(schema.shard_pattern(output_dir, s)))
   if not files:
     return []
-  ds = tf.data.TFRecordDataset(files).batch(4).map(schema.parse_batch)
+  ds = tf.data.TFRecordDataset(files, compression_type=compression).batch(4).map(
+      schema.parse_batch)
   out = []
   for batch in ds:
     for i in range(batch[schema.L].shape[0]):
@@ -50,8 +52,9 @@ def corpus_dir(tmp_path_factory):
 def first_run(corpus_dir, tmp_path_factory):
   folder, expected = corpus_dir
   out = str(tmp_path_factory.mktemp("records"))
-  return out, run_pipeline(folder, out, *FAST, "--num_shards=2", "--val_fraction=0.25",
-                           "--test_fraction=0.25")
+  manifest, result = run_pipeline(folder, out, *FAST, "--num_shards=2", "--val_fraction=0.25",
+                                  "--test_fraction=0.25", with_result=True)
+  return out, manifest, result
 
 
 def outcome_by_name(output_dir, input_dir):
@@ -66,7 +69,7 @@ def outcome_by_name(output_dir, input_dir):
 
 
 def test_every_input_is_written_rejected_skipped_or_a_duplicate(first_run, corpus_dir):
-  out, manifest = first_run
+  out, manifest, _ = first_run
   folder, expected = corpus_dir
   assert outcome_by_name(out, folder) == expected
   for row in read_jsonl(os.path.join(out, schema.REJECTED)):
@@ -74,7 +77,7 @@ def test_every_input_is_written_rejected_skipped_or_a_duplicate(first_run, corpu
 
 
 def test_counts_invariant_in_manifest_and_files(first_run, corpus_dir):
-  out, manifest = first_run
+  out, manifest, _ = first_run
   folder, expected = corpus_dir
   c = manifest["counts"]
   written = sum(c["written"].values())
@@ -88,8 +91,22 @@ def test_counts_invariant_in_manifest_and_files(first_run, corpus_dir):
   assert c["duplicates"] == len(read_jsonl(os.path.join(out, schema.DUPLICATES))) == 1
 
 
+def test_beam_counters_agree_with_the_manifest(first_run):
+  _, manifest, result = first_run
+  from apache_beam.metrics.metric import MetricsFilter
+  counters = {c.key.metric.name: c.committed for c in result.metrics().query(
+      MetricsFilter().with_namespace(pipeline_run.NAMESPACE))["counters"]}
+  c = manifest["counts"]
+  assert counters["inputs"] == c["inputs"]
+  assert counters["rejected"] == c["rejected"]
+  assert counters["skipped_gray"] == c["skipped_gray"]
+  assert counters["duplicates"] == c["duplicates"]
+  for split in schema.SPLITS:
+    assert counters.get(f"written_{split}", 0) == c["written"][split]
+
+
 def test_manifest_names_the_embedder_and_says_weights_are_random(first_run):
-  _, manifest = first_run
+  _, manifest, _ = first_run
   emb = manifest["embedder"]
   assert manifest["schema_version"] == schema.SCHEMA_VERSION
   assert emb["random_weights"] is True and "RANDOM" in emb["warning"]
@@ -98,7 +115,7 @@ def test_manifest_names_the_embedder_and_says_weights_are_random(first_run):
 
 
 def test_records_hold_the_source_image_resized_the_same_way(first_run):
-  out, _ = first_run
+  out, _, _ = first_run
   records = read_records(out)
   assert records
   for r in records:
@@ -119,7 +136,7 @@ def test_records_hold_the_source_image_resized_the_same_way(first_run):
 
 
 def test_splits_follow_the_content_hash(first_run):
-  out, manifest = first_run
+  out, manifest, _ = first_run
   for split in schema.SPLITS:
     for r in read_records(out, split):
       assert schema.split_for_hash(r[schema.CONTENT_HASH].decode(), 0.25, 0.25) == split
@@ -127,7 +144,7 @@ def test_splits_follow_the_content_hash(first_run):
 
 
 def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_path):
-  out, manifest = first_run
+  out, manifest, _ = first_run
   folder, _ = corpus_dir
   again = run_pipeline(folder, str(tmp_path), *FAST, "--val_fraction=0.25",
                        "--test_fraction=0.25", "--min_batch_size=1", "--max_batch_size=3")
@@ -166,11 +183,15 @@ def test_hub_embedder_on_multiprocess_workers(tmp_path):
   module = tiny_hub_module(str(tmp_path / "hub_module"))
   out = str(tmp_path / "out")
   manifest = run_pipeline(str(src) + "/**/*.png", out, f"--embedder=hub:{module}",
-                          "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+                          "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+                          "--compression=gzip")
   assert sum(manifest["counts"]["written"].values()) == 6
   assert manifest["embedder"]["identity"].startswith(f"hub:{module}:")
   assert manifest["embedder"]["random_weights"] is False
-  for r in read_records(out):
+  assert all(f.endswith(".tfrecord.gz") for f in glob.glob(schema.shard_pattern(out, "*")))
+  records = read_records(out, compression="GZIP")
+  assert len(records) == 6
+  for r in records:
     assert r[schema.EMBEDDER_ID].decode() == manifest["embedder"]["identity"]
     assert np.abs(r[schema.EMBEDDING]).sum() > 0
 
