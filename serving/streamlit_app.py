@@ -1,0 +1,282 @@
+"""`streamlit run serving/streamlit_app.py`: try Koala on your own pages in a browser.
+
+Upload pages (PNG, JPEG, WebP, BMP, GIF) or .cbz archives, pick a model (an exported SavedModel
+folder, run in this process, or a TF Serving URL), and get the gray input and the colour output
+side by side, with the PNG or the coloured .cbz to download.
+
+Why it is thin: the colouring itself is `serving.inference.load` (in-process SavedModel) or
+`serving.client.RestColorizer` (TF Serving REST), and folders, archives and the colour-page skip
+are `serving.pages`, the same code the command-line client and the batch tool run, so the page
+cannot drift from them. What this file adds is the page, and turning every failure into a
+sentence: a server that does not answer, a file that is not an image, a page too large, a model
+folder that is not there. Nothing the user does should show a traceback.
+
+Defaults come from the environment, for the tests and the demo: KOALA_MODEL_PATH (the SavedModel
+folder; else demo_out/models/koala, what `make demo` exports), KOALA_SERVER (else
+http://localhost:8501), KOALA_MODEL_NAME (else koala).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import sys
+import tempfile
+
+import streamlit as st
+
+# `streamlit run` puts serving/ on sys.path, not the repository: make `serving.*` importable
+# from a clone that was not pip-installed too.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+LOCAL = "Local SavedModel directory"
+REST = "TF Serving URL"
+PAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "cbz"]
+MAX_PIXELS = 50_000_000          # koala.images.DEFAULT_MAX_PIXELS: the export's default cap
+MAX_PREVIEW_PAGES = 8            # pages of a .cbz shown side by side (all are coloured)
+RESULTS = "koala_results"
+
+
+@dataclasses.dataclass
+class Output:
+  """What became of one uploaded file."""
+  name: str
+  is_archive: bool
+  inputs: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)    # (page, bytes)
+  outputs: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)   # (page, PNG)
+  download: bytes | None = None          # the coloured PNG or .cbz
+  download_name: str = ""
+  errors: list[str] = dataclasses.field(default_factory=list)
+  pages_total: int = 0                   # pages in an archive (only some are previewed)
+
+
+class UserError(Exception):
+  """A failure the user can act on; the message is shown as it is."""
+
+
+def default_model_path() -> str:
+  return os.environ.get("KOALA_MODEL_PATH", os.path.join("demo_out", "models", "koala"))
+
+
+def make_colorizer(source: str, model_path: str, server: str, model_name: str):
+  """-> (colorize(bytes) -> PNG bytes, notes to show), after checking that the model is there."""
+  from serving import client, inference
+  if source == LOCAL:
+    path = os.path.expanduser(model_path.strip())
+    if not path:
+      raise UserError("Enter the folder of an exported SavedModel (python -m trainer.export "
+                      "writes models/koala/<version>/).")
+    try:
+      colorize = inference.load(path)
+    except FileNotFoundError as e:
+      raise UserError(str(e)) from None
+    except Exception as e:   # a folder that is not a (loadable) SavedModel
+      raise UserError(f"could not load a SavedModel from {path}: {type(e).__name__}: "
+                      f"{_first_line(e)}") from None
+    return colorize, export_notes(inference.resolve_version_dir(path))
+  else:
+    if not server.strip():
+      raise UserError("Enter the URL of a TF Serving REST endpoint, e.g. http://localhost:8501")
+    colorize = client.RestColorizer(server.strip(), model_name.strip() or "koala", retries=2,
+                                    timeout=120)
+    try:
+      versions = colorize.check()
+    except client.ClientError as e:
+      raise UserError(str(e)) from None
+    return colorize, [f"Served by {server.strip()}, model {model_name or 'koala'}, version "
+                      f"{versions}. If its embedder had random weights (the offline demo's), the "
+                      "colours mean nothing for real manga."]
+
+
+def export_notes(version_dir: str) -> list[str]:
+  """What the export's provenance file says the user must know: above all, random weights."""
+  import json
+  try:
+    with open(os.path.join(version_dir, "assets.extra", "koala_export.json")) as f:
+      info = json.load(f)
+  except (OSError, ValueError):
+    return [f"{version_dir} has no readable assets.extra/koala_export.json: which embedder it "
+            "holds is unknown."]
+  embedder = info.get("embedder") or {}
+  if embedder.get("random_weights"):
+    return [f"The embedder inside {version_dir} has RANDOM weights (an offline demo or test "
+            "model): it colours the generated demo scenes, but its colours mean nothing for "
+            "real manga."]
+  return []
+
+
+def checked(colorize):
+  """Refuses what is not an image, or is too large, before it costs a model call."""
+  from koala import images
+
+  def run(data: bytes) -> bytes:
+    try:
+      height, width = images.image_size(data)
+    except images.ImageError as e:
+      raise UserError(f"not an image Koala can read: {_first_line(e)}") from None
+    if height * width > MAX_PIXELS:
+      raise UserError(f"page too large: {width} x {height} = {height * width / 1e6:.0f} Mpx; "
+                      f"the limit is {MAX_PIXELS / 1e6:.0f} Mpx. Scale it down and try again.")
+    try:
+      return colorize(data)
+    except UserError:
+      raise
+    except Exception as e:   # the model's or the server's refusal, as one readable line
+      raise UserError(_first_line(e)) from None
+  return run
+
+
+def _first_line(e: Exception) -> str:
+  """The first line of an error, without Python object addresses (<_io.BytesIO at 0x...>)."""
+  text = re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the file", str(e).strip())
+  return (text or type(e).__name__).splitlines()[0][:500]
+
+
+def colorize_uploads(uploads: list[tuple[str, bytes]], colorize, *,
+                     skip_colour: bool = False) -> list[Output]:
+  """Colours every uploaded page and archive through serving.pages (as the client does)."""
+  from serving import pages
+  results = []
+  with tempfile.TemporaryDirectory(prefix="koala-streamlit-") as tmp:
+    in_dir, out_dir = os.path.join(tmp, "in"), os.path.join(tmp, "out")
+    for i, (name, data) in enumerate(uploads):
+      # Each upload in its own folder: two uploads may share a name.
+      folder = os.path.join(in_dir, f"{i:03d}")
+      os.makedirs(folder)
+      safe = os.path.basename(name) or f"upload{i}"
+      with open(os.path.join(folder, safe), "wb") as f:
+        f.write(data)
+    jobs, problems = pages.find_jobs([in_dir], out_dir)
+    report = pages.run(jobs, checked(colorize), concurrency=1, skip_colour=skip_colour,
+                       overwrite=True, progress=False)
+    by_source = {job.source: job for job in jobs}
+    for i, (name, data) in enumerate(uploads):
+      source = os.path.join(in_dir, f"{i:03d}", os.path.basename(name) or f"upload{i}")
+      job = by_source.get(source)
+      result = Output(name=name, is_archive=name.lower().endswith(".cbz"))
+      results.append(result)
+      if job is None:
+        result.errors.append(f"{name}: not a page ({', '.join(pages.IMAGE_EXTENSIONS)}) or a "
+                             ".cbz archive")
+        continue
+      for label, reason in sorted(report.failed.items()):
+        if label == source or label.startswith(source + "!"):
+          page = label.split("!", 1)[1] if "!" in label else name
+          result.errors.append(f"{page}: {reason}" if page != name else reason)
+      if job.is_archive:
+        _collect_archive(job, result)
+      else:
+        _collect_page(job, data, result, report)
+  return results
+
+
+def _collect_page(job, data: bytes, result: Output, report) -> None:
+  out = [p for p in report.done if os.path.splitext(p)[0] == os.path.splitext(job.output)[0]]
+  if not out:
+    return
+  with open(out[0], "rb") as f:
+    coloured = f.read()
+  result.inputs = [(result.name, data)]
+  result.outputs = [(result.name, coloured)]
+  stem, ext = os.path.splitext(os.path.basename(result.name))
+  kept = out[0] != job.output            # a colour page kept as it was (skip_colour)
+  result.download = coloured
+  result.download_name = f"{stem}_koala{ext if kept else '.png'}"
+
+
+def _collect_archive(job, result: Output) -> None:
+  import zipfile
+  if not os.path.exists(job.output):
+    return
+  with open(job.output, "rb") as f:
+    result.download = f.read()
+  result.download_name = os.path.splitext(os.path.basename(result.name))[0] + "_koala.cbz"
+  with zipfile.ZipFile(job.source) as src, zipfile.ZipFile(job.output) as dst:
+    names = set(dst.namelist())
+    for entry in job.entries[:MAX_PREVIEW_PAGES]:
+      coloured = os.path.splitext(entry)[0] + ".png"
+      out_name = coloured if coloured in names else entry
+      result.inputs.append((entry, src.read(entry)))
+      result.outputs.append((entry, dst.read(out_name)))
+  result.pages_total = len(job.entries)
+
+
+def _uploads_key(uploads, source, model_path, server, model_name, skip_colour) -> str:
+  h = hashlib.sha256()
+  for name, data in uploads:
+    h.update(name.encode())
+    h.update(hashlib.sha256(data).digest())
+  h.update(repr((source, model_path, server, model_name, skip_colour)).encode())
+  return h.hexdigest()
+
+
+def show(results: list[Output]) -> None:
+  for n, result in enumerate(results):
+    st.subheader(result.name)
+    for error in result.errors:
+      st.error(error)
+    if result.is_archive and result.outputs:
+      total = result.pages_total
+      if total > len(result.outputs):
+        st.caption(f"Showing the first {len(result.outputs)} of {total} pages; the download "
+                   "holds them all.")
+    for (page, before), (_, after) in zip(result.inputs, result.outputs):
+      left, right = st.columns(2)
+      # PNG previews: the default JPEG would smear the line art being shown off.
+      left.image(before, caption=f"{page}: input", width="stretch", output_format="PNG")
+      right.image(after, caption=f"{page}: Koala's colour", width="stretch", output_format="PNG")
+    if result.download is not None:
+      st.download_button(
+          "Download .cbz" if result.is_archive else "Download PNG", data=result.download,
+          file_name=result.download_name,
+          mime="application/vnd.comicbook+zip" if result.is_archive else "image/png",
+          key=f"download-{n}", on_click="ignore")
+
+
+def main() -> None:
+  st.set_page_config(page_title="Koala manga colorizer", layout="wide")
+  st.title("Koala: colour manga pages")
+  with st.sidebar:
+    st.header("Model")
+    source = st.radio("Where the model runs", [LOCAL, REST], key="source")
+    model_path = server = model_name = ""
+    if source == LOCAL:
+      model_path = st.text_input("SavedModel directory", value=default_model_path(),
+                                 key="model_path",
+                                 help="An export's base folder (the newest version is used) or "
+                                      "one version folder. `make demo` exports demo_out/models/koala.")
+    else:
+      server = st.text_input("TF Serving URL", key="server",
+                             value=os.environ.get("KOALA_SERVER", "http://localhost:8501"))
+      model_name = st.text_input("Model name", key="model_name",
+                                 value=os.environ.get("KOALA_MODEL_NAME", "koala"))
+    skip_colour = st.checkbox("Keep pages that are already in colour", key="skip_colour")
+
+  files = st.file_uploader("Pages (PNG, JPEG, WebP, BMP, GIF) or .cbz archives",
+                           type=PAGE_TYPES, accept_multiple_files=True, key="uploads")
+  uploads = [(f.name, f.getvalue()) for f in files or []]
+  key = _uploads_key(uploads, source, model_path, server, model_name, skip_colour)
+  if st.button("Colorize", type="primary", disabled=not uploads, key="colorize"):
+    st.session_state.pop(RESULTS, None)
+    try:
+      with st.spinner(f"Colouring {len(uploads)} file(s)..."):
+        colorize, notes = make_colorizer(source, model_path, server, model_name)
+        results = colorize_uploads(uploads, colorize, skip_colour=skip_colour)
+      st.session_state[RESULTS] = (key, notes, results)
+    except UserError as e:
+      st.error(str(e))
+    except Exception as e:   # anything unforeseen still reads as a sentence
+      st.error(f"Something went wrong: {type(e).__name__}: {_first_line(e)}")
+  stored = st.session_state.get(RESULTS)
+  if stored and stored[0] == key:
+    for note in stored[1]:
+      st.warning(note)
+    show(stored[2])
+  elif not uploads:
+    st.info("Upload one or more gray pages or a .cbz archive, then press Colorize.")
+
+
+main()

@@ -1,0 +1,149 @@
+"""serving/streamlit_app.py driven headlessly by Streamlit's AppTest: upload, colorize, download,
+with a real exported model, in-process and through a real REST server; and every failure a
+user can cause shows as a sentence, never as a traceback.
+
+The model is the serving tests' one (tests/serving_support.py): trained on the synthetic task
+whose shapes' colours follow from their gray levels, exported with the real Inception-ResNet-v2
+(random weights) inside, so "coloured" can be checked, not just "an image came back".
+"""
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from koala import colour
+from tests import serving_support as support
+
+APP = f"{support.ROOT}/serving/streamlit_app.py"
+TIMEOUT = 300          # the first run loads Inception-ResNet-v2 from the SavedModel
+
+
+@pytest.fixture(scope="module")
+def base():
+  return support.export_base("inception")
+
+
+def page(height=240, width=170, seed=0) -> bytes:
+  return support.png_bytes(support.task_page(height, width, seed=seed)[0])
+
+
+def cbz() -> bytes:
+  buf = io.BytesIO()
+  with zipfile.ZipFile(buf, "w") as z:
+    z.writestr("ComicInfo.xml", "<ComicInfo><Title>t</Title></ComicInfo>")
+    z.writestr("p1.png", page(200, 140, seed=2))
+    z.writestr("p2.png", page(210, 150, seed=3))
+  return buf.getvalue()
+
+
+def is_coloured(png: bytes) -> bool:
+  lab = colour.rgb_to_lab(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+  return float(np.percentile(colour.chroma(lab[..., 1:]), 90)) > 10
+
+
+def new_app() -> AppTest:
+  at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+  at.run()
+  return at
+
+
+def colorize(at: AppTest, files) -> AppTest:
+  at.file_uploader(key="uploads").set_value(files).run()
+  return at.button(key="colorize").click().run()
+
+
+def results(at: AppTest):
+  return at.session_state["koala_results"][2]
+
+
+def test_upload_colorize_download_in_process(base):
+  at = new_app()
+  at.text_input(key="model_path").set_value(base).run()
+  colorize(at, [("one.png", page(), "image/png"), ("book.cbz", cbz(), "application/zip")])
+  assert not at.exception
+  assert not at.error, [e.value for e in at.error]
+  # Side by side: input and colour, for the page and the archive's two pages.
+  captions = [c for img in at.image for c in img.captions]
+  assert captions == ["one.png: input", "one.png: Koala's colour", "p1.png: input",
+                      "p1.png: Koala's colour", "p2.png: input", "p2.png: Koala's colour"]
+  assert [b.label for b in at.download_button] == ["Download PNG", "Download .cbz"]
+  assert any("RANDOM weights" in w.value for w in at.warning)
+
+  one, book = results(at)
+  assert one.download_name == "one_koala.png"
+  out = Image.open(io.BytesIO(one.download))
+  assert out.format == "PNG" and out.size == (170, 240)
+  assert is_coloured(one.download)
+  with zipfile.ZipFile(io.BytesIO(book.download)) as z:
+    assert sorted(z.namelist()) == ["ComicInfo.xml", "p1.png", "p2.png"]
+    assert is_coloured(z.read("p2.png"))
+    assert Image.open(io.BytesIO(z.read("p2.png"))).size == (150, 210)
+
+  # Pressing a download button reruns the script: the results stay, nothing is recoloured.
+  at.download_button[0].click().run()
+  assert not at.exception
+  assert results(at) == [one, book]
+  assert len(at.download_button) == 2
+
+
+def test_through_a_tf_serving_url(base):
+  server = support.Server(base, "koala")
+  try:
+    at = new_app()
+    at.radio(key="source").set_value("TF Serving URL").run()
+    at.text_input(key="server").set_value(server.url).run()
+    colorize(at, ("scan.png", page(seed=5), "image/png"))
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (scan,) = results(at)
+    assert is_coloured(scan.download)
+    assert any(server.url in w.value for w in at.warning)
+  finally:
+    assert server.stop() == 0
+
+
+def test_unreachable_server_is_a_sentence():
+  at = new_app()
+  at.radio(key="source").set_value("TF Serving URL").run()
+  at.text_input(key="server").set_value(f"http://127.0.0.1:{support.free_port()}").run()
+  colorize(at, ("scan.png", page(), "image/png"))
+  assert not at.exception
+  (error,) = [e.value for e in at.error]
+  assert error.startswith("cannot reach a model server at http://127.0.0.1:")
+  assert "koala_results" not in at.session_state
+
+
+def test_missing_model_folder_is_a_sentence(tmp_path):
+  at = new_app()
+  at.text_input(key="model_path").set_value(str(tmp_path / "nothing_here")).run()
+  colorize(at, ("scan.png", page(), "image/png"))
+  assert not at.exception
+  (error,) = [e.value for e in at.error]
+  assert error.startswith(f"no SavedModel at {tmp_path / 'nothing_here'}")
+
+
+def test_bad_files_and_too_large_pages_are_reported_and_good_pages_still_coloured(base):
+  # 8000 x 6500 = 52 Mpx: refused from its header, before any pixel is decoded.
+  huge = io.BytesIO()
+  Image.new("L", (8000, 6500), 255).save(huge, "PNG")
+  broken_cbz = b"PK\x03\x04 this is not a zip archive"
+  at = new_app()
+  at.text_input(key="model_path").set_value(base).run()
+  colorize(at, [("notes.png", b"these are my notes, not a page", "image/png"),
+                ("huge.png", huge.getvalue(), "image/png"),
+                ("broken.cbz", broken_cbz, "application/zip"),
+                ("good.png", page(seed=7), "image/png")])
+  assert not at.exception
+  errors = [e.value for e in at.error]
+  assert len(errors) == 3, errors
+  assert errors[0].startswith("not an image Koala can read: not a readable image")
+  assert "0x" not in errors[0]                      # no Python object addresses
+  assert errors[1].startswith("page too large: 8000 x 6500 = 52 Mpx; the limit is 50 Mpx")
+  assert errors[2].startswith("not a readable .cbz (zip) archive")
+  assert all("Traceback" not in e for e in errors)
+  notes, huge_page, broken, good = results(at)
+  assert notes.download is huge_page.download is broken.download is None
+  assert is_coloured(good.download)
+  assert [b.label for b in at.download_button] == ["Download PNG"]
