@@ -89,6 +89,28 @@ def timings(fn, runs: int, warmup: int = 2) -> np.ndarray:
   return np.asarray(out)
 
 
+def stage_timings(page: bytes, runs: int) -> dict:
+  """The page-sized steps of the graph, each alone: where the time beyond the floor goes."""
+  import tensorflow as tf
+  from serving import tf_page
+  data = tf.constant(page)
+  gray = tf.function(lambda d: tf_page.decode_gray(d, 10**9))(data)
+  table = tf.constant(tf_page.lab_rgb_table())
+  ab = tf.random.uniform((224, 224, 2), -30, 30)
+  rgb = tf_page.colour_page(gray, ab, table)
+  steps = {
+      "decode+gray": tf.function(lambda d: tf_page.decode_gray(d, 10**9)),
+      "letterbox 224+299": tf.function(lambda g: (tf_page.letterbox_u8(g, 224),
+                                                  tf_page.letterbox_u8(g, 299))),
+      "ab upsample+LAB->sRGB": tf.function(lambda g, a: tf_page.colour_page(g, a, table)),
+      "PNG encode": tf.function(lambda x: tf.io.encode_png(x, compression=1)),
+  }
+  args = {"decode+gray": (data,), "letterbox 224+299": (gray,),
+          "ab upsample+LAB->sRGB": (gray, ab), "PNG encode": (rgb,)}
+  return {k: timings(lambda k=k: [t.numpy() for t in tf.nest.flatten(steps[k](*args[k]))], runs)
+          for k in steps}
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--runs", type=int, default=15)
@@ -120,6 +142,7 @@ def main(argv=None) -> int:
                     args.runs)
     batch = tf.constant([page])
     in_process = timings(lambda: serve(image_bytes=batch)["png_bytes"].numpy(), args.runs)
+    stages = stage_timings(page, args.runs)
 
     server = support.Server(base, "koala")
     try:
@@ -152,6 +175,8 @@ def main(argv=None) -> int:
           f"(embedder {p50(floor_embed):.3f} s + colorizer {p50(floor_colour):.3f} s)")
     print(f"in-process page: p50 {p50(in_process):.3f} s, p95 {p95(in_process):.3f} s, "
           f"ratio to floor {ratio:.2f} (target <= 1.5)")
+    print("in-process stages alone (p50): " + ", ".join(f"{k} {p50(v):.3f} s"
+                                                    for k, v in stages.items()))
     print(f"REST page: p50 {p50(over_rest):.3f} s, p95 {p95(over_rest):.3f} s, "
           f"ratio to floor {p50(over_rest) / p50(floor):.2f}")
     print(f"REST, 4 concurrent clients: {throughput:.2f} pages/s ({n} pages)")

@@ -33,10 +33,16 @@ def resolve_version_dir(model_path: str) -> str:
 
 
 @functools.lru_cache(maxsize=2)
+def load_model(model_path: str):
+  """The loaded SavedModel (cached per path): its .signatures are TF Serving's."""
+  import tensorflow as tf
+  return tf.saved_model.load(resolve_version_dir(model_path))
+
+
 def load(model_path: str):
   """-> colorize(bytes) -> PNG bytes, from the SavedModel's serving_default signature."""
   import tensorflow as tf
-  fn = tf.saved_model.load(resolve_version_dir(model_path)).signatures[SIGNATURE]
+  fn = load_model(model_path).signatures[SIGNATURE]
 
   def colorize(data: bytes) -> bytes:
     try:

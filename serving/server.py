@@ -198,6 +198,9 @@ class App:
       return 200, self._dispatch(method, path, body)
     except RestError as e:
       return e.http_status, rest_json.error_body(e.message)
+    except Exception as e:   # a bug here must still answer, as TF Serving's INTERNAL does
+      _LOG.exception("internal error on %s %s", method, path)
+      return 500, rest_json.error_body(f"Internal: {type(e).__name__}: {e}")
 
   def _dispatch(self, method: str, path: str, body: bytes) -> bytes:
     m = PREDICT_PATH.fullmatch(path) if method == "POST" else None

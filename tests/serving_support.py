@@ -100,13 +100,13 @@ def _write_records(records_dir: str, embedder) -> None:
 
 @functools.cache
 def trained_job() -> str:
-  """A job dir from trainer.task, trained on the synthetic task (about 30 s on 2 cores)."""
+  """A job dir from trainer.task, trained on the synthetic task (300 steps, ~1 min on 2 cores)."""
   from koala import embedder as embedder_lib
   from trainer import task
   records, job = os.path.join(workdir(), "records"), os.path.join(workdir(), "job")
   _write_records(records, embedder_lib.load_embedder("inception_resnet_v2", "random", 0))
-  task.train(task.TrainConfig(records_dir=records, job_dir=job, learning_rate=3e-3, epochs=2,
-                              batch_size=8, steps_per_epoch=60, seed=1, verbose=0, **SMALL))
+  task.train(task.TrainConfig(records_dir=records, job_dir=job, learning_rate=3e-3, epochs=3,
+                              batch_size=8, steps_per_epoch=100, seed=1, verbose=0, **SMALL))
   return job
 
 

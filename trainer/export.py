@@ -170,8 +170,6 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
            png_compression: int = DEFAULT_PNG_COMPRESSION) -> str:
   """Writes <export_dir>/<version>/ and returns its path."""
   started = time.time()
-  colorizer, info = artifacts.load_trained(job_dir)
-  embed, identity = rebuild_embedder(info)
   version = next_version(export_dir) if version is None else int(version)
   if version < 1:
     raise ExportError(f"--version must be a positive integer, got {version}")
@@ -179,6 +177,8 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
   if tf.io.gfile.exists(final):
     raise ExportError(f"{final} exists already; TF Serving versions are immutable, pick another "
                       "--version or leave it out to take the next one")
+  colorizer, info = artifacts.load_trained(job_dir)
+  embed, identity = rebuild_embedder(info)
   _LOG.info("loaded the model and rebuilt the embedder in %.1f s", time.time() - started)
   module = KoalaServing(colorizer, embed, max_pixels=max_pixels, png_compression=png_compression)
   _LOG.info("built the LAB -> sRGB table at %.1f s", time.time() - started)
