@@ -1,0 +1,97 @@
+"""The demo (`make demo` = `python -m demo`) in its small CI configuration: the same code path,
+every stage for real (sample data, Beam pipeline, training, evaluation, export, the REST stand-in
+on a loopback port, the client, the report), as a subprocess exactly as a user runs it.
+
+What a newcomer relies on is checked: it exits 0, shows each stage, says that the embedder had
+random weights, leaves a report whose pictures are the real pages (coloured, full size, line art
+intact), stops its server, and never empties a folder it did not make.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo import config as demo_config
+from demo import report
+from demo import run as demo_run
+from koala import colour
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+  out = tmp_path_factory.mktemp("demo") / "demo_out"
+  proc = subprocess.run([sys.executable, "-m", "demo", "--small", f"--output_dir={out}"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, f"demo failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+  return out, proc.stdout
+
+
+def test_every_stage_runs_and_reports_progress(demo):
+  out, stdout = demo
+  total = 9 if demo_config.SMALL.evaluate else 8
+  for n in range(1, total + 1):
+    assert re.search(rf"^\[{n}/{total}\] .*: done in \d+ s", stdout, re.M), stdout
+  assert "FAILED" not in stdout
+  assert "server exited with status 0" in stdout
+  assert re.search(r"^Demo finished in \d+ min \d\d s\. Where everything is:", stdout, re.M)
+
+
+def test_it_says_plainly_that_the_embedder_had_random_weights(demo):
+  out, stdout = demo
+  assert "NOTE: the embedder ran with RANDOM weights" in stdout
+  with open(out / "report" / "index.html") as f:
+    page = f.read()
+  assert "The embedder ran with RANDOM weights" in page
+
+
+def test_the_summary_names_paths_that_exist(demo):
+  out, stdout = demo
+  summary = stdout.split("Where everything is:", 1)[1].splitlines()
+  for label in ("records", "SavedModel", "coloured pages", "report", "logs"):
+    line = next(l for l in summary if l.strip().startswith(label))
+    path = line.split()[len(label.split())].rstrip("/")
+    assert os.path.exists(path), line
+  assert (out / "models" / "koala" / "1" / "saved_model.pb").exists()
+
+
+def test_the_coloured_pages_are_the_gray_pages_in_colour(demo):
+  out, _ = demo
+  grays = sorted((out / "sample" / "gray_pages").glob("*.png"))
+  assert len(grays) == demo_config.SMALL.pages
+  for gray_path in grays:
+    gray = np.asarray(Image.open(gray_path).convert("L"))
+    rgb = np.asarray(Image.open(out / "colour_pages" / gray_path.name).convert("RGB"))
+    assert rgb.shape[:2] == gray.shape                        # full size, not 224 or 56
+    lab = colour.rgb_to_lab(rgb)
+    assert np.percentile(np.abs(lab[..., 0] - colour.gray_to_l(gray)), 99) <= 2.0   # line art kept
+    assert report.mean_chroma(str(out / "colour_pages" / gray_path.name)) > 5
+
+
+def test_the_report_shows_the_pages(demo):
+  out, _ = demo
+  grid = Image.open(out / "report" / "demo_report.png")
+  assert grid.width >= 900 and grid.height > report.THUMB_HEIGHT
+  with open(out / "report" / "index.html") as f:
+    page = f.read()
+  assert 'src="demo_report.png"' in page
+  for name in ("page_00", "page_01"):
+    assert f"../colour_pages/{name}.png" in page and f"../sample/gray_pages/{name}.png" in page
+  assert "PSNR" in page                                     # the evaluation's table
+
+
+def test_a_folder_the_demo_did_not_make_is_refused(tmp_path):
+  (tmp_path / "thesis.tex").write_text("years of work")
+  with pytest.raises(SystemExit, match="refusing to empty"):
+    demo_run.prepare_output(str(tmp_path))
+  assert (tmp_path / "thesis.tex").exists()
+  own = tmp_path / "demo_out"
+  demo_run.prepare_output(str(own))
+  (own / "old_result.png").write_bytes(b"x")
+  demo_run.prepare_output(str(own))                         # its own folder: emptied
+  assert sorted(os.listdir(own)) == [demo_run.MARKER]

@@ -1,0 +1,162 @@
+"""The Streamlit page in a real browser: `streamlit run` on a loopback port, Debian's headless
+Chromium driven through chromedriver (Selenium). It uploads a gray page, waits for the result,
+checks that the colour image the browser shows is coloured, downloads the PNG, and saves a
+screenshot under out/test_artifacts/ (printed; gitignored) for a person to look at.
+
+Why a browser on top of AppTest: AppTest runs the script without the frontend, so it cannot
+see a broken upload widget, media that never reaches the page, or a download that does not
+start. `make test` installs the browser first (`make browser`); Chromium is started with the
+flags that keep it off the (closed) network and with a fresh profile.
+"""
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from koala import colour
+from tests import serving_support as support
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = os.path.join(support.ROOT, "out", "test_artifacts")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--window-size=1400,1300")
+
+
+@pytest.fixture(scope="module")
+def base():
+  return support.export_base("inception")
+
+
+@pytest.fixture(scope="module")
+def app_url(base):
+  """`streamlit run serving/streamlit_app.py` on a free loopback port, stopped afterwards."""
+  port = support.free_port()
+  log_path = os.path.join(support.workdir(), f"streamlit-{port}.log")
+  env = dict(os.environ, KOALA_MODEL_PATH=base)
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "serving/streamlit_app.py",
+         f"--server.port={port}", "--server.address=127.0.0.1", "--server.headless=true",
+         "--browser.gatherUsageStats=false"],
+        cwd=support.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+  url = f"http://127.0.0.1:{port}"
+  try:
+    deadline = time.time() + 120
+    while True:
+      try:
+        if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+          break
+      except requests.ConnectionError:
+        pass
+      assert proc.poll() is None, open(log_path).read()
+      assert time.time() < deadline, "streamlit did not start: " + open(log_path).read()
+      time.sleep(0.3)
+    yield url
+  finally:
+    proc.terminate()
+    try:
+      proc.wait(30)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      proc.wait()
+
+
+@pytest.fixture
+def browser(tmp_path):
+  if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed: run `make browser` (Debian's "
+                "chromium and chromium-driver)")
+  from selenium import webdriver
+  from selenium.webdriver.chrome.service import Service
+  options = webdriver.ChromeOptions()
+  options.binary_location = CHROMIUM
+  profile = tempfile.mkdtemp(prefix="koala-chromium-")
+  for flag in CHROMIUM_FLAGS + (f"--user-data-dir={profile}",):
+    options.add_argument(flag)
+  driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+  downloads = tmp_path / "downloads"
+  downloads.mkdir()
+  driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                         {"behavior": "allow", "downloadPath": str(downloads)})
+  driver.downloads = downloads
+  try:
+    yield driver
+  finally:
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def chroma90(png: bytes) -> float:
+  lab = colour.rgb_to_lab(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+  return float(np.percentile(colour.chroma(lab[..., 1:]), 90))
+
+
+def wait(driver, condition, timeout: float, what: str):
+  from selenium.common.exceptions import TimeoutException
+  from selenium.webdriver.support.ui import WebDriverWait
+  try:
+    return WebDriverWait(driver, timeout, poll_frequency=0.5).until(lambda d: condition(d))
+  except TimeoutException:
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = os.path.join(ARTIFACTS, "streamlit_browser_timeout.png")
+    driver.save_screenshot(shot)
+    raise AssertionError(f"timed out waiting for {what}; screenshot: {shot}") from None
+
+
+def button(driver, label: str):
+  from selenium.webdriver.common.by import By
+  for b in driver.find_elements(By.TAG_NAME, "button"):
+    if b.text.strip() == label and b.is_enabled():
+      return b
+  return None
+
+
+def test_upload_a_page_and_see_it_coloured_in_chromium(app_url, browser, tmp_path):
+  from selenium.webdriver.common.by import By
+  gray, _ = support.task_page(300, 210, seed=11)
+  page = tmp_path / "my_page.png"
+  page.write_bytes(support.png_bytes(gray))
+  assert chroma90(page.read_bytes()) < 1
+
+  browser.get(app_url)
+  upload = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "input[type=file]"), 90,
+                "the upload widget")
+  upload.send_keys(str(page))
+  wait(browser, lambda d: button(d, "Colorize"), 60, "the Colorize button").click()
+
+  def coloured_image(d):
+    for figure in d.find_elements(By.CSS_SELECTOR, "[data-testid=stImage]"):
+      if "Koala's colour" in figure.text:
+        return figure.find_element(By.TAG_NAME, "img")
+    return None
+  img = wait(browser, coloured_image, 300, "the coloured page")
+  wait(browser, lambda d: d.execute_script(
+      "return arguments[0].complete && arguments[0].naturalWidth > 0", img), 30, "the image to load")
+  shown = requests.get(img.get_attribute("src"), timeout=30).content
+  assert Image.open(io.BytesIO(shown)).size == (210, 300)
+  assert chroma90(shown) > 10, "the page shows a gray image where the colour one should be"
+  assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=stException]")
+
+  browser.execute_script("arguments[0].scrollIntoView({block: 'end'})", img)
+  os.makedirs(ARTIFACTS, exist_ok=True)
+  shot = os.path.join(ARTIFACTS, "streamlit_browser.png")
+  browser.save_screenshot(shot)
+  print(f"\nscreenshot of the Streamlit page in Chromium: {shot}")
+
+  wait(browser, lambda d: button(d, "Download PNG"), 30, "the download button").click()
+  target = browser.downloads / "my_page_koala.png"
+  wait(browser, lambda d: target.exists() and target.stat().st_size > 0, 60, "the download")
+  downloaded = target.read_bytes()
+  assert Image.open(io.BytesIO(downloaded)).format == "PNG"
+  assert Image.open(io.BytesIO(downloaded)).size == (210, 300)
+  assert chroma90(downloaded) > 10
