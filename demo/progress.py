@@ -140,7 +140,7 @@ class Progress:
   def run(self, stage: Stage, cmd: list[str], *, cwd: str | None = None,
           env: dict | None = None) -> None:
     """Runs one command of the stage, its output appended to the stage's log."""
-    printable = shlex.join(cmd)
+    printable = printable_command(cmd)
     self.say(f"    $ {printable}")
     with open(stage.log_path, "a") as log:
       log.write(f"$ {printable}\n")
@@ -160,6 +160,12 @@ class Progress:
     if code != 0:
       raise StageFailed(f"{stage.label} failed (exit status {code}).\n"
                         f"--- last lines of {stage.log_path} ---\n{tail(stage.log_path)}")
+
+
+def printable_command(cmd: list[str]) -> str:
+  """The command as a user would type it: `python`, not this machine's interpreter path."""
+  shown = ["python" if i == 0 and c == sys.executable else c for i, c in enumerate(cmd)]
+  return shlex.join(shown)
 
 
 def _child_env(extra: dict | None) -> dict:

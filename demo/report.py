@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 THUMB_HEIGHT = 320
-PAIRS_PER_ROW = 3
+PAIRS_PER_ROW = 2
 GAP = 16
 BACKGROUND = (250, 250, 247)
 INK = (20, 20, 20)
@@ -108,18 +108,21 @@ def render_grid(pages: list[Page], info: ReportInfo) -> Image.Image:
   row_sizes = [(sum(p.width for p in r) + GAP * (len(r) - 1), max(p.height for p in r))
                for r in rows]
   width = max(max(w for w, _ in row_sizes) + 2 * GAP, 900)
-  header = [(info.title, _font(26), INK)]
+  # Text scales with the picture, so it stays legible where the README shows it shrunk.
+  body, small = _font(max(15, width // 75)), _font(max(13, width // 88))
+  text_width = width - 2 * GAP
+  header = [(info.title, _font(max(24, width // 47)), INK)]
   if info.random_embedder:
-    header.append(("Embedder: RANDOM WEIGHTS (offline demo). These colours come from a tiny model "
-                   "trained for minutes on", _font(17), WARNING_RED))
-    header.append(("generated scenes; they show that the system runs end to end, not what Koala "
-                   "does on real manga.", _font(17), WARNING_RED))
+    warning = ("Embedder: RANDOM WEIGHTS (offline demo). These colours come from a small model "
+               "trained for minutes on generated scenes; they show that the system runs end to "
+               "end, not what Koala does on real manga.")
+    header += [(l, body, WARNING_RED) for l in _fit(warning, body, text_width)]
   else:
-    header.append((f"Embedder: {info.embedder_text}", _font(17), INK))
-  header.append((info.config_text, _font(15), INK))
+    header += [(l, body, INK) for l in _fit(f"Embedder: {info.embedder_text}", body, text_width)]
+  header += [(l, small, INK) for l in _fit(info.config_text, small, text_width)]
   line = metrics_line(info.metrics)
   if line:
-    header.append((line, _font(15), INK))
+    header += [(l, small, INK) for l in _fit(line, small, text_width)]
   header_h = GAP + sum(_line_height(f) for _, f, _ in header) + GAP
   height = header_h + sum(h for _, h in row_sizes) + GAP * (len(rows) + 1)
   canvas = Image.new("RGB", (width, height), BACKGROUND)
@@ -137,6 +140,19 @@ def render_grid(pages: list[Page], info: ReportInfo) -> Image.Image:
       x += pair.width + GAP
     y += row_h + GAP
   return canvas
+
+
+def _fit(text: str, font, max_width: int) -> list[str]:
+  """Greedy word wrap by the rendered width."""
+  lines, current = [], ""
+  for word in text.split():
+    candidate = f"{current} {word}".strip()
+    if current and font.getlength(candidate) > max_width:
+      lines.append(current)
+      current = word
+    else:
+      current = candidate
+  return lines + ([current] if current else [])
 
 
 def _line_height(font) -> int:

@@ -81,7 +81,7 @@ class ServerProcess:
     self.cmd = [sys.executable, "-m", "serving.server", f"--model_base_path={base_path}",
                 f"--model_name={MODEL_NAME}", "--rest_api_port=0", "--host=127.0.0.1"]
     self._log = open(log_path, "a")
-    self._log.write(f"$ {' '.join(self.cmd)}\n")
+    self._log.write(f"$ {progress.printable_command(self.cmd)}\n")
     self._log.flush()
     self.proc = subprocess.Popen(self.cmd, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
                                  stdin=subprocess.DEVNULL, env=progress._child_env(None))
@@ -205,7 +205,7 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
   try:
     with prog.stage("start the model server (TF Serving REST stand-in, loopback)", "server") as st:
       server = ServerProcess(out.models, st.log_path)
-      prog.say(f"    $ {' '.join(server.cmd)}")
+      prog.say(f"    $ {progress.printable_command(server.cmd)}")
       url = server.wait_ready()
       prog.say(f"    listening at {url}")
 
@@ -239,7 +239,7 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
                                                           "metrics.json"),
                  "records manifest.json": os.path.join(out.records, "manifest.json"),
                  "logs": out.logs},
-          commands=[_stage_command(line) for line in _commands_run(out.logs)])
+          commands=_commands_run(out.logs))
       png, html_page = report.write_report(pages, info, out.report)
   finally:
     if server is not None:
@@ -272,11 +272,6 @@ def _commands_run(log_dir: str) -> list[str]:
     with open(os.path.join(log_dir, name), errors="replace") as f:
       lines += [l[2:].strip() for l in f if l.startswith("$ ")]
   return lines
-
-
-def _stage_command(line: str) -> str:
-  """A logged command with this machine's interpreter and output root shortened."""
-  return line.replace(sys.executable, "python")
 
 
 def _print_summary(prog, out: Layout, summary: dict, written: dict, metrics: dict | None) -> None:
