@@ -156,29 +156,29 @@ class ModelManager:
     _LOG.info("Successfully loaded servable version {name: %s version: %d} in %.1f s",
               self.name, version, time.time() - started)
 
-  def get(self, name: str, version: int | None, label: str | None) -> LoadedModel:
-    """TF Serving's GetServableHandle, with its NOT_FOUND messages."""
+  def _find(self, name: str, version: int | None, label: str | None,
+            no_model: str, no_version: str) -> LoadedModel:
+    """The served model if it matches the request, else TF Serving's error for the API."""
     with self._lock:
       model = self._model
     if label is not None:
       raise RestError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
     if name != self.name or model is None:
-      spec = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
-      raise RestError("NOT_FOUND", f"Servable not found for request: {spec}")
+      raise RestError("NOT_FOUND", no_model)
     if version is not None and version != model.version:
-      raise RestError("NOT_FOUND", f"Servable not found for request: Specific({name}, {version})")
+      raise RestError("NOT_FOUND", no_version)
     return model
+
+  def get(self, name: str, version: int | None, label: str | None) -> LoadedModel:
+    """TF Serving's GetServableHandle, with its NOT_FOUND messages."""
+    spec = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+    message = f"Servable not found for request: {spec}"
+    return self._find(name, version, label, message, message)
 
   def status(self, name: str, version: int | None, label: str | None) -> dict:
     """GetModelStatus: the versions being served, with their state."""
-    with self._lock:
-      model = self._model
-    if label is not None:
-      raise RestError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
-    if name != self.name or model is None:
-      raise RestError("NOT_FOUND", f"Could not find any versions of model {name}")
-    if version is not None and version != model.version:
-      raise RestError("NOT_FOUND", f"Could not find version {version} of model {name}")
+    model = self._find(name, version, label, f"Could not find any versions of model {name}",
+                       f"Could not find version {version} of model {name}")
     return {"model_version_status": [{
         "version": str(model.version), "state": "AVAILABLE",
         "status": {"error_code": "OK", "error_message": ""}}]}
