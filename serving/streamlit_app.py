@@ -32,10 +32,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from koala.images import DEFAULT_MAX_PIXELS as MAX_PIXELS  # noqa: E402  (the export's default cap)
+
 LOCAL = "Local SavedModel directory"
 REST = "TF Serving URL"
 PAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "cbz"]
-MAX_PIXELS = 50_000_000          # koala.images.DEFAULT_MAX_PIXELS: the export's default cap
 MAX_PREVIEW_PAGES = 8            # pages of a .cbz shown side by side (all are coloured)
 RESULTS = "koala_results"
 
