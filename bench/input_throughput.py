@@ -67,7 +67,8 @@ def main(argv=None):
     records_dir = args.records_dir
   else:
     common.shared_data()
-    records_dir, _ = trainer_records.build_records("train", args.limit, val_fraction=0.1,
+    records_dir, _ = trainer_records.build_records("train", args.limit,
+                                                   val_fraction=trainer_records.TRAIN_VAL_FRACTION,
                                                    pipeline_args=("--num_shards=4",))
   info = trainer_input.check_records(records_dir, splits=("train",))
   files = info.files["train"]

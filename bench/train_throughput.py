@@ -191,7 +191,8 @@ def device_name() -> str:
     return f"{d.platform}: {getattr(d, 'device_kind', d)} x{len(jax.devices())}"
   import tensorflow as tf
   gpus = tf.config.list_physical_devices("GPU")
-  return f"GPU x{len(gpus)}" if gpus else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+  cpu = f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+  return f"GPU x{len(gpus)}" if gpus else cpu
 
 
 def main(argv=None):

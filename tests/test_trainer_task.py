@@ -83,7 +83,8 @@ def test_evaluate_reports_model_and_baselines(records, trained, capsys):
   results = evaluate.main([f"--records_dir={records}", f"--job_dir={job}", "--samples=3"])
   rows = results["predictors"]
   assert set(rows) == {"model", "gray", "mean_colour"} and results["examples"] == 16
-  assert rows["model"]["mse"] < rows["gray"]["mse"] and rows["model"]["mse"] < rows["mean_colour"]["mse"]
+  assert rows["model"]["mse"] < rows["gray"]["mse"]
+  assert rows["model"]["mse"] < rows["mean_colour"]["mse"]
   assert rows["model"]["auc"] > rows["gray"]["auc"]
   assert rows["gray"]["colorfulness"] == pytest.approx(0.0, abs=1e-6)
   assert results["ground_truth_colorfulness"] > rows["mean_colour"]["colorfulness"]
@@ -104,7 +105,8 @@ def test_evaluate_refuses_records_of_another_embedder(trained, tmp_path):
 
 
 def test_flags_override_the_preset():
-  args = task.parse_args(["--records_dir=r", "--job_dir=j", "--preset=Koala_0005_100", "--epochs=3"])
+  args = task.parse_args(["--records_dir=r", "--job_dir=j", "--preset=Koala_0005_100",
+                          "--epochs=3"])
   config = task.config_from_args(args)
   assert (config.learning_rate, config.epochs, config.batch_size) == (0.0005, 3, 32)
   config = task.config_from_args(task.parse_args(["--records_dir=r", "--job_dir=j"]))
@@ -112,7 +114,8 @@ def test_flags_override_the_preset():
   assert len(presets.PRESETS) == 5
 
 
-def test_cli_on_a_remote_job_dir_with_vertex_dirs_mirrored_and_mixed_precision(records, monkeypatch):
+def test_cli_on_a_remote_job_dir_with_vertex_dirs_mirrored_and_mixed_precision(records,
+                                                                                monkeypatch):
   """tf.io.gfile's in-memory ram:// filesystem stands in for gs://: nothing may assume a local
   path. Vertex's AIP_* directories replace the job directory's defaults."""
   job = "ram://koala-task-test/job"

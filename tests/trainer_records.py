@@ -63,7 +63,8 @@ def write_shard(path: str, records: list[bytes], gzip: bool = False) -> str:
 def write_records(out_dir: str, counts=None, shards: int = 2, seed: int = 0,
                   embedder_id: str = EMBEDDER_ID, manifest: bool = True,
                   gzip: bool = False) -> dict:
-  """Writes <out>/{split}/{split}-0000i-of-0000n.tfrecord and manifest.json; returns the manifest."""
+  """Writes <out>/{split}/{split}-0000i-of-0000n.tfrecord and manifest.json; returns the
+  manifest."""
   counts = counts or {"train": 64, "val": 16, "test": 16}
   rng = np.random.default_rng(seed)
   for split, n in counts.items():

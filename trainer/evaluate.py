@@ -82,7 +82,8 @@ def evaluate(model, info: trainer_input.RecordsInfo, split: str = "test", batch_
              "gray": np.zeros_like(true_norm),
              "mean_colour": np.broadcast_to(mean_colour / colour.AB_SCALE, true_norm.shape)}
     for i in range(len(true_norm)):
-      crop = _crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]), int(meta[schema.ORIGINAL_WIDTH][i]))
+      crop = _crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]),
+                            int(meta[schema.ORIGINAL_WIDTH][i]))
       true_rgb = callbacks.colorize_lab(l_batch[i], true_norm[i])
       truth_cf.append(metrics.colorfulness(crop(true_rgb)))
       row = []
@@ -144,7 +145,8 @@ def write_outputs(results: dict, grid: np.ndarray, out_dir: str) -> None:
 def parse_args(argv) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m trainer.evaluate", description=__doc__.split("\n")[2])
   p.add_argument("--records_dir", required=True)
-  p.add_argument("--job_dir", required=True, help="The training job's directory (model_dir inside).")
+  p.add_argument("--job_dir", required=True,
+                 help="The training job's directory (model_dir inside).")
   p.add_argument("--split", default="test", choices=schema.SPLITS)
   p.add_argument("--batch_size", type=int, default=32)
   p.add_argument("--max_examples", type=int, help="Evaluate only the first N records.")
@@ -170,7 +172,8 @@ def main(argv=None) -> dict:
   results["model"] = artifacts.join(artifacts.model_dir(args.job_dir), artifacts.MODEL_FILENAME)
   results["embedder"] = embedder
   if embedder.get("random_weights"):
-    results["warning"] = "the embedder had random weights: these records' embeddings carry no semantics"
+    results["warning"] = ("the embedder had random weights: these records' embeddings carry "
+                          "no semantics")
   out_dir = args.output_dir or artifacts.join(args.job_dir, "evaluation", args.split)
   write_outputs(results, grid, out_dir)
   print(format_table(results))

@@ -133,7 +133,8 @@ def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: b
   """A batch of serialized examples -> ({"l", "embedding"}, ab / 128[, metadata]), checked."""
   parsed = schema.parse_batch(serialized)
   checks = [
-      tf.debugging.assert_equal(parsed[schema.VERSION], tf.constant(schema.SCHEMA_VERSION, tf.int64),
+      tf.debugging.assert_equal(parsed[schema.VERSION],
+                                tf.constant(schema.SCHEMA_VERSION, tf.int64),
                                 message="a record has another schema version"),
       tf.debugging.assert_equal(parsed[schema.EMBEDDER_ID], tf.constant(embedder_id),
                                 message=f"a record's embedder is not {embedder_id}"),
@@ -189,7 +190,8 @@ def make_dataset(info: RecordsInfo, split: str, batch_size: int, *, training: bo
 
 
 def steps_per_epoch(info: RecordsInfo, split: str, batch_size: int, *, training: bool) -> int:
-  """Steps that cover a split once: whole batches when training (the last partial one is dropped)."""
+  """Steps that cover a split once: whole batches when training (the last partial one is
+  dropped), every example otherwise."""
   n = info.count(split)
   steps = n // batch_size if training else math.ceil(n / batch_size)
   if steps < 1:

@@ -1,4 +1,4 @@
-"""The seed's five named training configurations (SPEC.md), so that its results can be rerun by name.
+"""The seed's five named training configurations (SPEC.md), so its results can be rerun by name.
 
 Every preset is Adam with MSE on the normalised ab at batch 32; they differ in learning rate and
 epochs. The seed's own figures are kept next to each, for comparison with our runs. Command-line
@@ -25,7 +25,8 @@ class Preset:
 
 
 PRESETS = {p.name: p for p in (
-    Preset("Koala_01_20", 0.01, 20, seed_note="seed: test loss 0.965 (diverged), 'acc' 0.633, 3.5 h"),
+    Preset("Koala_01_20", 0.01, 20,
+           seed_note="seed: test loss 0.965 (diverged), 'acc' 0.633, 3.5 h"),
     Preset("Koala_0005_40", 0.0005, 40, seed_note="seed: no result recorded"),
     Preset("Koala_0005_100", 0.0005, 100, seed_note="seed: test loss 0.0138, 'acc' 0.649, 17 h"),
     Preset("Koala_0001_50", 0.0001, 50, seed_note="seed: test loss 0.0128, 'acc' 0.649, 8.5 h"),

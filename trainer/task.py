@@ -28,7 +28,7 @@ import tensorflow as tf
 from koala import schema
 from trainer import artifacts, callbacks, presets
 from trainer import input as trainer_input
-from trainer.artifacts import model_dir  # noqa: F401  (the export's entry point: trainer.task.model_dir)
+from trainer.artifacts import model_dir  # noqa: F401  (the export calls trainer.task.model_dir)
 from trainer.model import build_colorizer
 
 _LOG = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ class TrainConfig:
 def parse_args(argv) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__.split("\n")[2],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--records_dir", required=True, help="The pipeline's --output_dir (local or gs://).")
+  p.add_argument("--records_dir", required=True,
+                 help="The pipeline's --output_dir (local or gs://).")
   p.add_argument("--job_dir", required=True, help="Where this run's outputs go (local or gs://).")
   p.add_argument("--preset", default=presets.DEFAULT, choices=sorted(presets.PRESETS))
   p.add_argument("--epochs", type=int)
