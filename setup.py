@@ -18,10 +18,13 @@ REQUIRED = [
     "matplotlib>=3.9",         # training curves
     "tqdm>=4.66",              # progress bars (client, batch tools)
     "requests>=2.32",          # the REST client
+    "tensorboard>=2.21",       # training logs (TensorFlow 2.21 does not pull it in)
+    "streamlit>=1.40",         # serving/streamlit_app.py
 ]
 EXTRAS = {
     "test": ["pytest>=8", "pytest-timeout>=2.3",
-             "gcp-storage-emulator>=2024.8"],   # a local Cloud Storage for the gs:// tests
+             "gcp-storage-emulator>=2024.8",    # a local Cloud Storage for the gs:// tests
+             "selenium>=4.20"],                 # drives Debian's Chromium in the browser test
     "vertex": ["google-cloud-aiplatform>=1.70"],   # trainer.submit (not needed for --dry_run)
 }
 
@@ -31,7 +34,8 @@ setuptools.setup(
     description="Deep Koalarization for manga: Beam preprocessing, a Keras trainer, TF Serving.",
     python_requires=">=3.11,<3.13",
     packages=setuptools.find_packages(include=["koala", "koala.*", "pipeline", "pipeline.*",
-                                               "trainer", "trainer.*", "serving", "serving.*"]),
+                                               "trainer", "trainer.*", "serving", "serving.*",
+                                               "demo", "demo.*"]),
     install_requires=REQUIRED,
     extras_require=EXTRAS,
 )
