@@ -66,7 +66,8 @@ def prepare_output(root: str) -> None:
   if os.path.isdir(root) and os.listdir(root):
     if not os.path.exists(os.path.join(root, MARKER)):
       raise SystemExit(f"refusing to empty {root}: it holds files and was not made by the demo "
-                       f"(no {MARKER} file). Pass another --output_dir.")
+                       f"(no {MARKER} file). Remove it yourself, or pass another --output_dir "
+                       f"(make demo OUT=other_folder).")
     shutil.rmtree(root)
   os.makedirs(root, exist_ok=True)
   with open(os.path.join(root, MARKER), "w") as f:

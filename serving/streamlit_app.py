@@ -38,6 +38,7 @@ LOCAL = "Local SavedModel directory"
 REST = "TF Serving URL"
 PAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "cbz"]
 MAX_PREVIEW_PAGES = 8            # pages of a .cbz shown side by side (all are coloured)
+PREVIEW_WIDTH = 420              # pixels
 RESULTS = "koala_results"
 
 
@@ -226,9 +227,11 @@ def show(results: list[Output]) -> None:
                    "holds them all.")
     for (page, before), (_, after) in zip(result.inputs, result.outputs):
       left, right = st.columns(2)
-      # PNG previews: the default JPEG would smear the line art being shown off.
-      left.image(before, caption=f"{page}: input", width="stretch", output_format="PNG")
-      right.image(after, caption=f"{page}: Koala's colour", width="stretch", output_format="PNG")
+      # PNG previews (JPEG would smear the line art being shown off), small enough that a
+      # portrait page and its caption fit on a screen; the download is full size.
+      left.image(before, caption=f"{page}: input", width=PREVIEW_WIDTH, output_format="PNG")
+      right.image(after, caption=f"{page}: Koala's colour", width=PREVIEW_WIDTH,
+                  output_format="PNG")
     if result.download is not None:
       st.download_button(
           "Download .cbz" if result.is_archive else "Download PNG", data=result.download,
