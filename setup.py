@@ -19,12 +19,12 @@ REQUIRED = [
     "tqdm>=4.66",              # progress bars (client, batch tools)
     "requests>=2.32",          # the REST client
     "tensorboard>=2.21",       # training logs (TensorFlow 2.21 does not pull it in)
-    "streamlit>=1.40",         # serving/streamlit_app.py
+    "streamlit>=1.67",         # serving/streamlit_app.py
 ]
 EXTRAS = {
     "test": ["pytest>=8", "pytest-timeout>=2.3",
              "gcp-storage-emulator>=2024.8",    # a local Cloud Storage for the gs:// tests
-             "selenium>=4.20"],                 # drives Debian's Chromium in the browser test
+             "selenium>=4.51"],                 # drives Debian's Chromium in the browser test
     "vertex": ["google-cloud-aiplatform>=1.70"],   # trainer.submit (not needed for --dry_run)
 }
 
