@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from koala import schema
 from pipeline import sample_data
 
 
@@ -107,3 +108,17 @@ def write_bad_corpus(folder: str) -> dict[str, str]:
   _save(p("scene.tiff"), Image.fromarray(colour_scene(13)))
   expected["scene.tiff"] = "written"
   return expected
+
+
+def tiny_hub_module(path):
+  """A feature-vector SavedModel: images in [0, 1] -> 1536-d, as a TF-Hub module is called."""
+  import tensorflow as tf
+  proj = tf.constant(np.random.default_rng(0).normal(size=(3, schema.EMBEDDING_DIM)), tf.float32)
+
+  class Module(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 299, 299, 3], tf.float32)])
+    def __call__(self, x):
+      return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), proj)
+
+  tf.saved_model.save(Module(), path)
+  return path

@@ -20,7 +20,7 @@ from PIL import Image
 from koala import schema, storage
 from pipeline import run as pipeline_run
 from tests import corpus
-from tests.test_pipeline import tiny_hub_module
+from tests.corpus import tiny_hub_module
 
 BUCKET = "koala-test"
 

@@ -160,19 +160,6 @@ def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_pat
     np.testing.assert_allclose(a[key][schema.EMBEDDING], b[key][schema.EMBEDDING], atol=1e-4)
 
 
-def tiny_hub_module(path):
-  """A feature-vector SavedModel: images in [0, 1] -> 1536-d, as a TF-Hub module is called."""
-  proj = tf.constant(np.random.default_rng(0).normal(size=(3, schema.EMBEDDING_DIM)), tf.float32)
-
-  class Module(tf.Module):
-    @tf.function(input_signature=[tf.TensorSpec([None, 299, 299, 3], tf.float32)])
-    def __call__(self, x):
-      return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), proj)
-
-  tf.saved_model.save(Module(), path)
-  return path
-
-
 def test_hub_embedder_on_multiprocess_workers(tmp_path):
   """A SavedModel feature-vector module via --embedder=hub:..., on two worker processes."""
   src = tmp_path / "in"
@@ -180,7 +167,7 @@ def test_hub_embedder_on_multiprocess_workers(tmp_path):
   for i in range(6):
     from PIL import Image
     Image.fromarray(corpus.colour_scene(100 + i, 120, 150)).save(src / f"s{i}.png")
-  module = tiny_hub_module(str(tmp_path / "hub_module"))
+  module = corpus.tiny_hub_module(str(tmp_path / "hub_module"))
   out = str(tmp_path / "out")
   manifest = run_pipeline(str(src) + "/**/*.png", out, f"--embedder=hub:{module}",
                           "--direct_running_mode=multi_processing", "--direct_num_workers=2",

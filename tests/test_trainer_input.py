@@ -11,7 +11,7 @@ from koala import colour, schema
 from pipeline import run as pipeline_run
 from pipeline import sample_data
 from tests import trainer_records
-from tests.test_pipeline import tiny_hub_module
+from tests.corpus import tiny_hub_module
 from trainer import input as trainer_input
 
 COUNTS = {"train": 20, "val": 7, "test": 5}

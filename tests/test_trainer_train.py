@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 
 from pipeline import sample_data
-from tests.test_pipeline import tiny_hub_module
+from tests.corpus import tiny_hub_module
 from trainer import artifacts
 from trainer.train import train_model
 
