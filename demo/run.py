@@ -30,6 +30,7 @@ import time
 
 from demo import config as demo_config
 from demo import progress, report
+from koala import schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER = ".koala-demo"
@@ -176,7 +177,7 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
   with prog.stage("Beam pipeline: images -> TFRecords with embeddings", "pipeline") as st:
     prog.run(st, [py, "-m", "pipeline.run", f"--input={out.colour}", f"--output_dir={out.records}",
                   f"--embedder_weights={cfg.embedder_weights}"], cwd=ROOT)
-  manifest = _read_json(os.path.join(out.records, "manifest.json")) or {}
+  manifest = _read_json(os.path.join(out.records, schema.MANIFEST)) or {}
   embedder = manifest.get("embedder", {})
   random_weights = bool(embedder.get("random_weights"))
   written = manifest.get("counts", {}).get("written", {})
@@ -238,7 +239,7 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
                      os.path.join(out.job, "evaluation", "test", "samples.png"),
                  "evaluation metrics.json": os.path.join(out.job, "evaluation", "test",
                                                           "metrics.json"),
-                 "records manifest.json": os.path.join(out.records, "manifest.json"),
+                 "records manifest.json": os.path.join(out.records, schema.MANIFEST),
                  "logs": out.logs},
           commands=_commands_run(out.logs))
       png, html_page = report.write_report(pages, info, out.report)

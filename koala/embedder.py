@@ -105,6 +105,7 @@ def _keras_embedder(weights: str, seed: int) -> Embedder:
     source = f"{RANDOM}-seed{seed}"
     _LOG.warning(RANDOM_WARNING)
   elif weights == IMAGENET:
+    source = IMAGENET
     try:
       model = build_keras_model(IMAGENET)
     except Exception as e:
@@ -123,8 +124,6 @@ def _keras_embedder(weights: str, seed: int) -> Embedder:
     except Exception as e:
       raise EmbedderError(f"could not load embedder weights from {weights}: {e}") from None
     source = f"file-{os.path.basename(weights)}"
-  if weights == IMAGENET:
-    source = IMAGENET
   identity = f"{KERAS_NAME}:{source}:{weights_fingerprint(model.get_weights())}"
 
   import tensorflow as tf

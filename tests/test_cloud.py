@@ -10,7 +10,6 @@ exercised on real GCS only; see docs/cloud.md.
 import glob
 import json
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -21,14 +20,9 @@ from koala import schema, storage
 from pipeline import run as pipeline_run
 from tests import corpus
 from tests.corpus import tiny_hub_module
+from tests.serving_support import free_port
 
 BUCKET = "koala-test"
-
-
-def free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
