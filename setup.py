@@ -14,7 +14,6 @@ REQUIRED = [
     "scikit-image>=0.25",      # bundled sample photos; reference colour math in tests
     "google-cloud-storage>=2.18",
     "google-crc32c>=1.6",      # WriteToTFRecord's CRC
-    "absl-py>=2.1",
     "matplotlib>=3.9",         # training curves
     "tqdm>=4.66",              # progress bars (client, batch tools)
     "requests>=2.32",          # the REST client
