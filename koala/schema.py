@@ -16,6 +16,7 @@ Encoding of L and ab: raw uint8 bytes, L as round(L * 255 / 100) and ab as round
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 
@@ -151,9 +152,20 @@ def decode_example(serialized: bytes) -> Record:
       schema_version=i(VERSION))
 
 
-def split_for_hash(content_hash: str, val_fraction: float, test_fraction: float) -> str:
-  """The split of an image, from its content hash: the same on every rerun and every runner."""
-  u = int(content_hash[:12], 16) / float(16 ** 12)
+# The split is drawn from SHA-256(salt + ":" + content hash), not from the content hash itself:
+# data sets are often split by a prefix of the same SHA-256 (../shared/data's train.txt holds the
+# files whose hash starts with 4-f), and an unsalted draw would then put all of such a train list
+# in one of our splits. A salt of our own makes the draw independent of any split made without
+# it, and stays deterministic. Changing it reshuffles every split; manifest.json records it.
+DEFAULT_SPLIT_SALT = "koala-split-v1"
+
+
+def split_for_hash(content_hash: str, val_fraction: float, test_fraction: float,
+                   salt: str = DEFAULT_SPLIT_SALT) -> str:
+  """The split of an image, from its content hash and the salt: the same on every rerun and
+  every runner."""
+  draw = hashlib.sha256(f"{salt}:{content_hash}".encode("utf-8")).hexdigest()
+  u = int(draw[:12], 16) / float(16 ** 12)
   if u < val_fraction:
     return "val"
   if u < val_fraction + test_fraction:

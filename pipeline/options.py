@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from koala import embedder, images
+from koala import embedder, images, schema
 from pipeline import preprocess
 
 
@@ -31,6 +31,9 @@ class KoalaOptions(PipelineOptions):
                              "raise both on GPU workers, e.g. 128.")
     parser.add_argument("--val_fraction", type=float, default=0.1)
     parser.add_argument("--test_fraction", type=float, default=0.1)
+    parser.add_argument("--split_salt", default=schema.DEFAULT_SPLIT_SALT,
+                        help="Salt of the content-hash draw that assigns train/val/test "
+                             "(recorded in manifest.json); change it only to reshuffle.")
     parser.add_argument("--gray_chroma_threshold", type=float,
                         default=preprocess.DEFAULT_GRAY_CHROMA,
                         help="Images whose 99th-percentile chroma (LAB units) is below this are "

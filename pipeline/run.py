@@ -123,14 +123,16 @@ class PrepareImage(beam.DoFn):
 class ToExample(beam.DoFn):
   """(PreparedImage, PredictionResult) -> (split, serialized tf.train.Example)."""
 
-  def __init__(self, val_fraction: float, test_fraction: float):
+  def __init__(self, val_fraction: float, test_fraction: float, split_salt: str):
     self.val_fraction = val_fraction
     self.test_fraction = test_fraction
+    self.split_salt = split_salt
     self.written = {s: Metrics.counter(NAMESPACE, f"written_{s}") for s in schema.SPLITS}
 
   def process(self, element):
     prepared, result = element
-    split = schema.split_for_hash(prepared.content_hash, self.val_fraction, self.test_fraction)
+    split = schema.split_for_hash(prepared.content_hash, self.val_fraction, self.test_fraction,
+                                  self.split_salt)
     self.written[split].inc()
     yield split, schema.encode_example(
         l_u8=prepared.l_u8, ab_u8=prepared.ab_u8, embedding=result.inference,
@@ -167,6 +169,8 @@ def write_manifest(counts: dict, identities: list, output_dir: str, options: dic
           "random_weights": options["embedder_weights"] == koala_embedder.RANDOM
                             and not options["embedder"].startswith(koala_embedder.HUB_PREFIX),
       },
+      "split": {"salt": options["split_salt"], "val_fraction": options["val_fraction"],
+                "test_fraction": options["test_fraction"]},
       "options": options,
   }
   if manifest["embedder"]["random_weights"]:
@@ -200,7 +204,8 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
   prepared = (unique.unique | "Prepare" >> beam.ParDo(PrepareImage(config)).with_outputs(
       REJECTED, GRAY, main="prepared"))
   embedded = prepared.prepared | "Embed" >> RunInference(handler)
-  examples = embedded | "ToExample" >> beam.ParDo(ToExample(opts.val_fraction, opts.test_fraction))
+  examples = embedded | "ToExample" >> beam.ParDo(ToExample(
+      opts.val_fraction, opts.test_fraction, opts.split_salt))
 
   suffix = ".tfrecord" + (".gz" if opts.compression == "gzip" else "")
   counts = [count(paths, "inputs")]
@@ -223,7 +228,7 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
                 | "DistinctIdentity" >> beam.Distinct())
   options = {k: getattr(opts, k) for k in (
       "input", "output_dir", "embedder", "embedder_weights", "embedder_seed", "val_fraction",
-      "test_fraction", "gray_chroma_threshold", "min_side", "max_pixels", "num_shards",
+      "test_fraction", "split_salt", "gray_chroma_threshold", "min_side", "max_pixels", "num_shards",
       "compression", "min_batch_size", "max_batch_size")}
   (counts | "AllCounts" >> beam.Flatten() | "CountsDict" >> beam.combiners.ToDict()
    | "WriteManifest" >> beam.Map(write_manifest, identities=beam.pvalue.AsList(identities),

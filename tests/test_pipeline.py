@@ -52,8 +52,8 @@ def corpus_dir(tmp_path_factory):
 def first_run(corpus_dir, tmp_path_factory):
   folder, expected = corpus_dir
   out = str(tmp_path_factory.mktemp("records"))
-  manifest, result = run_pipeline(folder, out, *FAST, "--num_shards=2", "--val_fraction=0.25",
-                                  "--test_fraction=0.25", with_result=True)
+  manifest, result = run_pipeline(folder, out, *FAST, "--num_shards=2", "--val_fraction=0.3",
+                                  "--test_fraction=0.3", with_result=True)
   return out, manifest, result
 
 
@@ -135,19 +135,56 @@ def test_records_hold_the_source_image_resized_the_same_way(first_run):
     assert np.isfinite(r[schema.EMBEDDING]).all() and np.abs(r[schema.EMBEDDING]).sum() > 0
 
 
-def test_splits_follow_the_content_hash(first_run):
+def test_splits_follow_the_salted_content_hash_named_in_the_manifest(first_run):
   out, manifest, _ = first_run
+  assert manifest["split"] == {"salt": schema.DEFAULT_SPLIT_SALT, "val_fraction": 0.3,
+                               "test_fraction": 0.3}
   for split in schema.SPLITS:
     for r in read_records(out, split):
-      assert schema.split_for_hash(r[schema.CONTENT_HASH].decode(), 0.25, 0.25) == split
+      assert schema.split_for_hash(r[schema.CONTENT_HASH].decode(), 0.3, 0.3,
+                                   manifest["split"]["salt"]) == split
   assert sum(1 for s in schema.SPLITS if manifest["counts"]["written"][s]) >= 2
+
+
+def held_out_share(hashes, val_fraction=0.1):
+  return sum(schema.split_for_hash(h, val_fraction, 0.0) == "val" for h in hashes) / len(hashes)
+
+
+def test_a_list_split_by_the_same_hash_still_yields_a_val_split():
+  """A data set's own train list made by SHA-256 prefix (here: first hex digit 4-f, as
+  ../shared/data's) must not fall wholly into one of our splits."""
+  import hashlib
+  hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(4000)]
+  train_list = [h for h in hashes if h[0] >= "4"]
+  assert 0.08 <= held_out_share(train_list) <= 0.12
+  # The salt is what decides: another salt holds out other files, the same salt the same ones.
+  val = lambda salt: {h for h in train_list if schema.split_for_hash(h, 0.1, 0.0, salt) == "val"}
+  assert val(schema.DEFAULT_SPLIT_SALT) == val(schema.DEFAULT_SPLIT_SALT) != val("another salt")
+
+
+def test_shared_data_train_list_yields_a_val_split_of_the_expected_size():
+  """The real case of the issue: ../shared/data/train.txt (404 files, split by the first hex
+  digit of the same SHA-256) with the default 10 % held out."""
+  root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
+                      "shared", "data")
+  listing = os.path.join(root, "train.txt")
+  if not os.path.exists(listing):
+    pytest.skip(f"{listing} is absent (development machines only)")
+  with open(listing) as f:
+    names = [line.strip() for line in f if line.strip()]
+  hashes = []
+  for name in names:
+    with open(os.path.join(root, name), "rb") as f:
+      hashes.append(preprocess.content_hash(f.read()))
+  # 10 % of 404 is 40 +- 6 (binomial sd); the draw is deterministic, this is its window.
+  assert 0.06 <= held_out_share(hashes) <= 0.14, held_out_share(hashes)
 
 
 def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_path):
   out, manifest, _ = first_run
   folder, _ = corpus_dir
-  again = run_pipeline(folder, str(tmp_path), *FAST, "--val_fraction=0.25",
-                       "--test_fraction=0.25", "--min_batch_size=1", "--max_batch_size=3")
+  again = run_pipeline(folder, str(tmp_path), *FAST, "--val_fraction=0.3",
+                       "--test_fraction=0.3", "--min_batch_size=1", "--max_batch_size=3")
   assert again["counts"] == manifest["counts"]
   assert again["embedder"]["identity"] == manifest["embedder"]["identity"]
   by_hash = lambda d: {(s, r[schema.CONTENT_HASH]): r for s in schema.SPLITS
