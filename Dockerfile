@@ -3,8 +3,12 @@
 #   trainer          TensorFlow GPU base running `python -m trainer.task` (Vertex AI custom jobs)
 #   pipeline-worker  Beam's Python SDK base with the project baked in (Dataflow --sdk_container_image)
 #   serving          TensorFlow Serving with an exported model copied in (REST on 8501)
-# The versions are the pins of setup.py; tests/test_containers.py holds them equal.
+# TF_VERSION and BEAM_VERSION are the pins of setup.py; tests/test_containers.py holds them equal.
+# TF_SERVING_VERSION is pinned on its own: TF Serving releases trail TensorFlow's (2.20.0 is the
+# newest that exists; 2.21 support is tensorflow/serving#4130). The export must run on it:
+# tests/test_serving_runtime.py loads an export into tensorflow-cpu of this version and compares.
 ARG TF_VERSION=2.21.0
+ARG TF_SERVING_VERSION=2.20.0
 ARG BEAM_VERSION=2.77.0
 ARG PYTHON_VERSION=3.11
 
@@ -32,7 +36,7 @@ RUN pip install --no-cache-dir /koala ${TF_PACKAGE}
 
 # Build after `python -m trainer.export --export_dir=models/koala` (or let cloudbuild.yaml fetch
 # models/koala from Cloud Storage).
-FROM tensorflow/serving:${TF_VERSION} AS serving
+FROM tensorflow/serving:${TF_SERVING_VERSION} AS serving
 ENV MODEL_NAME=koala
 COPY models/koala /models/koala
 COPY serving/batching.config /models/batching.config

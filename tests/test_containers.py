@@ -48,8 +48,26 @@ def test_base_images_are_pinned_to_setup_py():
   assert stages["trainer"] == f"tensorflow/tensorflow:{p['tensorflow']}-gpu"
   assert stages["pipeline-worker"] == (
       f"apache/beam_python{sys.version_info.major}.{sys.version_info.minor}_sdk:{p['apache-beam']}")
-  assert stages["serving"] == f"tensorflow/serving:{p['tensorflow']}"
   assert args["PYTHON_VERSION"] in read("setup.py")   # python_requires admits it
+
+
+# The newest TensorFlow Serving release (tensorflow/serving 2.21 does not exist yet); the export
+# is proven to run on it by tests/test_serving_runtime.py.
+TF_SERVING_RELEASE = "2.20.0"
+
+
+def test_serving_image_is_pinned_on_its_own_to_a_release_that_exists_everywhere_it_is_named():
+  _, args, stages = dockerfile()
+  assert args["TF_SERVING_VERSION"] == TF_SERVING_RELEASE
+  assert stages["serving"] == f"tensorflow/serving:{TF_SERVING_RELEASE}"
+  build = yaml.safe_load(read("cloudbuild.yaml"))
+  assert build["substitutions"]["_TF_SERVING_VERSION"] == TF_SERVING_RELEASE
+  serving_step = next(s for s in build["steps"] if "--target=serving" in s.get("args", []))
+  assert "--build-arg=TF_SERVING_VERSION=${_TF_SERVING_VERSION}" in serving_step["args"]
+  # Every image tag the docs tell users to pull is that release.
+  for doc in ("README.md", "docs/serving.md", "docs/cloud.md", "Dockerfile"):
+    tags = set(re.findall(r"tensorflow/serving:([\w.-]+)", read(doc))) - {"${TF_SERVING_VERSION}"}
+    assert {t.removesuffix("-gpu") for t in tags} <= {TF_SERVING_RELEASE}, (doc, tags)
 
 
 def test_each_stage_entry_command_exists_in_the_project():

@@ -1,0 +1,125 @@
+"""The export runs on the TensorFlow Serving release the Dockerfile pins, and gives the same result.
+
+TF Serving trails TensorFlow (the project builds with TensorFlow 2.21; the newest TF Serving is
+2.20), so an export could use an op or an op attribute the server does not know and fail to load
+there. No TF Serving binary runs here; its closest stand-in is the TensorFlow of the same
+version: `tensorflow-cpu==<TF_SERVING_VERSION>` in a side virtualenv, made once under
+out/tf<version>-venv (ignored by git; about 30 s and 250 MB from PyPI, reused by later runs).
+
+The test exports a really trained model with the project's TensorFlow, calls EVERY signature the
+SavedModel has on the same inputs in both versions, and requires the same outputs: the same PNG
+bytes from serving_default, and float tensors equal to float32 rounding. A signature added later
+is covered without touching this file, unless it takes an input of a new name (then add an
+example value to EXAMPLE_INPUTS: the test says so).
+"""
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests import serving_support
+
+ROOT = serving_support.ROOT
+
+
+def serving_version() -> str:
+  with open(os.path.join(ROOT, "Dockerfile")) as f:
+    return re.search(r"^ARG TF_SERVING_VERSION=(\S+)", f.read(), re.M).group(1)
+
+
+def side_python(version: str) -> str:
+  """The side virtualenv's interpreter, with tensorflow-cpu==version (made once, then reused)."""
+  venv = os.path.join(ROOT, "out", f"tf{version}-venv")
+  python = os.path.join(venv, "bin", "python")
+  ready = os.path.join(venv, "koala-ready")
+  if os.path.exists(ready):
+    return python
+  shutil.rmtree(venv, ignore_errors=True)   # a half-made one from an interrupted run
+  subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=300)
+  pip = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        f"tensorflow-cpu=={version}"], capture_output=True, text=True, timeout=800)
+  assert pip.returncode == 0, f"could not install tensorflow-cpu=={version}: {pip.stderr[-2000:]}"
+  with open(ready, "w") as f:
+    f.write(version)
+  return python
+
+
+def page_files() -> list[bytes]:
+  """Pages as users send them: a gray PNG of the task, a colour JPEG, a wide gray JPEG."""
+  import io
+  from PIL import Image
+  gray, _ = serving_support.task_page(300, 200, seed=3)
+  rng = np.random.default_rng(0)
+  colour = np.clip(rng.normal(128, 60, (120, 160, 3)), 0, 255).astype(np.uint8)
+  jpeg = io.BytesIO()
+  Image.fromarray(colour).save(jpeg, "JPEG", quality=90)
+  wide, _ = serving_support.task_page(90, 400, seed=4)
+  wide_jpeg = io.BytesIO()
+  Image.fromarray(wide).save(wide_jpeg, "JPEG", quality=95)
+  return [serving_support.png_bytes(gray), jpeg.getvalue(), wide_jpeg.getvalue()]
+
+
+EXAMPLE_INPUTS = {   # input name -> (shape with None filled) -> example value
+    "l": lambda shape: np.random.default_rng(1).uniform(0, 100, shape).astype(np.float32),
+    "embedding": lambda shape: np.abs(np.random.default_rng(2).normal(0, 0.5, shape)).astype(
+        np.float32),
+}
+
+
+def example_feed(signature) -> dict:
+  import tensorflow as tf
+  _, specs = signature.structured_input_signature
+  feed = {}
+  for name, spec in specs.items():
+    if spec.dtype == tf.string and name.endswith("_bytes"):
+      feed[name] = np.array(page_files(), dtype=object)
+    elif name in EXAMPLE_INPUTS:
+      feed[name] = EXAMPLE_INPUTS[name](tuple(2 if d is None else d for d in spec.shape))
+    else:
+      pytest.fail(f"no example value for input {name!r} ({spec}): add one to EXAMPLE_INPUTS")
+  return feed
+
+
+def test_every_signature_gives_the_same_result_on_the_pinned_tf_serving_version(tmp_path):
+  import tensorflow as tf
+  version = serving_version()
+  python = side_python(version)
+  export = serving_support.export_base("inception")
+  saved_model = os.path.join(export, sorted(os.listdir(export), key=int)[-1])
+
+  model = tf.saved_model.load(saved_model)
+  inputs = {name: example_feed(fn) for name, fn in model.signatures.items()}
+  assert {"serving_default", "colorize_tensors"} <= set(inputs)
+  ours = {name: {k: v.numpy() for k, v in model.signatures[name](
+      **{n: tf.constant(x) for n, x in feed.items()}).items()} for name, feed in inputs.items()}
+
+  with open(tmp_path / "inputs.pkl", "wb") as f:
+    pickle.dump(inputs, f)
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  probe = subprocess.run(
+      [python, "-I", os.path.join(ROOT, "tests", "runtime_probe.py"), saved_model,
+       str(tmp_path / "inputs.pkl"), str(tmp_path / "outputs.pkl")],
+      capture_output=True, text=True, timeout=600, env=env)
+  assert probe.returncode == 0, f"TensorFlow {version} could not run the export:\n" + \
+      probe.stderr[-4000:]
+  with open(tmp_path / "outputs.pkl", "rb") as f:
+    theirs = pickle.load(f)
+
+  assert theirs["tensorflow"] == version
+  assert theirs["signatures"] == sorted(inputs)
+  for name, outputs in ours.items():
+    assert theirs["outputs"][name].keys() == outputs.keys(), name
+    for key, value in outputs.items():
+      other = theirs["outputs"][name][key]
+      if value.dtype == object:   # encoded images: the very same bytes
+        assert list(other) == list(value), f"{name}.{key} differs under TensorFlow {version}"
+      else:
+        assert other.dtype == value.dtype and other.shape == value.shape, f"{name}.{key}"
+        np.testing.assert_allclose(other, value, rtol=1e-5, atol=1e-3,
+                                   err_msg=f"{name}.{key} under TensorFlow {version}")
