@@ -1,23 +1,60 @@
 # The two commands of README.md: `make demo` (install + the main job on generated sample data)
 # and `make test` (install + the whole test suite; .ci/run runs exactly this).
+#
+# Where the project is installed: into the active virtualenv or conda environment when there is
+# one (VIRTUAL_ENV or CONDA_PREFIX set: its python3), else into a project virtualenv .venv made
+# here from $(PYTHON). Debian 12 and Ubuntu 23.04+ mark their own python3 "externally managed"
+# (PEP 668) and pip refuses to install into it; a venv is the convention. pyenv's python3 works
+# either way (a pyenv-virtualenv sets VIRTUAL_ENV; a plain pyenv version gets a .venv).
 PYTHON ?= python3
+VENV ?= .venv
+PIP_FLAGS ?=          # extra flags for the install, e.g. --no-deps
 OUT ?= demo_out
+SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test bench browser
+ifneq ($(VIRTUAL_ENV)$(CONDA_PREFIX),)
+PY := $(PYTHON)
+VENV_TARGET :=
+else
+PY := $(VENV)/bin/python
+VENV_TARGET := $(VENV)/bin/python
+endif
 
-install:
-	$(PYTHON) -m pip install -q -e ".[test]"
+.PHONY: install demo test bench browser clean venv print-python
+
+# The interpreter the targets below use (tests/test_makefile.py reads it).
+print-python:
+	@echo $(PY)
+
+venv: $(VENV_TARGET)
+
+# Debian splits venv's pip bootstrap (ensurepip) into python3-venv: installed once if missing,
+# as the browser target installs Chromium.
+$(VENV)/bin/python:
+	@$(PYTHON) -c "import ensurepip" 2>/dev/null || { \
+	  echo "$(PYTHON) cannot make a virtualenv (no ensurepip): installing Debian's python3-venv"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+
+install: $(VENV_TARGET)
+	$(PY) -m pip install -q -e ".[test]" $(PIP_FLAGS)
 
 demo: install
-	$(PYTHON) -m demo --output_dir=$(OUT)
+	$(PY) -m demo --output_dir=$(OUT)
 
 # The browser test (tests/test_streamlit_browser.py) drives Debian's Chromium through its
 # chromedriver: installed once, skipped when present (browser downloads do not work offline).
-SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends chromium chromium-driver; fi
 
 test: install browser
-	$(PYTHON) -m pytest tests
+	$(PY) -m pytest tests
+
+# Everything the two commands and the tests made: the project virtualenv, the demo's output,
+# the side virtualenvs and work files under out/, build and cache files.
+clean:
+	rm -rf $(VENV) $(OUT) out build dist .pytest_cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
