@@ -4,7 +4,14 @@ Decoding uses Pillow, which reads the header before the pixels (so a 40000 x 400
 refused without allocating it) and knows EXIF orientation, palettes, CMYK and 16-bit files.
 Resizing uses OpenCV's area interpolation for downscaling, so screentone makes no moire.
 
-Letterbox, not crop: the image is scaled to fit a size x size square, keeping its aspect ratio,
+One decoder contract for training and serving: the exported SavedModel decodes with TensorFlow's
+graph decoder (TF Serving runs no Python), so `FORMATS` lists what that decoder reads, and the
+pipeline accepts exactly those, so every file that can be served can be trained on and the other
+way round. An animation gives its first frame in both. Refused by both, with the reason: TIFF
+(TensorFlow has no TIFF decoder; convert to PNG, losslessly) and animated WebP (TensorFlow's
+decoder cannot read it, and in TF 2.20-2.21 it corrupts the process's memory trying).
+
+ the image is scaled to fit a size x size square, keeping its aspect ratio,
 and centred on white padding. Cropping would throw away the margins of a page that serving must
 still colour; white is the paper colour of manga. The same geometry (`letterbox_box`) is used by
 the pipeline (224 and 299), by serving (to cut the predicted ab back out) and by its TF twin.
@@ -18,7 +25,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO")
+# Pillow's format name -> the file extensions the page finders take. MPO (a camera's
+# multi-picture JPEG) is a JPEG to TensorFlow: both read its first picture.
+FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "MPO": (), "WEBP": (".webp",),
+           "BMP": (".bmp",), "GIF": (".gif",)}
+SUPPORTED_FORMATS = tuple(FORMATS)
+PAGE_EXTENSIONS = tuple(ext for exts in FORMATS.values() for ext in exts)
+FORMAT_NAMES = "PNG, JPEG, WebP, BMP or GIF"   # for messages
 DEFAULT_MAX_PIXELS = 50_000_000   # A4 at 600 dpi is 35 Mpx.
 DEFAULT_MIN_SIDE = 32
 PAD_VALUE = 255                   # white paper
@@ -121,7 +134,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     raise ImageError(f"not a readable image: {type(e).__name__}: {e}") from None
   with img:
     if img.format not in SUPPORTED_FORMATS:
-      raise ImageError(f"unsupported format {img.format}; supported: {', '.join(SUPPORTED_FORMATS)}")
+      raise ImageError(f"unsupported format {img.format}; supported: {FORMAT_NAMES}, the formats "
+                       "the served model decodes (convert others to PNG)")
+    if img.format == "WEBP" and getattr(img, "is_animated", False):
+      raise ImageError("unsupported format: animated WebP (TensorFlow, and so the served model, "
+                       "cannot decode it); save its first frame as PNG or still WebP")
     w, h = img.size
     if w * h > max_pixels:
       raise ImageError(f"too many pixels: {w}x{h} = {w * h} > cap {max_pixels}")
@@ -134,7 +151,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
       if reduce_to and img.format == "JPEG":
         box = letterbox_box(h, w, reduce_to)
         img.draft(img.mode, (box.width, box.height))
-      img.load()
+      img.load()   # an animation's first frame
       img = ImageOps.exif_transpose(img)
       return _to_rgb_array(img)
     except Exception as e:

@@ -25,7 +25,9 @@ import threading
 import zipfile
 from typing import Callable
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+from koala import images
+
+IMAGE_EXTENSIONS = images.PAGE_EXTENSIONS   # koala.images.FORMATS, the pipeline's formats too
 ARCHIVE_EXTENSIONS = (".cbz",)
 
 

@@ -33,10 +33,11 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from koala.images import DEFAULT_MAX_PIXELS as MAX_PIXELS  # noqa: E402  (the export's default cap)
+from koala.images import FORMAT_NAMES, PAGE_EXTENSIONS  # noqa: E402
 
 LOCAL = "Local SavedModel directory"
 REST = "TF Serving URL"
-PAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "cbz"]
+PAGE_TYPES = [ext.lstrip(".") for ext in PAGE_EXTENSIONS] + ["cbz"]
 MAX_PREVIEW_PAGES = 8            # pages of a .cbz shown side by side (all are coloured)
 PREVIEW_WIDTH = 420              # pixels
 RESULTS = "koala_results"
@@ -259,7 +260,7 @@ def main() -> None:
                                  value=os.environ.get("KOALA_MODEL_NAME", "koala"))
     skip_colour = st.checkbox("Keep pages that are already in colour", key="skip_colour")
 
-  files = st.file_uploader("Pages (PNG, JPEG, WebP, BMP, GIF) or .cbz archives",
+  files = st.file_uploader(f"Pages ({FORMAT_NAMES.replace(' or', ',')}) or .cbz archives",
                            type=PAGE_TYPES, accept_multiple_files=True, key="uploads")
   uploads = [(f.name, f.getvalue()) for f in files or []]
   key = _uploads_key(uploads, source, model_path, server, model_name, skip_colour)

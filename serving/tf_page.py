@@ -6,8 +6,10 @@ resizing, colour conversion and PNG encoding must all be graph ops. Each step mi
 NumPy path that made the training records (`koala.images`, `pipeline.preprocess`), and
 tests/test_export_ops.py holds them equal:
 
-  * decode: PNG, JPEG, WebP, BMP and GIF natively (`tf.io.decode_image`); gray or colour; alpha
-    is composited on white paper. The pixel cap is checked on the header's dimensions BEFORE
+  * decode: PNG, JPEG, WebP, BMP and GIF natively (`tf.io.decode_image`), the formats of
+    `koala.images.FORMATS`, which the pipeline accepts too; an animation's first frame; gray or
+    colour; alpha is composited on white paper. Animated WebP is refused before decoding (TF's
+    decoder corrupts memory on it). The pixel cap is checked on the header's dimensions BEFORE
     decoding, so a 60000 x 60000 "bomb" is refused without allocating it.
   * gray: a gray page stays as it is; a colour page becomes the neutral gray of its own L
     (`koala.colour_tf`), as the pipeline shows the embedder.
@@ -32,7 +34,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from koala import colour, colour_tf
+from koala import colour, colour_tf, images
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 AB_OFFSET = 128          # table index of ab = round(ab) + AB_OFFSET
@@ -96,12 +98,25 @@ def header_hw(data: tf.Tensor) -> tf.Tensor:
   ], default=lambda: tf.constant([-1, -1], tf.int64), exclusive=False)
 
 
+def is_animated_webp(data: tf.Tensor) -> tf.Tensor:
+  """An extended WebP (VP8X) whose flags byte has the animation bit (0x02)."""
+  vp8x = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
+                        tf.equal(tf.strings.substr(data, 8, 8), b"WEBPVP8X"))
+  return tf.cond(vp8x, lambda: tf.equal(tf.bitwise.bitwise_and(_u8(data, 20, 1)[0], 2), 2),
+                 lambda: tf.constant(False))
+
+
 def check_header(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
   """Fails with InvalidArgument (HTTP 400 in TF Serving) for non-images and pixel bombs."""
   hw = header_hw(data)
   known = tf.debugging.Assert(
       tf.reduce_all(hw > 0),
-      ["Not a supported image (PNG, JPEG, WebP, BMP or GIF expected); header dimensions:", hw])
+      [f"Not a supported image ({images.FORMAT_NAMES} expected); header dimensions:", hw])
+  # TensorFlow's WebP decoder (2.20, 2.21) corrupts the heap on an animated WebP and the whole
+  # server dies: refuse it here, as the pipeline does (koala.images).
+  still = tf.debugging.Assert(
+      tf.logical_not(is_animated_webp(data)),
+      ["Not a supported image: animated WebP; send its first frame as PNG or still WebP"])
   # libpng decodes a PNG cut short without complaint (the missing rows come out black), so a
   # truncated upload would be coloured as if it were whole: a PNG must end with its IEND chunk.
   is_png = tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE)
@@ -109,7 +124,7 @@ def check_header(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
       tf.logical_or(tf.logical_not(is_png),
                     tf.equal(tf.strings.substr(data, -8, 4, unit="BYTE"), b"IEND")),
       ["Truncated PNG: the file does not end with an IEND chunk"])
-  with tf.control_dependencies([known, whole]):
+  with tf.control_dependencies([known, still, whole]):
     pixels = hw[0] * hw[1]
     capped = tf.debugging.Assert(
         pixels <= max_pixels,
