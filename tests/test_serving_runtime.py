@@ -4,7 +4,8 @@ TF Serving trails TensorFlow (the project builds with TensorFlow 2.21; the newes
 2.20), so an export could use an op or an op attribute the server does not know and fail to load
 there. No TF Serving binary runs here; its closest stand-in is the TensorFlow of the same
 version: `tensorflow-cpu==<TF_SERVING_VERSION>` in a side virtualenv, made once under
-out/tf<version>-venv (ignored by git; about 30 s and 250 MB from PyPI, reused by later runs).
+out/tf<version>-venv (ignored by git; about 30 s from PyPI and 1.5 GB on disk, reused by later
+runs).
 
 The test exports a really trained model with the project's TensorFlow, calls EVERY signature the
 SavedModel has on the same inputs in both versions, and requires the same outputs: the same PNG
@@ -50,18 +51,23 @@ def side_python(version: str) -> str:
 
 
 def page_files() -> list[bytes]:
-  """Pages as users send them: a gray PNG of the task, a colour JPEG, a wide gray JPEG."""
+  """Pages as users send them: a gray PNG of the task, a colour JPEG, a wide gray JPEG, an
+  animated GIF (koala.images.FORMATS)."""
   import io
   from PIL import Image
+
+  def encode(arrays, fmt, **kw):
+    frames = [Image.fromarray(a) for a in arrays]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=len(frames) > 1, append_images=frames[1:], **kw)
+    return buf.getvalue()
   gray, _ = serving_support.task_page(300, 200, seed=3)
   rng = np.random.default_rng(0)
   colour = np.clip(rng.normal(128, 60, (120, 160, 3)), 0, 255).astype(np.uint8)
-  jpeg = io.BytesIO()
-  Image.fromarray(colour).save(jpeg, "JPEG", quality=90)
   wide, _ = serving_support.task_page(90, 400, seed=4)
-  wide_jpeg = io.BytesIO()
-  Image.fromarray(wide).save(wide_jpeg, "JPEG", quality=95)
-  return [serving_support.png_bytes(gray), jpeg.getvalue(), wide_jpeg.getvalue()]
+  frames = [serving_support.task_page(100, 140, seed=s)[0] for s in (5, 6)]
+  return [serving_support.png_bytes(gray), encode([colour], "JPEG", quality=90),
+          encode([wide], "JPEG", quality=95), encode(frames, "GIF", duration=100)]
 
 
 EXAMPLE_INPUTS = {   # input name -> (shape with None filled) -> example value
