@@ -11,7 +11,7 @@ way round. An animation gives its first frame in both. Refused by both, with the
 (TensorFlow has no TIFF decoder; convert to PNG, losslessly) and animated WebP (TensorFlow's
 decoder cannot read it, and in TF 2.20-2.21 it corrupts the process's memory trying).
 
- the image is scaled to fit a size x size square, keeping its aspect ratio,
+Letterbox, not crop: the image is scaled to fit a size x size square, keeping its aspect ratio,
 and centred on white padding. Cropping would throw away the margins of a page that serving must
 still colour; white is the paper colour of manga. The same geometry (`letterbox_box`) is used by
 the pipeline (224 and 299), by serving (to cut the predicted ab back out) and by its TF twin.
