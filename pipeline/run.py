@@ -228,8 +228,8 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
                 | "DistinctIdentity" >> beam.Distinct())
   options = {k: getattr(opts, k) for k in (
       "input", "output_dir", "embedder", "embedder_weights", "embedder_seed", "val_fraction",
-      "test_fraction", "split_salt", "gray_chroma_threshold", "min_side", "max_pixels", "num_shards",
-      "compression", "min_batch_size", "max_batch_size")}
+      "test_fraction", "split_salt", "gray_chroma_threshold", "min_side", "max_pixels",
+      "num_shards", "compression", "min_batch_size", "max_batch_size")}
   (counts | "AllCounts" >> beam.Flatten() | "CountsDict" >> beam.combiners.ToDict()
    | "WriteManifest" >> beam.Map(write_manifest, identities=beam.pvalue.AsList(identities),
                                  output_dir=out, options=options))

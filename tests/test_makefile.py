@@ -80,7 +80,7 @@ def test_on_an_externally_managed_python_make_installs_into_its_own_venv(tmp_pat
   flags = "--no-deps" + (" --no-build-isolation" if has_setuptools else "")
   installed = make("install", f"VENV={venv}", f"PYTHON={SYSTEM_PYTHON}", f"PIP_FLAGS={flags}")
   assert installed.returncode == 0, installed.stderr[-3000:]
-  where = subprocess.run([python, "-c", "import sys, koala; print(sys.prefix); print(koala.__file__)"],
+  where = subprocess.run([python, "-c", "import sys, koala; print(sys.prefix, koala.__file__)"],
                          capture_output=True, text=True, cwd=str(tmp_path), env=user_env())
   prefix, module = where.stdout.split()
   assert os.path.samefile(prefix, venv)

@@ -15,8 +15,8 @@ CODE_DIRS = ("koala", "pipeline", "trainer", "serving", "demo", "bench", "tests"
 
 # Needed at run time by another package, not imported by name.
 USED_WITHOUT_IMPORT = {
-    "google-crc32c": "Beam's WriteToTFRecord computes its CRCs with it (slow pure-Python otherwise)",
-    "tensorboard": "tf.summary / the Keras TensorBoard callback (trainer.callbacks finds it by name)",
+    "google-crc32c": "Beam's WriteToTFRecord computes its CRCs with it (else slow pure Python)",
+    "tensorboard": "tf.summary / Keras's TensorBoard callback (trainer.callbacks finds it by name)",
     "pytest-timeout": "a pytest plugin: pytest.ini's `timeout`",
 }
 # Namespace packages: the distribution owns a sub-package of `google`, not `google` itself.
