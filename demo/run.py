@@ -176,7 +176,8 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
 
   with prog.stage("Beam pipeline: images -> TFRecords with embeddings", "pipeline") as st:
     prog.run(st, [py, "-m", "pipeline.run", f"--input={out.colour}", f"--output_dir={out.records}",
-                  f"--embedder_weights={cfg.embedder_weights}"], cwd=ROOT)
+                  f"--embedder_weights={cfg.embedder_weights}", f"--val_fraction={cfg.held_out}",
+                  f"--test_fraction={cfg.held_out}"], cwd=ROOT)
   manifest = _read_json(os.path.join(out.records, schema.MANIFEST)) or {}
   embedder = manifest.get("embedder", {})
   random_weights = bool(embedder.get("random_weights"))
