@@ -54,7 +54,7 @@ test: install browser
 	$(PY) -m pytest tests
 
 # Everything the two commands and the tests made: the project virtualenv, the demo's output,
-# the side virtualenvs and work files under out/, build and cache files.
+# out/ (tests/test_serving_runtime.py's side virtualenv), build and cache files.
 clean:
 	rm -rf $(VENV) $(OUT) out build dist .pytest_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
