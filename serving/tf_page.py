@@ -20,7 +20,8 @@ tests/test_export_ops.py holds them equal:
 Speed: an A4 page at 200 dpi has 3.9 Mpx, and TensorFlow runs one op at a time over whole
 tensors, so a float LAB -> sRGB chain (about 25 ops) costs more than the network. The page's L
 takes only 256 values (it comes from a uint8 gray), so LAB -> sRGB is one gather from a table
-indexed by (gray, round(a), round(b)), computed once at export by `koala.colour_tf.lab_to_rgb`.
+indexed by (gray, round(a), round(b)), computed once at export by `koala.colour.page_rgb`, the
+one definition of a coloured page's pixels (the tests' NumPy reference path calls it too).
 Rounding ab to whole units is the precision the training records store ab at anyway. The
 table also brings out-of-gamut colours back at constant L and hue instead of clipping RGB, so
 black line art stays black and white paper white under any predicted colour.
@@ -202,28 +203,21 @@ def gray_to_l(gray_u8: tf.Tensor) -> tf.Tensor:
 
 
 @functools.lru_cache(maxsize=1)
-def lab_rgb_table(levels_per_chunk: int = 32) -> np.ndarray:
-  """(256**3, 3) uint8: sRGB of LAB(L(gray), a, b) for every gray level and whole a, b in
-  [-128, 127], by `koala.colour_tf`: ab clamped, then brought into the gamut at constant L and
-  hue (`colour_tf.gamut_map_ab`), so the output keeps the page's L exactly."""
-  ab = tf.range(TABLE_SIDE, dtype=tf.float32) - AB_OFFSET
-  a, b = tf.meshgrid(ab, ab, indexing="ij")
-  a, b = tf.reshape(a, (1, -1)), tf.reshape(b, (1, -1))
-  levels = tf.constant(gray_l_table())
-  chroma = colour_tf.max_chroma(levels)
-
-  @tf.function(autograph=False)
-  def chunk(start):   # a few gray levels at a time keeps the temporaries small
-    index = tf.range(start, start + levels_per_chunk)[:, None] * tf.ones((1, TABLE_SIDE ** 2),
-                                                                         tf.int32)
-    shape = tf.shape(index)
-    lab = tf.stack([tf.gather(levels, index), tf.broadcast_to(a, shape),
-                    tf.broadcast_to(b, shape)], axis=-1)
-    lab = colour_tf.gamut_map_ab(lab, index, chroma)
-    return tf.reshape(colour_tf.to_uint8(colour_tf.lab_to_rgb(lab)), (-1, 3))
-
-  return np.concatenate([chunk(tf.constant(i)).numpy()
-                         for i in range(0, TABLE_SIDE, levels_per_chunk)])
+def lab_rgb_table(levels_per_chunk: int = 16) -> np.ndarray:
+  """(256**3, 3) uint8: `koala.colour.page_rgb` of every gray level and whole a, b in
+  [-128, 127]: ab clamped, brought into the gamut at constant L and hue, so the output keeps the
+  page's L exactly. The graph only gathers from it, so the served pixels and the NumPy reference
+  path have one definition, the one in `koala.colour`."""
+  ab = np.arange(TABLE_SIDE, dtype=np.float32) - AB_OFFSET
+  a, b = np.meshgrid(ab, ab, indexing="ij")
+  ab = np.tile(np.stack([a.ravel(), b.ravel()], axis=-1), (levels_per_chunk, 1))
+  chunks = []
+  for start in range(0, TABLE_SIDE, levels_per_chunk):   # a few levels at a time: small temporaries
+    gray = np.repeat(np.arange(start, start + levels_per_chunk, dtype=np.uint8), TABLE_SIDE ** 2)
+    chunks.append(colour.page_rgb(gray, ab))
+  table = np.concatenate(chunks)
+  table.flags.writeable = False
+  return table
 
 
 def colour_page(gray_u8: tf.Tensor, ab_square: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
