@@ -180,8 +180,8 @@ def resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
 
 
 def letterbox_u8(gray: tf.Tensor, size: int) -> tf.Tensor:
-  """uint8 gray (H, W) -> uint8 (size, size): fit, keep aspect, centre on white; like
-  `koala.images.letterbox` (OpenCV rounds its uint8 output, and so do we)."""
+  """gray (H, W), uint8 or its float32 levels -> uint8 (size, size): fit, keep aspect, centre on
+  white; like `koala.images.letterbox` (OpenCV rounds its uint8 output, and so do we)."""
   shape = tf.shape(gray)
   top, left, bh, bw = letterbox_box(shape[0], shape[1], size)
   scaled = resize(tf.cast(gray, tf.float32)[..., None], bh, bw)[..., 0]
@@ -237,3 +237,28 @@ def colour_page(gray_u8: tf.Tensor, ab_square: tf.Tensor, table: tf.Tensor) -> t
   ab = tf.cast(ab + (AB_OFFSET + 0.5), tf.int32)
   index = (tf.cast(gray_u8, tf.int32) * TABLE_SIDE + ab[..., 0]) * TABLE_SIDE + ab[..., 1]
   return tf.gather(table, index)
+
+
+def model_inputs(gray_u8: tf.Tensor, size: int, embedder_size: int):
+  """gray (H, W) uint8 -> the networks' inputs as the pipeline makes them: L (1, size, size, 1)
+  in LAB units, and the embedder's gray (1, E, E, 3) in [0, 1]; both letterboxed. The page is
+  cast to float once for the two."""
+  levels = tf.cast(gray_u8, tf.float32)
+  l = gray_to_l(letterbox_u8(levels, size))
+  unit = tf.cast(letterbox_u8(levels, embedder_size), tf.float32) / 255.0
+  return l[None, :, :, None], tf.tile(unit[None, :, :, None], [1, 1, 1, 3])
+
+
+def page_png(data: tf.Tensor, predict_ab, table: tf.Tensor, *, size: int, embedder_size: int,
+             max_pixels: int, png_compression: int) -> tf.Tensor:
+  """One page's whole way through the SavedModel: image file bytes -> the coloured page's PNG.
+
+  decode -> gray -> letterboxed inputs -> predict_ab(l, unit) -> ab (size, size, 2) in LAB units
+  -> ab on the page's own L (`colour_page`) -> PNG. predict_ab runs the networks; a signature
+  that feeds them more than the page passes its own. The PNG is lossless at any zlib level
+  (`png_compression`), so line art and lettering keep every pixel of their lightness.
+  """
+  gray = decode_gray(data, max_pixels)
+  l, unit = model_inputs(gray, size, embedder_size)
+  rgb = colour_page(gray, predict_ab(l, unit), table)
+  return tf.io.encode_png(rgb, compression=png_compression)

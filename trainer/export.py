@@ -132,14 +132,13 @@ class KoalaServing(tf.Module):
                         training=False)
     return {"ab": tf.clip_by_value(tf.cast(ab, tf.float32) * 128.0, -127.0, 127.0)}
 
+  def _predict_ab(self, l, unit):
+    return self.colorize_fn(l, self.embed_fn(unit))["ab"][0]
+
   def _page(self, data):
-    gray = tf_page.decode_gray(data, self.max_pixels)
-    l = tf_page.gray_to_l(tf_page.letterbox_u8(gray, self.size))
-    unit = tf.cast(tf_page.letterbox_u8(gray, schema.EMBEDDER_SIZE), tf.float32) / 255.0
-    embedding = self.embed_fn(tf.tile(unit[None, :, :, None], [1, 1, 1, 3]))
-    ab = self.colorize_fn(l[None, :, :, None], embedding)["ab"][0]
-    rgb = tf_page.colour_page(gray, ab, self.rgb_table)
-    return tf.io.encode_png(rgb, compression=self.png_compression)
+    return tf_page.page_png(data, self._predict_ab, self.rgb_table, size=self.size,
+                            embedder_size=schema.EMBEDDER_SIZE, max_pixels=self.max_pixels,
+                            png_compression=self.png_compression)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)],
                autograph=False)
