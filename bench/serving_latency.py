@@ -15,8 +15,8 @@ What it prints:
     colorizer, ab upsampling, LAB -> sRGB, PNG): p50 and p95, and p50 / floor (target <= 1.5);
   * REST: the same through `python -m serving.server` on loopback, base64 JSON both ways: p50,
     p95, p50 / floor; and pages/s with 4 concurrent clients.
-Each page measurement alternates call by call with the floor's, so that both see the same load
-on a shared machine, and the ratio is of the two p50s. --png_compression exports one model per
+The floor and the pages are timed in turn, call by call, so that all see the same load on a
+shared machine; the ratio is printed as p50 / p50 and as the median of the round-by-round ratios. --png_compression exports one model per
 zlib level (default: the export's default) and measures each.
 The page is a real manga page from ../shared/data/manga scaled to A4 when that folder exists
 (read in place, never copied), else a generated page with line art, screentone and text.
@@ -97,17 +97,24 @@ def timings(fn, runs: int, warmup: int = 2) -> np.ndarray:
   return np.asarray(out)
 
 
-def paired_timings(fn, reference, runs: int, warmup: int = 2) -> tuple[np.ndarray, np.ndarray]:
-  """fn and reference timed alternately, call by call: both see the same load."""
+def interleaved_timings(fns: dict, runs: int, warmup: int = 2) -> dict:
+  """Each function timed in turn, call by call, `runs` rounds: all see the same load."""
   for _ in range(warmup):
-    fn(), reference()
-  a, b = [], []
+    for fn in fns.values():
+      fn()
+  out = {name: [] for name in fns}
   for _ in range(runs):
-    for f, out in ((reference, b), (fn, a)):
+    for name, fn in fns.items():
       t = time.perf_counter()
-      f()
-      out.append(time.perf_counter() - t)
-  return np.asarray(a), np.asarray(b)
+      fn()
+      out[name].append(time.perf_counter() - t)
+  return {name: np.asarray(v) for name, v in out.items()}
+
+
+def ratio_text(page: np.ndarray, floor: np.ndarray) -> str:
+  """p50 / p50, and the median of the round-by-round ratios (steadier under a changing load)."""
+  return (f"ratio {np.median(page) / np.median(floor):.2f} (p50/p50), "
+          f"{np.median(page / floor):.2f} (median of paired ratios)")
 
 
 def stage_timings(page: bytes, runs: int, levels: list[int]) -> dict:
@@ -147,7 +154,8 @@ def rest_timings(base: str, page: bytes, floor_fn, runs: int) -> dict:
     def rest():
       r = session.post(url, json=body, timeout=300)
       assert r.status_code == 200, r.text[:300]
-    over_rest, floor = paired_timings(rest, floor_fn, runs)
+    t = interleaved_timings({"floor": floor_fn, "rest": rest}, runs)
+    over_rest, floor = t["rest"], t["floor"]
     n = 4 * max(2, runs // 4)
 
     def worker(_):
@@ -196,21 +204,24 @@ def main(argv=None) -> int:
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"compute floor alone: embedder {p50(floor_embed):.3f} s + colorizer "
           f"{p50(floor_colour):.3f} s")
+    fns = {"floor": floor_fn}
     for level in levels:
       serve = loaded[level].signatures["serving_default"]
-      out = serve(image_bytes=batch)["png_bytes"].numpy()[0]
-      in_process, floor = paired_timings(lambda: serve(image_bytes=batch)["png_bytes"].numpy(),
-                                         floor_fn, args.runs)
-      print(f"[zlib {level}] in-process page: p50 {p50(in_process):.3f} s, p95 "
-            f"{p95(in_process):.3f} s; floor p50 {p50(floor):.3f} s; ratio "
-            f"{p50(in_process) / p50(floor):.2f} (target <= 1.5); output {len(out) / 1e6:.1f} MB")
+      size = len(serve(image_bytes=batch)["png_bytes"].numpy()[0])
+      fns[level] = lambda serve=serve: serve(image_bytes=batch)["png_bytes"].numpy()
+      print(f"[zlib {level}] output {size / 1e6:.1f} MB")
+    t = interleaved_timings(fns, args.runs)
+    print(f"compute floor (reference, interleaved with the pages): p50 {p50(t['floor']):.3f} s")
+    for level in levels:
+      print(f"[zlib {level}] in-process page: p50 {p50(t[level]):.3f} s, p95 {p95(t[level]):.3f} s; "
+            f"{ratio_text(t[level], t['floor'])} (target <= 1.5)")
     stages = stage_timings(page, args.runs, levels)
     print("in-process stages alone (p50): " + ", ".join(f"{k} {p50(v):.3f} s"
                                                     for k, v in stages.items()))
     for level in levels:
       r = rest_timings(bases[level], page, floor_fn, args.runs)
       print(f"[zlib {level}] REST page: p50 {p50(r['rest']):.3f} s, p95 {p95(r['rest']):.3f} s; "
-            f"floor p50 {p50(r['floor']):.3f} s; ratio {p50(r['rest']) / p50(r['floor']):.2f}; "
+            f"floor p50 {p50(r['floor']):.3f} s; {ratio_text(r['rest'], r['floor'])}; "
             f"4 concurrent clients: {r['pages_per_s']:.2f} pages/s ({r['n']} pages)")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
   finally:

@@ -140,6 +140,32 @@ def test_out_of_gamut_predictions_are_served_as_the_reference_colours_them():
   assert_shapes_have_the_reference_colours(served, page, label)
 
 
+def lettered_page():
+  """The task's page with 1-pixel lettering and line art of 1 and 3 pixels drawn over it."""
+  from PIL import ImageDraw
+  gray, _ = support.task_page(*PAGE_SHAPE, seed=4)
+  img = Image.fromarray(gray)
+  draw = ImageDraw.Draw(img)
+  for i in range(12):
+    draw.text((8, 10 + 34 * i), "KOALA colours manga 0123", fill=0)
+    draw.line([(0, 5 + 35 * i), (PAGE_SHAPE[1], 25 + 30 * i)], fill=0, width=1 + 2 * (i % 2))
+  draw.rectangle([150, 200, 280, 260], fill=255)
+  draw.text((155, 220), "white balloon", fill=0)
+  return np.asarray(img)
+
+
+def test_lettering_and_line_art_stay_as_crisp_as_the_input():
+  """Under colours far outside the gamut (the saturated weights), the served page's lightness is
+  the input's to a uint8 rounding at every pixel: no blur, no ringing, no grayed black or tinted
+  white, whatever zlib level the export uses (PNG is lossless)."""
+  gray = lettered_page()
+  rgb = np.asarray(Image.open(io.BytesIO(
+      inference.load(support.export_base("saturated"))(support.png_bytes(gray)))).convert("RGB"))
+  error = np.abs(colour.reference_rgb_to_lab(rgb)[..., 0] - colour.gray_to_l(gray))
+  assert error.max() < 0.6, error.max()
+  assert (rgb[gray == 0] <= 1).all() and (rgb[gray == 255] >= 254).all()
+
+
 def test_folders_keep_their_structure_and_bad_files_are_reported(client_run, pages_dir):
   code, out = client_run
   assert code == 1                                         # one bad file

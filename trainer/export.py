@@ -44,7 +44,10 @@ SERVING_DEFAULT = "serving_default"
 COLORIZE_TENSORS = "colorize_tensors"
 IMAGE_BYTES = "image_bytes"
 PNG_BYTES = "png_bytes"
-DEFAULT_PNG_COMPRESSION = 1     # zlib level: 1 is ~3x faster than 6 on a page, ~same size
+# zlib level of the output PNG. 0 (stored) is lossless like every level and half the cost of
+# level 1 on an A4 page, the largest cost after the networks (docs/benchmarks.md), at about 3x the
+# bytes; --png_compression=1 trades ~0.1-0.2 s a page for the smaller file.
+DEFAULT_PNG_COMPRESSION = 0
 EXPORT_INFO = "koala_export.json"
 
 _LOG = logging.getLogger(__name__)
@@ -205,7 +208,9 @@ def main(argv=None) -> int:
   p.add_argument("--max_pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
                  help="pages with more pixels are refused with a clear error (default %(default)s)")
   p.add_argument("--png_compression", type=int, default=DEFAULT_PNG_COMPRESSION, choices=range(-1, 10),
-                 help="zlib level of the output PNG, -1 = zlib's default (default %(default)s)")
+                 help="zlib level of the output PNG, lossless at any level: 0 is the fastest, 1 "
+                      "about a third of the bytes for ~0.1-0.2 s more per A4 page, -1 = zlib's "
+                      "default (default %(default)s)")
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   try:
