@@ -127,7 +127,7 @@ def test_colour_appears_where_the_task_has_colour(client_run, base):
   assert np.percentile(colour.chroma(served), 75) > 8
 
 
-def test_out_of_gamut_predictions_are_served_as_the_reference_colours_them():
+def test_out_of_gamut_predictions_are_served_in_the_reference_colours():
   """Weights whose predictions lie far outside the gamut (the last layer tripled): the served
   page still has the reference path's colours, so the check above holds for any weights."""
   base = support.export_base("saturated")
