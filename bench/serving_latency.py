@@ -16,8 +16,9 @@ What it prints:
   * REST: the same through `python -m serving.server` on loopback, base64 JSON both ways: p50,
     p95, p50 / floor; and pages/s with 4 concurrent clients.
 The floor and the pages are timed in turn, call by call, so that all see the same load on a
-shared machine; the ratio is printed as p50 / p50 and as the median of the round-by-round ratios. --png_compression exports one model per
-zlib level (default: the export's default) and measures each.
+shared machine; the ratio is printed as p50 / p50 and as the median of the round-by-round
+ratios. --png_compression exports one model per zlib level (default: the export's default) and
+measures each in the same rounds.
 The page is a real manga page from ../shared/data/manga scaled to A4 when that folder exists
 (read in place, never copied), else a generated page with line art, screentone and text.
 """
@@ -213,8 +214,8 @@ def main(argv=None) -> int:
     t = interleaved_timings(fns, args.runs)
     print(f"compute floor (reference, interleaved with the pages): p50 {p50(t['floor']):.3f} s")
     for level in levels:
-      print(f"[zlib {level}] in-process page: p50 {p50(t[level]):.3f} s, p95 {p95(t[level]):.3f} s; "
-            f"{ratio_text(t[level], t['floor'])} (target <= 1.5)")
+      print(f"[zlib {level}] in-process page: p50 {p50(t[level]):.3f} s, "
+            f"p95 {p95(t[level]):.3f} s; {ratio_text(t[level], t['floor'])} (target <= 1.5)")
     stages = stage_timings(page, args.runs, levels)
     print("in-process stages alone (p50): " + ", ".join(f"{k} {p50(v):.3f} s"
                                                     for k, v in stages.items()))

@@ -100,10 +100,12 @@ def test_letterbox_matches_koala_images(shape, size):
 def test_colour_table_is_koala_colour_page_rgb():
   table = tf_page.lab_rgb_table()
   rng = np.random.default_rng(2)
-  g, a, b = rng.integers(0, 256, 20000), rng.integers(-128, 128, 20000), rng.integers(-128, 128, 20000)
+  g = rng.integers(0, 256, 20000)
+  a, b = rng.integers(-128, 128, 20000), rng.integers(-128, 128, 20000)
   got = table[(g * 256 + a + 128) * 256 + b + 128]
   np.testing.assert_array_equal(got, colour.page_rgb(g.astype(np.uint8), np.stack([a, b], -1)))
-  white, black = table[(255 * 256 + 128 + 40) * 256 + 128 - 40], table[(0 * 256 + 128 + 40) * 256 + 128]
+  white = table[(255 * 256 + 128 + 40) * 256 + 128 - 40]
+  black = table[(0 * 256 + 128 + 40) * 256 + 128]
   assert white.min() >= 254 and black.max() <= 1
 
 
