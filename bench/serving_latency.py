@@ -2,6 +2,7 @@
 server, against the model compute alone, all measured in the same run.
 
   python bench/serving_latency.py [--runs=15] [--page=PATH] [--keep_dir=DIR]
+                                  [--png_compression=LEVEL[,LEVEL...]]
 
 What it builds: the full-size colorizer (SPEC.md's 6.7 M parameters, untrained: latency does not
 depend on the weights) and Inception-ResNet-v2 (random weights; the same graph as ImageNet's),
@@ -13,7 +14,11 @@ What it prints:
   * in-process: serving_default on the page's PNG bytes (decode, gray, L, letterbox, embedder,
     colorizer, ab upsampling, LAB -> sRGB, PNG): p50 and p95, and p50 / floor (target <= 1.5);
   * REST: the same through `python -m serving.server` on loopback, base64 JSON both ways: p50,
-    p95; and pages/s with 4 concurrent clients.
+    p95, p50 / floor; and pages/s with 4 concurrent clients.
+The floor and the pages are timed in turn, call by call, so that all see the same load on a
+shared machine; the ratio is printed as p50 / p50 and as the median of the round-by-round
+ratios. --png_compression exports one model per zlib level (default: the export's default) and
+measures each in the same rounds.
 The page is a real manga page from ../shared/data/manga scaled to A4 when that folder exists
 (read in place, never copied), else a generated page with line art, screentone and text.
 """
@@ -63,18 +68,22 @@ def a4_page(path: str | None) -> tuple[bytes, str]:
   return buf.getvalue(), what
 
 
-def export_full_size(work: str) -> str:
+def export_full_size(work: str, png_compression: int) -> str:
   from koala import embedder as embedder_lib
   from trainer import artifacts, export, model as model_lib
-  emb = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)
-  model = model_lib.build_colorizer()
-  model.compile(optimizer="adam", loss="mse")
   job = os.path.join(work, "job")
-  artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
-                                 "identity": emb.identity, "random_weights": True,
-                                 "embedder_seed": 0}, artifacts.model_dir(job))
-  base = os.path.join(work, "models", "koala")
-  export.export(job, base, 1)
+  if not os.path.exists(artifacts.model_dir(job)):
+    emb = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)
+    model = model_lib.build_colorizer()
+    model.compile(optimizer="adam", loss="mse")
+    artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
+                                   "identity": emb.identity, "random_weights": True,
+                                   "embedder_seed": 0}, artifacts.model_dir(job))
+  base = os.path.join(work, "models", f"koala_png{png_compression}")
+  if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
+    t = time.time()
+    export.export(job, base, 1, png_compression=png_compression)
+    print(f"export (png_compression={png_compression}): {time.time() - t:.0f} s")
   return base
 
 
@@ -89,7 +98,27 @@ def timings(fn, runs: int, warmup: int = 2) -> np.ndarray:
   return np.asarray(out)
 
 
-def stage_timings(page: bytes, runs: int) -> dict:
+def interleaved_timings(fns: dict, runs: int, warmup: int = 2) -> dict:
+  """Each function timed in turn, call by call, `runs` rounds: all see the same load."""
+  for _ in range(warmup):
+    for fn in fns.values():
+      fn()
+  out = {name: [] for name in fns}
+  for _ in range(runs):
+    for name, fn in fns.items():
+      t = time.perf_counter()
+      fn()
+      out[name].append(time.perf_counter() - t)
+  return {name: np.asarray(v) for name, v in out.items()}
+
+
+def ratio_text(page: np.ndarray, floor: np.ndarray) -> str:
+  """p50 / p50, and the median of the round-by-round ratios (steadier under a changing load)."""
+  return (f"ratio {np.median(page) / np.median(floor):.2f} (p50/p50), "
+          f"{np.median(page / floor):.2f} (median of paired ratios)")
+
+
+def stage_timings(page: bytes, runs: int, levels: list[int]) -> dict:
   """The page-sized steps of the graph, each alone: where the time beyond the floor goes."""
   import tensorflow as tf
   from serving import tf_page
@@ -100,86 +129,102 @@ def stage_timings(page: bytes, runs: int) -> dict:
   rgb = tf_page.colour_page(gray, ab, table)
   steps = {
       "decode+gray": tf.function(lambda d: tf_page.decode_gray(d, 10**9)),
-      "letterbox 224+299": tf.function(lambda g: (tf_page.letterbox_u8(g, 224),
-                                                  tf_page.letterbox_u8(g, 299))),
+      "letterbox 224+299": tf.function(lambda g: tf_page.model_inputs(g, 224, 299)),
       "ab upsample+LAB->sRGB": tf.function(lambda g, a: tf_page.colour_page(g, a, table)),
-      "PNG encode": tf.function(lambda x: tf.io.encode_png(x, compression=1)),
   }
   args = {"decode+gray": (data,), "letterbox 224+299": (gray,),
-          "ab upsample+LAB->sRGB": (gray, ab), "PNG encode": (rgb,)}
+          "ab upsample+LAB->sRGB": (gray, ab)}
+  for level in levels:
+    steps[f"PNG encode (zlib {level})"] = tf.function(
+        lambda x, level=level: tf.io.encode_png(x, compression=level))
+    args[f"PNG encode (zlib {level})"] = (rgb,)
   return {k: timings(lambda k=k: [t.numpy() for t in tf.nest.flatten(steps[k](*args[k]))], runs)
           for k in steps}
+
+
+def rest_timings(base: str, page: bytes, floor_fn, runs: int) -> dict:
+  """The page through the stand-in REST server, paired with the floor; and 4 concurrent clients."""
+  import requests
+  from tests import serving_support as support
+  server = support.Server(base, "koala")
+  try:
+    body = {"instances": [{"b64": base64.b64encode(page).decode()}]}
+    url = server.url + "/v1/models/koala:predict"
+    session = requests.Session()
+
+    def rest():
+      r = session.post(url, json=body, timeout=300)
+      assert r.status_code == 200, r.text[:300]
+    t = interleaved_timings({"floor": floor_fn, "rest": rest}, runs)
+    over_rest, floor = t["rest"], t["floor"]
+    n = 4 * max(2, runs // 4)
+
+    def worker(_):
+      with requests.Session() as s:
+        assert s.post(url, json=body, timeout=300).status_code == 200
+    t = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+      list(pool.map(worker, range(n)))
+    return {"rest": over_rest, "floor": floor, "pages_per_s": n / (time.perf_counter() - t),
+            "n": n}
+  finally:
+    server.stop()
 
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--runs", type=int, default=15)
   p.add_argument("--page", default=None)
-  p.add_argument("--keep_dir", default=None, help="reuse/keep the export here")
+  p.add_argument("--keep_dir", default=None, help="reuse/keep the exports here")
+  p.add_argument("--png_compression", default=None,
+                 help="zlib levels to export and measure, comma-separated (default: the export's)")
   args = p.parse_args(argv)
-  import requests
   import tensorflow as tf
-  from tests import serving_support as support
+  from trainer import export
 
+  levels = ([int(v) for v in args.png_compression.split(",")] if args.png_compression
+            else [export.DEFAULT_PNG_COMPRESSION])
   work = args.keep_dir or tempfile.mkdtemp(prefix="koala-bench-")
+  p50 = lambda a: float(np.percentile(a, 50))
+  p95 = lambda a: float(np.percentile(a, 95))
   try:
-    base = os.path.join(work, "models", "koala")
-    if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
-      t = time.time()
-      base = export_full_size(work)
-      print(f"export: {time.time() - t:.0f} s")
+    bases = {level: export_full_size(work, level) for level in levels}
     page, what = a4_page(args.page)
     print(f"page: {what}, {len(page) / 1e6:.1f} MB PNG")
-    loaded = tf.saved_model.load(os.path.join(base, "1"))
-    serve = loaded.signatures["serving_default"]
+    loaded = {level: tf.saved_model.load(os.path.join(base, "1")) for level, base in bases.items()}
+    first = loaded[levels[0]]
     x299 = tf.random.uniform((1, 299, 299, 3))
     l224 = tf.random.uniform((1, 224, 224, 1), 0, 100)
-
-    floor_embed = timings(lambda: loaded.embed_fn(x299).numpy(), args.runs)
-    emb = loaded.embed_fn(x299)
-    floor_colour = timings(lambda: loaded.colorize_fn(l224, emb)["ab"].numpy(), args.runs)
-    floor = timings(lambda: loaded.colorize_fn(l224, loaded.embed_fn(x299))["ab"].numpy(),
-                    args.runs)
+    emb = first.embed_fn(x299)
+    floor_embed = timings(lambda: first.embed_fn(x299).numpy(), args.runs)
+    floor_colour = timings(lambda: first.colorize_fn(l224, emb)["ab"].numpy(), args.runs)
+    floor_fn = lambda: first.colorize_fn(l224, first.embed_fn(x299))["ab"].numpy()
     batch = tf.constant([page])
-    in_process = timings(lambda: serve(image_bytes=batch)["png_bytes"].numpy(), args.runs)
-    stages = stage_timings(page, args.runs)
-
-    server = support.Server(base, "koala")
-    try:
-      body = {"instances": [{"b64": base64.b64encode(page).decode()}]}
-      url = server.url + "/v1/models/koala:predict"
-      session = requests.Session()
-
-      def rest():
-        r = session.post(url, json=body, timeout=300)
-        assert r.status_code == 200, r.text[:300]
-      over_rest = timings(rest, args.runs)
-      n = 4 * max(2, args.runs // 4)
-
-      def worker(_):
-        with requests.Session() as s:
-          assert s.post(url, json=body, timeout=300).status_code == 200
-      t = time.perf_counter()
-      with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        list(pool.map(worker, range(n)))
-      throughput = n / (time.perf_counter() - t)
-    finally:
-      server.stop()
-
-    p50 = lambda a: float(np.percentile(a, 50))
-    p95 = lambda a: float(np.percentile(a, 95))
-    ratio = p50(in_process) / p50(floor)
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"TF {tf.__version__}, runs={args.runs}, date {time.strftime('%Y-%m-%d')}")
-    print(f"compute floor (reference): p50 {p50(floor):.3f} s "
-          f"(embedder {p50(floor_embed):.3f} s + colorizer {p50(floor_colour):.3f} s)")
-    print(f"in-process page: p50 {p50(in_process):.3f} s, p95 {p95(in_process):.3f} s, "
-          f"ratio to floor {ratio:.2f} (target <= 1.5)")
+          f"TF {tf.__version__}, runs={args.runs}, date {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"compute floor alone: embedder {p50(floor_embed):.3f} s + colorizer "
+          f"{p50(floor_colour):.3f} s")
+    fns = {"floor": floor_fn}
+    for level in levels:
+      serve = loaded[level].signatures["serving_default"]
+      size = len(serve(image_bytes=batch)["png_bytes"].numpy()[0])
+      fns[level] = lambda serve=serve: serve(image_bytes=batch)["png_bytes"].numpy()
+      print(f"[zlib {level}] output {size / 1e6:.1f} MB")
+    t = interleaved_timings(fns, args.runs)
+    print(f"compute floor (reference, interleaved with the pages): p50 {p50(t['floor']):.3f} s")
+    for level in levels:
+      print(f"[zlib {level}] in-process page: p50 {p50(t[level]):.3f} s, "
+            f"p95 {p95(t[level]):.3f} s; {ratio_text(t[level], t['floor'])} (target <= 1.5)")
+    stages = stage_timings(page, args.runs, levels)
     print("in-process stages alone (p50): " + ", ".join(f"{k} {p50(v):.3f} s"
                                                     for k, v in stages.items()))
-    print(f"REST page: p50 {p50(over_rest):.3f} s, p95 {p95(over_rest):.3f} s, "
-          f"ratio to floor {p50(over_rest) / p50(floor):.2f}")
-    print(f"REST, 4 concurrent clients: {throughput:.2f} pages/s ({n} pages)")
+    for level in levels:
+      r = rest_timings(bases[level], page, floor_fn, args.runs)
+      print(f"[zlib {level}] REST page: p50 {p50(r['rest']):.3f} s, p95 {p95(r['rest']):.3f} s; "
+            f"floor p50 {p50(r['floor']):.3f} s; {ratio_text(r['rest'], r['floor'])}; "
+            f"4 concurrent clients: {r['pages_per_s']:.2f} pages/s ({r['n']} pages)")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
   finally:
     if not args.keep_dir:
       shutil.rmtree(work, ignore_errors=True)

@@ -15,6 +15,8 @@ Conventions:
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -133,15 +135,85 @@ def clamp_ab(ab: np.ndarray, limit: float = AB_LIMIT) -> np.ndarray:
   return np.clip(ab, -limit, limit)
 
 
-def reference_lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-  """LAB (..., 3) -> sRGB (..., 3) float32 in [0, 1], by the formulas; ab clamped, RGB clipped."""
+def reference_lab_to_linear(lab: np.ndarray) -> np.ndarray:
+  """LAB (..., 3) -> linear RGB (..., 3) float32, ab clamped, NOT clipped: outside [0, 1] is
+  outside the sRGB gamut."""
   lab = np.asarray(lab, dtype=np.float32)
   l = np.clip(lab[..., 0], 0.0, L_MAX)
   a, b = (clamp_ab(lab[..., i]) for i in (1, 2))
   fy = (l + 16.0) / 116.0
   xyz = np.stack([_f_inv(fy + a / 500.0), _f_inv(fy), _f_inv(fy - b / 200.0)], axis=-1)
-  linear = (xyz * D65_WHITE.astype(np.float32)) @ XYZ_TO_RGB.T.astype(np.float32)
-  return linear_to_srgb(linear).astype(np.float32)
+  return (xyz * D65_WHITE.astype(np.float32)) @ XYZ_TO_RGB.T.astype(np.float32)
+
+
+def reference_lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+  """LAB (..., 3) -> sRGB (..., 3) float32 in [0, 1], by the formulas; ab clamped, RGB clipped."""
+  return linear_to_srgb(reference_lab_to_linear(lab)).astype(np.float32)
+
+
+# The gamut mapping of a coloured page. Clipping RGB (as `lab_to_rgb` does) changes L: black line
+# art under a predicted colour turns gray and white paper turns tinted. A page keeps its own L
+# exactly; out-of-gamut chroma gives way instead, at constant L and hue. This is the one
+# definition of a coloured page's pixels: the served graph (serving/tf_page.py) gathers them from
+# a table built by `page_rgb`, and the tests' NumPy reference path calls `page_rgb` itself.
+GAMUT_HUES = 360          # hue bins of the max-chroma table
+GAMUT_ITERATIONS = 12     # bisection steps: 2 * AB_LIMIT / 2**12 = 0.06 LAB units
+
+
+def max_chroma(l: np.ndarray, hues: int = GAMUT_HUES,
+               iterations: int = GAMUT_ITERATIONS) -> np.ndarray:
+  """(N,) L -> (N, hues) float32: the largest in-gamut chroma at each L along `hues` equally
+  spaced hue angles (bisection on linear RGB within [0, 1]); about 0 at L = 100 (white)."""
+  l = np.asarray(l, np.float32)[:, None] * np.ones((1, hues), np.float32)
+  angle = np.arange(hues, dtype=np.float32) * np.float32(2.0 * np.pi / hues)
+  cos, sin = np.cos(angle)[None, :], np.sin(angle)[None, :]
+  lo, hi = np.zeros_like(l), np.full_like(l, 2.0 * AB_LIMIT)
+  for _ in range(iterations):
+    mid = (lo + hi) / np.float32(2.0)
+    linear = reference_lab_to_linear(np.stack([l, mid * cos, mid * sin], axis=-1))
+    ok = np.all((linear >= -1e-4) & (linear <= 1.0 + 1e-4), axis=-1)
+    lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+  return lo
+
+
+def gamut_map_ab(ab: np.ndarray, l_index: np.ndarray, chroma_table: np.ndarray) -> np.ndarray:
+  """ab (..., 2), clamped, then scaled down into the gamut at constant L and hue -> (..., 2).
+
+  chroma_table = max_chroma(levels) and l_index picks each pixel's level. The smaller of the two
+  neighbouring hue bins is used, so the result stays inside.
+  """
+  ab = np.asarray(ab, np.float32)
+  hues = chroma_table.shape[1]
+  a, b = clamp_ab(ab[..., 0]), clamp_ab(ab[..., 1])
+  c = np.sqrt(a * a + b * b)
+  pos = np.mod(np.arctan2(b, a), np.float32(2.0 * np.pi)) / np.float32(2.0 * np.pi / hues)
+  lo = np.floor(pos).astype(np.int64) % hues
+  limit = np.minimum(chroma_table[l_index, lo], chroma_table[l_index, (lo + 1) % hues])
+  scale = np.minimum(np.float32(1.0), limit / np.maximum(c, np.float32(1e-6)))
+  return np.stack([a * scale, b * scale], axis=-1)
+
+
+@functools.lru_cache(maxsize=1)
+def gray_level_max_chroma() -> np.ndarray:
+  """(256, GAMUT_HUES): `max_chroma` at the L of every uint8 gray level."""
+  table = max_chroma(gray_to_l(np.arange(256, dtype=np.uint8)))
+  table.flags.writeable = False
+  return table
+
+
+def page_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
+  """A coloured page: uint8 gray (...) + ab (..., 2) in LAB units -> uint8 sRGB (..., 3).
+
+  L is the gray level's own (`gray_to_l`), so line art and lettering keep their exact lightness;
+  ab is rounded to whole units (the precision the training records store it at, and what lets
+  the served graph read every pixel from one 256**3 table), clamped and brought into the gamut
+  at that L (`gamut_map_ab`); sRGB is rounded to uint8.
+  """
+  gray = np.asarray(gray, np.uint8)
+  ab = np.floor(np.asarray(ab, np.float32) + np.float32(0.5))
+  ab = gamut_map_ab(ab, gray, gray_level_max_chroma())
+  lab = np.concatenate([gray_to_l(gray)[..., None], ab], axis=-1)
+  return to_uint8(reference_lab_to_rgb(lab))
 
 
 def l_to_neutral_gray(l: np.ndarray) -> np.ndarray:

@@ -87,41 +87,6 @@ def lab_to_linear(lab) -> tf.Tensor:
   return _matmul_last(xyz, _XYZN_TO_RGB)
 
 
-def max_chroma(l: tf.Tensor, hues: int = 360, iterations: int = 12) -> tf.Tensor:
-  """(N,) L -> (N, hues): the largest in-gamut chroma at each L along `hues` equally spaced hue
-  angles (bisection on linear RGB within [0, 1]). 0 at L = 0 and L = 100."""
-  l = tf.cast(l, tf.float32)[:, None] * tf.ones((1, hues))
-  angle = tf.range(hues, dtype=tf.float32) * (2.0 * np.pi / hues)
-  cos, sin = tf.cos(angle)[None, :], tf.sin(angle)[None, :]
-  lo, hi = tf.zeros_like(l), tf.fill(tf.shape(l), 2.0 * colour.AB_LIMIT)
-  for _ in range(iterations):
-    mid = (lo + hi) / 2.0
-    lin = lab_to_linear(tf.stack([l, mid * cos, mid * sin], axis=-1))
-    ok = tf.reduce_all((lin >= -1e-4) & (lin <= 1.0 + 1e-4), axis=-1)
-    lo, hi = tf.where(ok, mid, lo), tf.where(ok, hi, mid)
-  return lo
-
-
-def gamut_map_ab(lab: tf.Tensor, l_index: tf.Tensor, chroma_table: tf.Tensor) -> tf.Tensor:
-  """Scales ab (clamped first) down to the gamut at constant L and hue.
-
-  Clipping RGB instead (as `lab_to_rgb` alone does) changes L: black line art under a predicted
-  colour turns gray, white paper turns tinted. Here L is kept, so line art and lettering keep
-  their exact lightness. chroma_table = max_chroma(levels) and l_index picks each pixel's level;
-  the smaller of the two neighbouring hue bins is used, so the result stays inside.
-  """
-  hues = chroma_table.shape[1]
-  a, b = clamp_ab(lab[..., 1]), clamp_ab(lab[..., 2])
-  c = tf.sqrt(a * a + b * b)
-  pos = tf.math.floormod(tf.atan2(b, a), 2.0 * np.pi) / (2.0 * np.pi / hues)
-  lo = tf.cast(tf.floor(pos), tf.int32) % hues
-  flat = tf.reshape(chroma_table, [-1])
-  row = tf.cast(l_index, tf.int32) * hues
-  limit = tf.minimum(tf.gather(flat, row + lo), tf.gather(flat, row + (lo + 1) % hues))
-  scale = tf.minimum(1.0, limit / tf.maximum(c, 1e-6))
-  return tf.stack([lab[..., 0], a * scale, b * scale], axis=-1)
-
-
 def lab_to_rgb(lab) -> tf.Tensor:
   """LAB (..., 3) -> sRGB (..., 3) float32 in [0, 1]; ab is clamped, RGB is clipped."""
   return linear_to_srgb(lab_to_linear(lab))

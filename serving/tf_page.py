@@ -22,7 +22,8 @@ tests/test_export_ops.py holds them equal:
 Speed: an A4 page at 200 dpi has 3.9 Mpx, and TensorFlow runs one op at a time over whole
 tensors, so a float LAB -> sRGB chain (about 25 ops) costs more than the network. The page's L
 takes only 256 values (it comes from a uint8 gray), so LAB -> sRGB is one gather from a table
-indexed by (gray, round(a), round(b)), computed once at export by `koala.colour_tf.lab_to_rgb`.
+indexed by (gray, round(a), round(b)), computed once at export by `koala.colour.page_rgb`, the
+one definition of a coloured page's pixels (the tests' NumPy reference path calls it too).
 Rounding ab to whole units is the precision the training records store ab at anyway. The
 table also brings out-of-gamut colours back at constant L and hue instead of clipping RGB, so
 black line art stays black and white paper white under any predicted colour.
@@ -194,8 +195,8 @@ def resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
 
 
 def letterbox_u8(gray: tf.Tensor, size: int) -> tf.Tensor:
-  """uint8 gray (H, W) -> uint8 (size, size): fit, keep aspect, centre on white; like
-  `koala.images.letterbox` (OpenCV rounds its uint8 output, and so do we)."""
+  """gray (H, W), uint8 or its float32 levels -> uint8 (size, size): fit, keep aspect, centre on
+  white; like `koala.images.letterbox` (OpenCV rounds its uint8 output, and so do we)."""
   shape = tf.shape(gray)
   top, left, bh, bw = letterbox_box(shape[0], shape[1], size)
   scaled = resize(tf.cast(gray, tf.float32)[..., None], bh, bw)[..., 0]
@@ -217,28 +218,21 @@ def gray_to_l(gray_u8: tf.Tensor) -> tf.Tensor:
 
 
 @functools.lru_cache(maxsize=1)
-def lab_rgb_table(levels_per_chunk: int = 32) -> np.ndarray:
-  """(256**3, 3) uint8: sRGB of LAB(L(gray), a, b) for every gray level and whole a, b in
-  [-128, 127], by `koala.colour_tf`: ab clamped, then brought into the gamut at constant L and
-  hue (`colour_tf.gamut_map_ab`), so the output keeps the page's L exactly."""
-  ab = tf.range(TABLE_SIDE, dtype=tf.float32) - AB_OFFSET
-  a, b = tf.meshgrid(ab, ab, indexing="ij")
-  a, b = tf.reshape(a, (1, -1)), tf.reshape(b, (1, -1))
-  levels = tf.constant(gray_l_table())
-  chroma = colour_tf.max_chroma(levels)
-
-  @tf.function(autograph=False)
-  def chunk(start):   # a few gray levels at a time keeps the temporaries small
-    index = tf.range(start, start + levels_per_chunk)[:, None] * tf.ones((1, TABLE_SIDE ** 2),
-                                                                         tf.int32)
-    shape = tf.shape(index)
-    lab = tf.stack([tf.gather(levels, index), tf.broadcast_to(a, shape),
-                    tf.broadcast_to(b, shape)], axis=-1)
-    lab = colour_tf.gamut_map_ab(lab, index, chroma)
-    return tf.reshape(colour_tf.to_uint8(colour_tf.lab_to_rgb(lab)), (-1, 3))
-
-  return np.concatenate([chunk(tf.constant(i)).numpy()
-                         for i in range(0, TABLE_SIDE, levels_per_chunk)])
+def lab_rgb_table(levels_per_chunk: int = 16) -> np.ndarray:
+  """(256**3, 3) uint8: `koala.colour.page_rgb` of every gray level and whole a, b in
+  [-128, 127]: ab clamped, brought into the gamut at constant L and hue, so the output keeps the
+  page's L exactly. The graph only gathers from it, so the served pixels and the NumPy reference
+  path have one definition, the one in `koala.colour`."""
+  ab = np.arange(TABLE_SIDE, dtype=np.float32) - AB_OFFSET
+  a, b = np.meshgrid(ab, ab, indexing="ij")
+  ab = np.tile(np.stack([a.ravel(), b.ravel()], axis=-1), (levels_per_chunk, 1))
+  chunks = []
+  for start in range(0, TABLE_SIDE, levels_per_chunk):   # a few levels at a time: small temporaries
+    gray = np.repeat(np.arange(start, start + levels_per_chunk, dtype=np.uint8), TABLE_SIDE ** 2)
+    chunks.append(colour.page_rgb(gray, ab))
+  table = np.concatenate(chunks)
+  table.flags.writeable = False
+  return table
 
 
 def colour_page(gray_u8: tf.Tensor, ab_square: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
@@ -258,3 +252,28 @@ def colour_page(gray_u8: tf.Tensor, ab_square: tf.Tensor, table: tf.Tensor) -> t
   ab = tf.cast(ab + (AB_OFFSET + 0.5), tf.int32)
   index = (tf.cast(gray_u8, tf.int32) * TABLE_SIDE + ab[..., 0]) * TABLE_SIDE + ab[..., 1]
   return tf.gather(table, index)
+
+
+def model_inputs(gray_u8: tf.Tensor, size: int, embedder_size: int):
+  """gray (H, W) uint8 -> the networks' inputs as the pipeline makes them: L (1, size, size, 1)
+  in LAB units, and the embedder's gray (1, E, E, 3) in [0, 1]; both letterboxed. The page is
+  cast to float once for the two."""
+  levels = tf.cast(gray_u8, tf.float32)
+  l = gray_to_l(letterbox_u8(levels, size))
+  unit = tf.cast(letterbox_u8(levels, embedder_size), tf.float32) / 255.0
+  return l[None, :, :, None], tf.tile(unit[None, :, :, None], [1, 1, 1, 3])
+
+
+def page_png(data: tf.Tensor, predict_ab, table: tf.Tensor, *, size: int, embedder_size: int,
+             max_pixels: int, png_compression: int) -> tf.Tensor:
+  """One page's whole way through the SavedModel: image file bytes -> the coloured page's PNG.
+
+  decode -> gray -> letterboxed inputs -> predict_ab(l, unit) -> ab (size, size, 2) in LAB units
+  -> ab on the page's own L (`colour_page`) -> PNG. predict_ab runs the networks; a signature
+  that feeds them more than the page passes its own. The PNG is lossless at any zlib level
+  (`png_compression`), so line art and lettering keep every pixel of their lightness.
+  """
+  gray = decode_gray(data, max_pixels)
+  l, unit = model_inputs(gray, size, embedder_size)
+  rgb = colour_page(gray, predict_ab(l, unit), table)
+  return tf.io.encode_png(rgb, compression=png_compression)

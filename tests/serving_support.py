@@ -130,14 +130,22 @@ def tiny_embedder() -> str:
   return path
 
 
+SATURATION = 3.0   # the "saturated" export's factor on the colorizer's last layer
+
+
 @functools.cache
 def export_base(kind: str = "inception") -> str:
-  """models/<kind>/1 from the trained job; kind "tiny" uses the tiny hub-style embedder."""
+  """models/<kind>/1 from the trained job; kind "tiny" uses the tiny hub-style embedder;
+  "saturated" is "tiny" with the last layer's weights times SATURATION, so that most predicted
+  colours lie far outside the sRGB gamut, as other trained weights may put them."""
   from trainer import artifacts, export
   job = trained_job()
-  if kind == "tiny":
+  if kind in ("tiny", "saturated"):
     model, _ = artifacts.load_trained(job)
-    tiny_job = os.path.join(workdir(), "job_tiny")
+    if kind == "saturated":
+      last = [layer for layer in model.layers if layer.weights][-1]
+      last.set_weights([w * SATURATION for w in last.get_weights()])
+    tiny_job = os.path.join(workdir(), f"job_{kind}")
     artifacts.save_trained(model, {"name": f"hub:{tiny_embedder()}", "weights": "",
                                    "identity": "", "random_weights": True}, artifacts.model_dir(tiny_job))
     job = tiny_job

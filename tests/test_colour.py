@@ -79,3 +79,36 @@ def test_normalisations_are_inverse_and_in_range():
   ab = np.array([-128.0, 0.0, 127.0])
   assert np.all(np.abs(colour.normalize_ab(ab)) <= 1)
   np.testing.assert_allclose(colour.denormalize_ab(colour.normalize_ab(ab)), ab, atol=1e-4)
+
+
+def test_max_chroma_is_the_edge_of_the_gamut():
+  l = np.array([5.0, 25.0, 50.0, 75.0, 95.0], np.float32)
+  limit = colour.max_chroma(l)
+  angle = np.arange(colour.GAMUT_HUES) * (2 * np.pi / colour.GAMUT_HUES)
+
+  def linear_at(c):
+    return colour.reference_lab_to_linear(np.stack(
+        [np.broadcast_to(l[:, None], c.shape), c * np.cos(angle), c * np.sin(angle)], -1))
+  inside, beyond = linear_at(limit), linear_at(limit + 0.2)
+  assert ((inside >= -1e-4) & (inside <= 1 + 1e-4)).all()
+  assert ((beyond < -1e-4) | (beyond > 1 + 1e-4)).any(-1)[limit < 120].all()
+  assert colour.max_chroma(np.array([100.0])).max() < 0.5    # white paper takes no colour
+
+
+def test_page_rgb_keeps_l_and_the_colours_inside_the_gamut():
+  rng = np.random.default_rng(0)
+  gray = rng.integers(0, 256, 5000).astype(np.uint8)
+  ab = rng.uniform(-300, 300, (5000, 2)).astype(np.float32)
+  ab[:2500] *= 0.05                              # mostly inside the gamut
+  lab = colour.reference_rgb_to_lab(colour.page_rgb(gray, ab))
+  l = colour.gray_to_l(gray)
+  assert np.abs(lab[:, 0] - l).max() < 1.0       # L stays, whatever the colour
+  mapped = colour.gamut_map_ab(ab, gray, colour.gray_level_max_chroma())
+  kept = np.abs(mapped - ab).max(-1) < 1e-3
+  assert kept[:2500].mean() > 0.5 and kept[2500:].mean() < 0.1
+  assert np.abs(lab[kept, 1:] - ab[kept]).max() < 2.0
+  # Out of the gamut, hue is kept and chroma gives way.
+  hue = lambda x: np.arctan2(x[:, 1], x[:, 0])
+  moved = ~kept & (colour.chroma(mapped) > 10)
+  turn = np.angle(np.exp(1j * (hue(mapped[moved]) - hue(np.clip(ab[moved], -127, 127)))))
+  assert np.abs(turn).max() < 1e-3

@@ -44,7 +44,10 @@ SERVING_DEFAULT = "serving_default"
 COLORIZE_TENSORS = "colorize_tensors"
 IMAGE_BYTES = "image_bytes"
 PNG_BYTES = "png_bytes"
-DEFAULT_PNG_COMPRESSION = 1     # zlib level: 1 is ~3x faster than 6 on a page, ~same size
+# zlib level of the output PNG. 0 (stored) is lossless like every level and half the cost of
+# level 1 on an A4 page, the largest cost after the networks (docs/benchmarks.md), at about 3x the
+# bytes; --png_compression=1 trades ~0.1-0.2 s a page for the smaller file.
+DEFAULT_PNG_COMPRESSION = 0
 EXPORT_INFO = "koala_export.json"
 
 _LOG = logging.getLogger(__name__)
@@ -132,14 +135,13 @@ class KoalaServing(tf.Module):
                         training=False)
     return {"ab": tf.clip_by_value(tf.cast(ab, tf.float32) * 128.0, -127.0, 127.0)}
 
+  def _predict_ab(self, l, unit):
+    return self.colorize_fn(l, self.embed_fn(unit))["ab"][0]
+
   def _page(self, data):
-    gray = tf_page.decode_gray(data, self.max_pixels)
-    l = tf_page.gray_to_l(tf_page.letterbox_u8(gray, self.size))
-    unit = tf.cast(tf_page.letterbox_u8(gray, schema.EMBEDDER_SIZE), tf.float32) / 255.0
-    embedding = self.embed_fn(tf.tile(unit[None, :, :, None], [1, 1, 1, 3]))
-    ab = self.colorize_fn(l[None, :, :, None], embedding)["ab"][0]
-    rgb = tf_page.colour_page(gray, ab, self.rgb_table)
-    return tf.io.encode_png(rgb, compression=self.png_compression)
+    return tf_page.page_png(data, self._predict_ab, self.rgb_table, size=self.size,
+                            embedder_size=schema.EMBEDDER_SIZE, max_pixels=self.max_pixels,
+                            png_compression=self.png_compression)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)],
                autograph=False)
@@ -206,7 +208,9 @@ def main(argv=None) -> int:
   p.add_argument("--max_pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
                  help="pages with more pixels are refused with a clear error (default %(default)s)")
   p.add_argument("--png_compression", type=int, default=DEFAULT_PNG_COMPRESSION, choices=range(-1, 10),
-                 help="zlib level of the output PNG, -1 = zlib's default (default %(default)s)")
+                 help="zlib level of the output PNG, lossless at any level: 0 is the fastest, 1 "
+                      "about a third of the bytes for ~0.1-0.2 s more per A4 page, -1 = zlib's "
+                      "default (default %(default)s)")
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   try:
