@@ -191,6 +191,9 @@ def _safe_is_colour(data: bytes) -> bool:
 
 
 def _write_archive(job: Job, results: dict, report: Report) -> None:
+  if not job.entries and job.refused:
+    report.failed[job.source] = "no page could be read; the archive was not written"
+    return
   missing = [e for e in job.entries if (id(job), e) not in results]
   if missing:
     report.failed[job.source] = (f"{len(missing)} of {len(job.entries)} pages failed; "

@@ -40,7 +40,7 @@ import threading
 import time
 
 import numpy as np
-from aiohttp import web, web_protocol
+from aiohttp import http_exceptions, web, web_protocol
 
 from koala import archives
 
@@ -399,6 +399,8 @@ class HttpFront:
     try:
       try:
         status, payload, content_type, close = await self._answer(request, held)
+      except ConnectionError:   # the client went away while sending: nobody to answer
+        raise asyncio.CancelledError() from None
       except _Refusal as e:
         status, payload, content_type, close = (e.status, rest_json.error_body(e.message),
                                                 "application/json", e.close)
@@ -413,6 +415,8 @@ class HttpFront:
       except TimeoutError:   # a client that does not read its answer: cut it off
         if request.transport is not None:
           request.transport.abort()
+      except ConnectionError:   # gone already; aiohttp notes it and closes
+        pass
       return response
     finally:
       self.buffered -= held[0]
@@ -462,6 +466,8 @@ class HttpFront:
     except TimeoutError:
       raise _Refusal(408, f"the request body did not arrive within {limits.body_timeout:g} s "
                      "(--body_timeout_seconds)") from None
+    except http_exceptions.HttpProcessingError as e:   # a malformed chunked body, say
+      raise _Refusal(400, f"Malformed request body: {e.message}") from None
     finally:
       self.reading.discard(task)
     return body
