@@ -16,12 +16,17 @@ Serving's (g3doc/api/api_rest.md, http_rest_api_handler.cc, http_server.cc):
   answers; methods libevent does not let through get 501; paths outside /v1/ get 404.
 
 It serves the highest numeric version under the base path and, like TF Serving, picks up a
-newer one when it appears (polling every --file_system_poll_wait_seconds). Requests run on a
-bounded thread pool (--rest_api_num_threads); more than --max_inflight requests at once are
-answered 503 UNAVAILABLE, as TF Serving's full batching queue answers, so clients back off.
-Request bodies above --max_request_bytes are refused with 400 without being held in memory. It
-binds to loopback unless told otherwise, and SIGTERM/SIGINT finish the requests in flight,
-then exit 0. Nothing in serving/client.py depends on this module.
+newer one when it appears (polling every --file_system_poll_wait_seconds).
+
+Like TF Serving's libevent server it is event-driven (aiohttp): reading and writing requests
+happens on one event loop, and only the model work runs on a bounded thread pool
+(--rest_api_num_threads), so slow or hostile clients cannot hold the model threads. More than
+--max_inflight predictions at once are answered 503 UNAVAILABLE, as TF Serving's full batching
+queue answers, so clients back off. Every request is bounded (`Limits`: header and body
+deadlines 408, header size 431, body size 400, open connections and buffered bodies 503, idle
+keep-alive; docs/serving.md has the table). It binds to loopback unless told otherwise, and
+SIGTERM/SIGINT let the predictions in flight finish, then exit 0. Nothing in serving/client.py
+depends on this module.
 """
 from __future__ import annotations
 
@@ -327,6 +332,10 @@ class _BoundedProtocol(web_protocol.RequestHandler):
     if self.awaiting_headers:
       if self._head_timer is None:
         self._start_header_deadline()
+      # A request has begun: the idle keep-alive timeout no longer applies, the header deadline
+      # does (aiohttp's keep-alive check re-arms itself while its close time is ahead).
+      self._next_keepalive_close_time = max(self._next_keepalive_close_time,
+                                            self._head_timer.when() + 1.0)
       seen = self._head_tail + data
       end = seen.find(b"\r\n\r\n")
       size = self._head_bytes + (len(data) if end < 0 else end + 4 - len(self._head_tail))
@@ -477,7 +486,7 @@ class HttpFront:
             f"{self.limits.max_request_bytes} bytes (--max_request_bytes)")
 
 
-def _raise_fd_limit(wanted: int) -> None:
+def raise_fd_limit(wanted: int) -> None:
   """Room for --max_connections sockets, within the hard limit (as nginx's worker_rlimit_nofile)."""
   soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
   if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -539,7 +548,7 @@ def serve(args) -> int:
                   max_connections=args.max_connections, max_header_bytes=args.max_header_bytes,
                   max_request_bytes=args.max_request_bytes,
                   max_buffered_bytes=args.max_buffered_bytes)
-  _raise_fd_limit(limits.max_connections + 256)
+  raise_fd_limit(limits.max_connections + 256)
   manager = ModelManager(args.model_name, args.model_base_path)
   asyncio.run(_serve(args, manager, limits))
   _LOG.info("server stopped cleanly")
