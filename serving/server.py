@@ -33,26 +33,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import dataclasses
 import json
 import logging
 import os
 import re
-import resource
 import signal
 import sys
 import threading
 import time
 
 import numpy as np
-from aiohttp import http_exceptions, web, web_protocol
-
-from koala import archives
+from aiohttp import http_exceptions, web
 
 from serving import rest_json
+from serving.bounded_http import SERVER_NAME, BoundedProtocol, Limits, raise_fd_limit
 from serving.rest_json import RestError, invalid
 
-DEFAULT_MAX_REQUEST_BYTES = archives.MAX_PAGE_BYTES   # the one page byte cap
 PREDICT_PATH = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 STATUS_PATH = re.compile(
@@ -265,121 +261,10 @@ def _json(obj) -> bytes:
 # the SavedModel call) runs on the bounded thread pool. A client that is slow to send or to
 # read costs a socket and a few kilobytes, never a model thread.
 
-SERVER_NAME = "koala-standin"
 LINGER_SECONDS = 2.0          # after an early answer (400, 408), read and drop what still comes
 SHUTDOWN_SECONDS = 60.0       # SIGTERM: how long requests in flight may take to finish
 HTML_404 = b"<HTML><HEAD><TITLE>404 Not Found</TITLE></HEAD></HTML>"
 HTML_501 = b"<HTML><HEAD><TITLE>501 Not Implemented</TITLE></HEAD></HTML>"
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-  """Every bound on a client, one flag each; docs/serving.md sets them next to TF Serving's."""
-  header_timeout: float = 60.0           # request line + headers complete within, else 408
-  body_timeout: float = 60.0             # the whole body within, else 408
-  send_timeout: float = 60.0             # the whole answer taken by the client within, else cut
-  keepalive_timeout: float = 75.0        # an idle keep-alive connection is closed after
-  max_connections: int = 1024            # open at once; more are answered 503 and closed
-  max_header_bytes: int = 16 * 1024      # request line + headers, else 431
-  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES   # one body, else 400
-  max_buffered_bytes: int = 1024 ** 3    # request bodies held at once, all together, else 503
-
-
-def _raw_answer(status: int, reason: str, message: str) -> bytes:
-  """A whole HTTP answer, for refusals made before aiohttp has a request to answer."""
-  body = rest_json.error_body(message)
-  return (f"HTTP/1.1 {status} {reason}\r\nServer: {SERVER_NAME}\r\n"
-          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-          "Connection: close\r\n\r\n").encode() + body
-
-
-class _BoundedProtocol(web_protocol.RequestHandler):
-  """aiohttp's connection protocol plus the bounds it does not have: the headers must arrive
-  within a deadline (408) and a size (431), and connections beyond the cap get 503.
-
-  The headers' end is found by the blank line that ends them; the deadline starts when the
-  connection opens and, on a kept-alive connection, with the next request's first byte."""
-
-  def __init__(self, manager: web.Server, *, limits: Limits, **kwargs):
-    super().__init__(manager, **kwargs)
-    self.limits = limits
-    self.rejected = False
-    self.awaiting_headers = True
-    self._connections = manager
-    self._head_bytes = 0
-    self._head_tail = b""
-    self._head_timer: asyncio.TimerHandle | None = None
-
-  def connection_made(self, transport) -> None:
-    if len(self._connections.connections) >= self.limits.max_connections:
-      self.rejected = True
-      transport.write(_raw_answer(503, "Service Unavailable", (
-          f"too many open connections (--max_connections={self.limits.max_connections}); "
-          "retry with backoff")))
-      transport.close()
-      return
-    super().connection_made(transport)
-    self._start_header_deadline()
-
-  def connection_lost(self, exc) -> None:
-    self._stop_header_deadline()
-    if not self.rejected:
-      super().connection_lost(exc)
-
-  def data_received(self, data: bytes) -> None:
-    if self.rejected or self.transport is None:
-      return
-    if self.awaiting_headers:
-      if self._head_timer is None:
-        self._start_header_deadline()
-      # A request has begun: the idle keep-alive timeout no longer applies, the header deadline
-      # does (aiohttp's keep-alive check re-arms itself while its close time is ahead).
-      self._next_keepalive_close_time = max(self._next_keepalive_close_time,
-                                            self._head_timer.when() + 1.0)
-      seen = self._head_tail + data
-      end = seen.find(b"\r\n\r\n")
-      size = self._head_bytes + (len(data) if end < 0 else end + 4 - len(self._head_tail))
-      if size > self.limits.max_header_bytes:
-        self.refuse(431, "Request Header Fields Too Large",
-                    f"the request line and headers exceed {self.limits.max_header_bytes} bytes "
-                    "(--max_header_bytes)")
-        return
-      if end < 0:
-        self._head_bytes, self._head_tail = size, seen[-3:]
-      else:
-        self.headers_complete()
-    super().data_received(data)
-
-  def headers_complete(self) -> None:
-    self.awaiting_headers = False
-    self._stop_header_deadline()
-
-  def request_done(self) -> None:
-    """The next bytes start the next request (its deadline starts with the first of them)."""
-    self.awaiting_headers = True
-    self._head_bytes, self._head_tail = 0, b""
-
-  def refuse(self, status: int, reason: str, message: str) -> None:
-    if self.transport is not None:
-      self.transport.write(_raw_answer(status, reason, message))
-    self.force_close()
-
-  def _start_header_deadline(self) -> None:
-    self._stop_header_deadline()
-    self._head_timer = self._loop.call_later(self.limits.header_timeout, self._header_deadline)
-
-  def _stop_header_deadline(self) -> None:
-    if self._head_timer is not None:
-      self._head_timer.cancel()
-      self._head_timer = None
-
-  def _header_deadline(self) -> None:
-    self._head_timer = None
-    if self.awaiting_headers and self._head_bytes:
-      self.refuse(408, "Request Timeout", f"the request headers did not arrive within "
-                  f"{self.limits.header_timeout:g} s (--header_timeout_seconds)")
-    elif self.awaiting_headers:   # not a byte: an idle connection, closed without an answer
-      self.force_close()
 
 
 class _Refusal(Exception):
@@ -402,7 +287,7 @@ class HttpFront:
 
   async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
     protocol = request.protocol
-    if isinstance(protocol, _BoundedProtocol):
+    if isinstance(protocol, BoundedProtocol):
       protocol.headers_complete()
     held = [0]
     try:
@@ -431,7 +316,7 @@ class HttpFront:
       self.buffered -= held[0]
       # A body left unread (an early answer) is drained by aiohttp and the connection closed;
       # only after a whole request do the next bytes start the next one.
-      if isinstance(protocol, _BoundedProtocol) and request.content.is_eof():
+      if isinstance(protocol, BoundedProtocol) and request.content.is_eof():
         protocol.request_done()
 
   async def _answer(self, request: web.BaseRequest, held: list) -> tuple[int, bytes, str, bool]:
@@ -486,17 +371,6 @@ class HttpFront:
             f"{self.limits.max_request_bytes} bytes (--max_request_bytes)")
 
 
-def raise_fd_limit(wanted: int) -> None:
-  """Room for --max_connections sockets, within the hard limit (as nginx's worker_rlimit_nofile)."""
-  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-  if soft != resource.RLIM_INFINITY and soft < wanted:
-    new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-    if new < wanted:
-      _LOG.warning("open files are limited to %d (hard limit): fewer than --max_connections "
-                   "sockets may be open at once", new)
-
-
 async def _serve(args, manager: ModelManager, limits: Limits) -> None:
   loop = asyncio.get_running_loop()
   front = HttpFront(App(manager, max_inflight=args.max_inflight), limits,
@@ -511,7 +385,7 @@ async def _serve(args, manager: ModelManager, limits: Limits) -> None:
       max_headers=limits.max_header_bytes // 4, auto_decompress=False,
       access_log=access_log, access_log_format='%a "%r" %s %b')
   listener = await loop.create_server(
-      lambda: _BoundedProtocol(connections, limits=limits, **protocol_options),
+      lambda: BoundedProtocol(connections, limits=limits, **protocol_options),
       args.host, args.rest_api_port, reuse_address=True,
       backlog=min(limits.max_connections, 4096))
   stop = asyncio.Event()

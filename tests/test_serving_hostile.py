@@ -27,7 +27,7 @@ import zipfile
 import pytest
 import requests
 
-from serving import server as server_lib
+from serving import bounded_http
 from tests import corpus
 from tests import serving_support as support
 
@@ -138,7 +138,7 @@ class Trickle:
 
 
 def test_600_slow_clients_do_not_slow_a_normal_predict(base):
-  server_lib.raise_fd_limit(2 * SLOW + 256)    # this process holds the 600 sockets
+  bounded_http.raise_fd_limit(2 * SLOW + 256)    # this process holds the 600 sockets
   server = support.Server(base, "koala")
   trickle = None
   try:
