@@ -82,3 +82,26 @@ def test_a_bomb_is_refused_without_inflating_it(tmp_path):
   got = read_all(str(path))
   assert got[0] == ("000.png", b"page", None)
   assert got[1][:2] == ("001.png", None) and "page cap" in got[1][2]
+
+
+def test_serving_pages_colours_the_good_pages_and_reports_the_refused_ones(tmp_path):
+  """serving.pages (the client's, batch_colorize's and the Streamlit page's archive path): a bomb
+  page and a name that escapes the folder are reported by name and left out of the output
+  archive; the good page and ComicInfo.xml go through. The 'colouring' here is a real PNG
+  re-encode: the archive handling is under test, not the model."""
+  from koala import images
+  from serving import pages
+  good = images.encode_png(corpus.colour_scene(0, 64, 48))
+  source = tmp_path / "in" / "book.cbz"
+  source.parent.mkdir()
+  corpus.zip_bomb(str(source), "002.png", 80 << 20,
+                  others={"ComicInfo.xml": b"<ComicInfo/>", "001.png": good, "../003.png": good})
+  jobs, problems = pages.find_jobs([str(tmp_path / "in")], str(tmp_path / "out"))
+  assert not problems
+  report = pages.run(jobs, lambda data: images.encode_png(images.decode_image(data)),
+                     progress=False)
+  assert report.done == [str(tmp_path / "out" / "book.cbz")]
+  assert set(report.failed) == {f"{source}!002.png", f"{source}!../003.png"}
+  assert report.failed[f"{source}!002.png"].startswith("002.png: declares 83886080 bytes")
+  with zipfile.ZipFile(tmp_path / "out" / "book.cbz") as z:
+    assert sorted(z.namelist()) == ["001.png", "ComicInfo.xml"]
