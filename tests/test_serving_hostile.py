@@ -2,7 +2,8 @@
 export (the tiny embedder: the server is under test, not Inception):
 
   * every bound answers as documented: slow headers and slow bodies 408, oversized headers 431,
-    too many connections 503, idle keep-alive connections closed;
+    too many connections 503, idle keep-alive connections closed; SIGTERM lets a prediction in
+    flight finish and answer, then exits 0;
   * 300 slow-body and 300 slow-header connections open at once do not slow a normal predict of
     an A4 page (within 1.5 x its idle latency) or a status call (within 100 ms), and once they
     are closed the server's memory is back where it was, with no restart;
@@ -16,6 +17,7 @@ loaded 2-core machine does not make them flaky; every wait is bounded.
 import base64
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -93,6 +95,16 @@ def test_each_bound_answers_as_documented(base):
         pass
       time.sleep(0.2)
     assert requests.get(server.url + "/v1/models/koala", timeout=5).status_code == 200
+    # SIGTERM with a prediction in flight (five A4 pages): it is answered, then the exit is 0.
+    page = support.png_bytes(support.task_page(*A4)[0])
+    body = json.dumps({"instances": [{"b64": base64.b64encode(page).decode()}] * 5}).encode()
+    busy = connect(server.port, b"POST /v1/models/koala:predict HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    time.sleep(1.0)
+    server.proc.send_signal(signal.SIGTERM)
+    answer = read_all(busy, 120)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"predictions" in answer, answer[:300]
+    assert server.proc.wait(60) == 0
   finally:
     assert server.stop() == 0, server.output()
 
