@@ -42,6 +42,14 @@ def base():
   return support.export_base("tiny")
 
 
+@pytest.fixture(scope="module")
+def tiny_server(base):
+  """A server with the default limits, shared by the slow-client and the zip-bomb tests."""
+  s = support.Server(base, "koala")
+  yield s
+  assert s.stop() == 0, s.output()
+
+
 def connect(port: int, first: bytes) -> socket.socket:
   s = socket.create_connection(("127.0.0.1", port), timeout=10)
   s.sendall(first)
@@ -149,9 +157,9 @@ class Trickle:
       s.close()
 
 
-def test_600_slow_clients_do_not_slow_a_normal_predict(base):
+def test_600_slow_clients_do_not_slow_a_normal_predict(tiny_server):
   bounded_http.raise_fd_limit(2 * SLOW + 256)    # this process holds the 600 sockets
-  server = support.Server(base, "koala")
+  server = tiny_server
   trickle = None
   try:
     page = support.png_bytes(support.task_page(*A4)[0])
@@ -194,7 +202,6 @@ def test_600_slow_clients_do_not_slow_a_normal_predict(base):
   finally:
     if trickle:
       trickle.close()
-    assert server.stop() == 0, server.output()
 
 
 # --- zip bombs --------------------------------------------------------------------------------
@@ -209,13 +216,6 @@ def archives_dir(tmp_path_factory):
     z.writestr("002.png", support.png_bytes(support.task_page(1000, 700, seed=3)[0]))
   corpus.zip_bomb(str(root / "bomb.cbz"), "001.png", 3 * 2 ** 29)
   return root
-
-
-@pytest.fixture(scope="module")
-def tiny_server(base):
-  s = support.Server(base, "koala")
-  yield s
-  assert s.stop() == 0
 
 
 @pytest.mark.parametrize("reader", ["client", "batch", "streamlit"])
