@@ -17,6 +17,7 @@ REQUIRED = [
     "matplotlib>=3.9",         # training curves
     "tqdm>=4.66",              # progress bars (client, batch tools)
     "requests>=2.32",          # the REST client
+    "aiohttp>=3.11,<4",        # serving.server: event-driven HTTP, slow clients hold no thread
     "tensorboard>=2.21",       # training logs (TensorFlow 2.21 does not pull it in)
     "streamlit>=1.67",         # serving/streamlit_app.py
 ]

@@ -15,17 +15,21 @@ Rules:
     temporary name and renamed, so an interrupted run never leaves a half file to be skipped.
   * with skip_colour, pages that are already in colour are copied unchanged, by the same test
     the pipeline uses to call an image gray (`pipeline.preprocess.image_chroma`).
+  * archives are read only through `koala.archives` (page byte cap, streaming, no names that
+    escape the folder): a refused entry is reported with its reason and left out of the coloured
+    archive (a rerun would refuse it again), and the other pages go through.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import threading
 import zipfile
 from typing import Callable
 
-from koala import images
+from koala import archives, images
 
 IMAGE_EXTENSIONS = images.PAGE_EXTENSIONS   # koala.images.FORMATS, the pipeline's formats too
 ARCHIVE_EXTENSIONS = (".cbz",)
@@ -37,6 +41,7 @@ class Job:
   source: str
   output: str
   entries: list[str] | None = None        # archive members that are pages, in order
+  refused: dict[str, str] = dataclasses.field(default_factory=dict)   # archive member -> reason
 
   @property
   def is_archive(self) -> bool:
@@ -88,9 +93,11 @@ def _job(path: str, output: str) -> Job:
   return Job(path, output)
 
 
-def _archive_pages(job: Job) -> list[str]:
-  with zipfile.ZipFile(job.source) as z:
-    return sorted(n for n in z.namelist() if not n.endswith("/") and is_page_name(n))
+def _list_archive(job: Job) -> None:
+  """The job's pages (sorted) and its refused members, from the central directory alone."""
+  members = archives.members(job.source)
+  job.refused = {m.name: m.reason for m in members if m.reason}
+  job.entries = sorted(m.name for m in members if not m.reason and is_page_name(m.name))
 
 
 def is_colour(data: bytes) -> bool:
@@ -124,10 +131,12 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
       continue
     if job.is_archive:
       try:
-        job.entries = _archive_pages(job)
-      except (zipfile.BadZipFile, OSError) as e:
-        report.failed[job.source] = f"not a readable .cbz (zip) archive: {e}"
+        _list_archive(job)
+      except archives.ArchiveError as e:
+        report.failed[job.source] = str(e)
         continue
+      for name, reason in job.refused.items():
+        report.failed[f"{job.source}!{name}"] = reason
     todo.append(job)
   pages = [(job, entry) for job in todo for entry in (job.entries if job.is_archive else [None])]
   results: dict[tuple[int, str | None], bytes] = {}
@@ -141,8 +150,7 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
       with open(job.source, "rb") as f:
         data = f.read()
     else:
-      with zipfile.ZipFile(job.source) as z:
-        data = z.read(entry)
+      data = archives.read_entry(job.source, entry)
     if skip_colour and _safe_is_colour(data):
       with lock:
         report.kept_colour.append(label(job, entry))
@@ -183,6 +191,9 @@ def _safe_is_colour(data: bytes) -> bool:
 
 
 def _write_archive(job: Job, results: dict, report: Report) -> None:
+  if not job.entries and job.refused:
+    report.failed[job.source] = "no page could be read; the archive was not written"
+    return
   missing = [e for e in job.entries if (id(job), e) not in results]
   if missing:
     report.failed[job.source] = (f"{len(missing)} of {len(job.entries)} pages failed; "
@@ -191,14 +202,27 @@ def _write_archive(job: Job, results: dict, report: Report) -> None:
   os.makedirs(os.path.dirname(job.output) or ".", exist_ok=True)
   tmp = f"{job.output}.part-{os.getpid()}"
   pages = set(job.entries)
-  with zipfile.ZipFile(job.source) as src, zipfile.ZipFile(tmp, "w") as dst:
-    for info in src.infolist():
-      if info.filename in pages:
-        data = results[(id(job), info.filename)]
-        name = info.filename if data[:8] != b"\x89PNG\r\n\x1a\n" else \
-            os.path.splitext(info.filename)[0] + ".png"
-        dst.writestr(name, data, compress_type=zipfile.ZIP_STORED)
-      else:
-        dst.writestr(info, src.read(info))
+  try:
+    members = archives.members(job.source)
+    others = [m.name for m in members if m.name not in pages and not m.reason]
+    copies = archives.iter_entries(job.source, names=others)   # archive order, as `members`
+    with contextlib.closing(copies), zipfile.ZipFile(tmp, "w") as dst:
+      for member in members:
+        if member.name in pages:
+          data = results[(id(job), member.name)]
+          name = member.name if data[:8] != b"\x89PNG\r\n\x1a\n" else \
+              os.path.splitext(member.name)[0] + ".png"
+          dst.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+        elif not member.reason:   # ComicInfo.xml and other non-pages, copied
+          entry = next(copies)
+          if entry.data is None:    # refused only once inflated
+            report.failed[f"{job.source}!{entry.name}"] = entry.reason
+          else:
+            dst.writestr(entry.name, entry.data, compress_type=zipfile.ZIP_DEFLATED)
+  except archives.ArchiveError as e:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    report.failed[job.source] = str(e)
+    return
   os.replace(tmp, job.output)
   report.done.append(job.output)

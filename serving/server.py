@@ -16,34 +16,39 @@ Serving's (g3doc/api/api_rest.md, http_rest_api_handler.cc, http_server.cc):
   answers; methods libevent does not let through get 501; paths outside /v1/ get 404.
 
 It serves the highest numeric version under the base path and, like TF Serving, picks up a
-newer one when it appears (polling every --file_system_poll_wait_seconds). Requests run on a
-bounded thread pool (--rest_api_num_threads); more than --max_inflight requests at once are
-answered 503 UNAVAILABLE, as TF Serving's full batching queue answers, so clients back off.
-Request bodies above --max_request_bytes are refused with 400 without being held in memory. It
-binds to loopback unless told otherwise, and SIGTERM/SIGINT finish the requests in flight,
-then exit 0. Nothing in serving/client.py depends on this module.
+newer one when it appears (polling every --file_system_poll_wait_seconds).
+
+Like TF Serving's libevent server it is event-driven (aiohttp): reading and writing requests
+happens on one event loop, and only the model work runs on a bounded thread pool
+(--rest_api_num_threads), so slow or hostile clients cannot hold the model threads. More than
+--max_inflight predictions at once are answered 503 UNAVAILABLE, as TF Serving's full batching
+queue answers, so clients back off. Every request is bounded (`Limits`: header and body
+deadlines 408, header size 431, body size 400, open connections and buffered bodies 503, idle
+keep-alive; docs/serving.md has the table). It binds to loopback unless told otherwise, and
+SIGTERM/SIGINT let the predictions in flight finish, then exit 0. Nothing in serving/client.py
+depends on this module.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
-import http.server
 import json
 import logging
 import os
 import re
 import signal
-import socketserver
 import sys
 import threading
 import time
 
 import numpy as np
+from aiohttp import http_exceptions, web
 
 from serving import rest_json
+from serving.bounded_http import SERVER_NAME, BoundedProtocol, Limits, raise_fd_limit
 from serving.rest_json import RestError, invalid
 
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 PREDICT_PATH = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 STATUS_PATH = re.compile(
@@ -251,152 +256,181 @@ def _json(obj) -> bytes:
   return json.dumps(obj, indent=1).encode()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-  server_version = "koala-standin"
-  protocol_version = "HTTP/1.1"
-  timeout = 30   # an idle keep-alive connection gives its pool thread back after this
+# --- the HTTP side ----------------------------------------------------------------------------
+# aiohttp's event loop reads and writes every connection; only the model work (JSON, base64,
+# the SavedModel call) runs on the bounded thread pool. A client that is slow to send or to
+# read costs a socket and a few kilobytes, never a model thread.
 
-  def log_message(self, fmt, *args):
-    _LOG.debug("%s " + fmt, self.address_string(), *args)
-
-  def _reply(self, status: int, body: bytes, content_type="application/json",
-             close: bool = False):
-    self.send_response(status)
-    self.send_header("Content-Type", content_type)
-    self.send_header("Content-Length", str(len(body)))
-    if close:
-      self.send_header("Connection", "close")
-      self.close_connection = True
-    self.end_headers()
-    if self.command != "HEAD":
-      self.wfile.write(body)
-
-  def _read_body(self) -> bytes | None:
-    """The body, or None (after answering 400) when it is larger than the limit."""
-    limit = self.server.max_request_bytes
-    if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-      chunks, total = [], 0
-      while True:
-        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-          self.rfile.readline()
-          break
-        total += size
-        if total > limit:
-          self._too_large(total)
-          return None
-        chunks.append(self.rfile.read(size))
-        self.rfile.readline()
-      return b"".join(chunks)
-    length = int(self.headers.get("Content-Length") or 0)
-    if length > limit:
-      self._drain(length)
-      self._too_large(length)
-      return None
-    return self.rfile.read(length) if length else b""
-
-  def _drain(self, length: int) -> None:
-    """Reads and drops an oversized body (up to 4x the limit), so the client sees our answer
-    instead of a reset connection; memory stays at one 1 MiB buffer."""
-    if length > 4 * self.server.max_request_bytes:
-      return
-    while length > 0:
-      got = self.rfile.read(min(length, 1 << 20))
-      if not got:
-        break
-      length -= len(got)
-
-  def _too_large(self, length: int) -> None:
-    message = (f"Request body of {length} bytes exceeds the limit of "
-               f"{self.server.max_request_bytes} bytes (--max_request_bytes)")
-    self._reply(400, rest_json.error_body(message), close=True)
-
-  def _handle(self):
-    path = self.path.split("?", 1)[0]
-    if self.command not in LIBEVENT_METHODS:
-      self._reply(501, b"<HTML><HEAD><TITLE>501 Not Implemented</TITLE></HEAD></HTML>",
-                  "text/html", close=True)
-      return
-    if not V1_PATH.fullmatch(path):
-      self._reply(404, b"<HTML><HEAD><TITLE>404 Not Found</TITLE></HEAD></HTML>", "text/html")
-      return
-    body = self._read_body()
-    if body is None:
-      return
-    status, payload = self.server.app.handle(self.command, path, body)
-    self._reply(status, payload)
-
-  def handle_one_request(self):
-    try:
-      super().handle_one_request()
-    except (ConnectionError, TimeoutError):
-      self.close_connection = True
-
-  def __getattr__(self, name):
-    if name.startswith("do_"):
-      return self._handle
-    raise AttributeError(name)
+LINGER_SECONDS = 2.0          # after an early answer (400, 408), read and drop what still comes
+SHUTDOWN_SECONDS = 60.0       # SIGTERM: how long requests in flight may take to finish
+HTML_404 = b"<HTML><HEAD><TITLE>404 Not Found</TITLE></HEAD></HTML>"
+HTML_501 = b"<HTML><HEAD><TITLE>501 Not Implemented</TITLE></HEAD></HTML>"
 
 
-class PooledHTTPServer(http.server.HTTPServer):
-  """An HTTP server whose connections run on a bounded thread pool (memory stays bounded)."""
-  daemon_threads = True
-  allow_reuse_address = True
+class _Refusal(Exception):
+  """An answer to send at once, without the model: (status, message, close the connection)."""
 
-  def __init__(self, address, app: App, threads: int, max_request_bytes: int):
+  def __init__(self, status: int, message: str, close: bool = True):
+    super().__init__(message)
+    self.status, self.message, self.close = status, message, close
+
+
+class HttpFront:
+  """Reads requests on the event loop, runs the model work on the pool, writes the answers."""
+
+  def __init__(self, app: App, limits: Limits, threads: int):
     self.app = app
-    self.max_request_bytes = max_request_bytes
-    self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rest")
-    super().__init__(address, _Handler)
+    self.limits = limits
+    self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="model")
+    self.buffered = 0                                   # body bytes held, all requests
+    self.reading: set[asyncio.Task] = set()             # requests still reading their body
 
-  def process_request(self, request, client_address):
-    self.pool.submit(self._work, request, client_address)
-
-  def _work(self, request, client_address):
+  async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    protocol = request.protocol
+    if isinstance(protocol, BoundedProtocol):
+      protocol.headers_complete()
+    held = [0]
     try:
-      self.finish_request(request, client_address)
-    except Exception:   # a broken connection must not take the worker down
-      self.handle_error(request, client_address)
+      try:
+        status, payload, content_type, close = await self._answer(request, held)
+      except ConnectionError:   # the client went away while sending: nobody to answer
+        raise asyncio.CancelledError() from None
+      except _Refusal as e:
+        status, payload, content_type, close = (e.status, rest_json.error_body(e.message),
+                                                "application/json", e.close)
+      response = web.Response(status=status, body=payload, content_type=content_type,
+                              headers={"Server": SERVER_NAME})
+      if close:
+        response.force_close()
+      try:
+        async with asyncio.timeout(self.limits.send_timeout):
+          await response.prepare(request)
+          await response.write_eof()
+      except TimeoutError:   # a client that does not read its answer: cut it off
+        if request.transport is not None:
+          request.transport.abort()
+      except ConnectionError:   # gone already; aiohttp notes it and closes
+        pass
+      return response
     finally:
-      self.shutdown_request(request)
+      self.buffered -= held[0]
+      # A body left unread (an early answer) is drained by aiohttp and the connection closed;
+      # only after a whole request do the next bytes start the next one.
+      if isinstance(protocol, BoundedProtocol) and request.content.is_eof():
+        protocol.request_done()
 
-  def server_close(self):
-    super().server_close()
-    self.pool.shutdown(wait=True)
+  async def _answer(self, request: web.BaseRequest, held: list) -> tuple[int, bytes, str, bool]:
+    method = request.method
+    path = request.raw_path.split("?", 1)[0]
+    if method not in LIBEVENT_METHODS:
+      return 501, HTML_501, "text/html", True
+    if not V1_PATH.fullmatch(path):
+      return 404, HTML_404, "text/html", False
+    body = await self._read_body(request, held)
+    if method == "POST":   # JSON, base64 and the model: on the pool, never on the event loop
+      loop = asyncio.get_running_loop()
+      status, payload = await loop.run_in_executor(self.pool, self.app.handle, method, path, body)
+    else:                  # status and metadata: small, answered at once
+      status, payload = self.app.handle(method, path, bytes(body))
+    return status, payload, "application/json", False
+
+  async def _read_body(self, request: web.BaseRequest, held: list) -> bytearray:
+    limits = self.limits
+    length = request.content_length
+    if length is not None and length > limits.max_request_bytes:
+      raise _Refusal(400, self._too_large(length))
+    if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+      await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+      request.writer.output_size = 0
+    body = bytearray()
+    task = asyncio.current_task()
+    self.reading.add(task)
+    try:
+      async with asyncio.timeout(limits.body_timeout):
+        while chunk := await request.content.readany():
+          if len(body) + len(chunk) > limits.max_request_bytes:
+            raise _Refusal(400, self._too_large(len(body) + len(chunk)))
+          if self.buffered + len(chunk) > limits.max_buffered_bytes:
+            raise _Refusal(503, f"The server is busy: {self.buffered} bytes of request bodies "
+                           f"held (--max_buffered_bytes={limits.max_buffered_bytes}); retry "
+                           "with backoff")
+          self.buffered += len(chunk)
+          held[0] += len(chunk)
+          body += chunk
+    except TimeoutError:
+      raise _Refusal(408, f"the request body did not arrive within {limits.body_timeout:g} s "
+                     "(--body_timeout_seconds)") from None
+    except http_exceptions.HttpProcessingError as e:   # a malformed chunked body, say
+      raise _Refusal(400, f"Malformed request body: {e.message}") from None
+    finally:
+      self.reading.discard(task)
+    return body
+
+  def _too_large(self, length: int) -> str:
+    return (f"Request body of {length} bytes exceeds the limit of "
+            f"{self.limits.max_request_bytes} bytes (--max_request_bytes)")
 
 
-def serve(args) -> int:
-  manager = ModelManager(args.model_name, args.model_base_path)
-  app = App(manager, max_inflight=args.max_inflight)
-  server = PooledHTTPServer((args.host, args.rest_api_port), app, args.rest_api_num_threads,
-                            args.max_request_bytes)
-  stop = threading.Event()
-
-  def on_signal(signum, _frame):
-    _LOG.info("received signal %d, finishing requests in flight", signum)
-    stop.set()
-    threading.Thread(target=server.shutdown, daemon=True).start()
-
-  signal.signal(signal.SIGTERM, on_signal)
-  signal.signal(signal.SIGINT, on_signal)
+async def _serve(args, manager: ModelManager, limits: Limits) -> None:
+  loop = asyncio.get_running_loop()
+  front = HttpFront(App(manager, max_inflight=args.max_inflight), limits,
+                    args.rest_api_num_threads)
+  connections = web.Server(front.handle, loop=loop)
+  access_log = logging.getLogger("serving.server.access")
+  access_log.setLevel(logging.INFO if args.verbose else logging.WARNING)
+  protocol_options = dict(
+      loop=loop, keepalive_timeout=limits.keepalive_timeout, lingering_time=LINGER_SECONDS,
+      # aiohttp's own per-line caps sit at the total, so ours (431) is the one that answers
+      max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes,
+      max_headers=limits.max_header_bytes // 4, auto_decompress=False,
+      access_log=access_log, access_log_format='%a "%r" %s %b')
+  listener = await loop.create_server(
+      lambda: BoundedProtocol(connections, limits=limits, **protocol_options),
+      args.host, args.rest_api_port, reuse_address=True,
+      backlog=min(limits.max_connections, 4096))
+  stop = asyncio.Event()
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    loop.add_signal_handler(signum, stop.set)
+  stopping = threading.Event()
   if args.file_system_poll_wait_seconds > 0:
     def poll():
-      while not stop.wait(args.file_system_poll_wait_seconds):
+      while not stopping.wait(args.file_system_poll_wait_seconds):
         try:
           manager.refresh()
         except Exception as e:   # a half-copied version is retried on the next poll
           _LOG.warning("could not load a new version: %s", e)
     threading.Thread(target=poll, daemon=True).start()
-  host, port = server.server_address[:2]
+  host, port = listener.sockets[0].getsockname()[:2]
   # The same line tensorflow_model_server prints; scripts (and our tests) wait for it.
   print(f"Exporting HTTP/REST API at:{host}:{port} ...", flush=True)
-  server.serve_forever(poll_interval=0.2)
-  server.server_close()
+  await stop.wait()
+  _LOG.info("received a signal, finishing requests in flight")
+  stopping.set()
+  listener.close()
+  for task in list(front.reading):   # still sending its body: no model work is lost
+    task.cancel()
+  connections.pre_shutdown()         # idle connections close; busy ones after their answer
+  await connections.shutdown(SHUTDOWN_SECONDS)
+  front.pool.shutdown(wait=True)
+
+
+def serve(args) -> int:
+  limits = Limits(header_timeout=args.header_timeout_seconds,
+                  body_timeout=args.body_timeout_seconds,
+                  send_timeout=args.send_timeout_seconds,
+                  keepalive_timeout=args.keepalive_timeout_seconds,
+                  max_connections=args.max_connections, max_header_bytes=args.max_header_bytes,
+                  max_request_bytes=args.max_request_bytes,
+                  max_buffered_bytes=args.max_buffered_bytes)
+  raise_fd_limit(limits.max_connections + 256)
+  manager = ModelManager(args.model_name, args.model_base_path)
+  asyncio.run(_serve(args, manager, limits))
   _LOG.info("server stopped cleanly")
   return 0
 
 
 def main(argv=None) -> int:
+  d = Limits()
   p = argparse.ArgumentParser(description="A stand-in for tensorflow_model_server's REST API.")
   p.add_argument("--model_base_path", required=True)
   p.add_argument("--model_name", default="default")
@@ -404,13 +438,29 @@ def main(argv=None) -> int:
   p.add_argument("--host", default="127.0.0.1",
                  help="address to bind; 0.0.0.0 exposes the server to the network")
   p.add_argument("--rest_api_num_threads", type=int, default=max(16, 4 * (os.cpu_count() or 2)),
-                 help="connections served at once (TF Serving's default is 4 per core)")
+                 help="model calls at once (TF Serving's default is 4 per core); reading and "
+                      "writing requests takes none of these threads")
   p.add_argument("--max_inflight", type=int, default=64,
                  help="predictions at once before answering 503 UNAVAILABLE")
-  p.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES)
+  p.add_argument("--max_request_bytes", type=int, default=d.max_request_bytes,
+                 help="largest request body; larger ones are answered 400")
+  p.add_argument("--max_buffered_bytes", type=int, default=d.max_buffered_bytes,
+                 help="request bodies held in memory at once, all together; beyond, 503")
+  p.add_argument("--max_header_bytes", type=int, default=d.max_header_bytes,
+                 help="request line and headers; larger ones are answered 431")
+  p.add_argument("--max_connections", type=int, default=d.max_connections,
+                 help="open connections; more are answered 503 and closed")
+  p.add_argument("--header_timeout_seconds", type=float, default=d.header_timeout,
+                 help="the request line and headers must arrive within this, else 408")
+  p.add_argument("--body_timeout_seconds", type=float, default=d.body_timeout,
+                 help="the whole request body must arrive within this, else 408")
+  p.add_argument("--send_timeout_seconds", type=float, default=d.send_timeout,
+                 help="the client must take the whole answer within this, else it is cut off")
+  p.add_argument("--keepalive_timeout_seconds", type=float, default=d.keepalive_timeout,
+                 help="an idle keep-alive connection is closed after this")
   p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                  help="how often to look for a newer version; 0 turns it off")
-  p.add_argument("--verbose", action="store_true")
+  p.add_argument("--verbose", action="store_true", help="log every request")
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                       format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -168,7 +168,8 @@ def colorize_uploads(uploads: list[tuple[str, bytes]], colorize, *,
       for label, reason in sorted(report.failed.items()):
         if label == source or label.startswith(source + "!"):
           page = label.split("!", 1)[1] if "!" in label else name
-          result.errors.append(f"{page}: {reason}" if page != name else reason)
+          named = page == name or reason.startswith(f"{page}: ")   # koala.archives names it
+          result.errors.append(reason if named else f"{page}: {reason}")
       if job.is_archive:
         _collect_archive(job, result)
       else:
@@ -191,19 +192,23 @@ def _collect_page(job, data: bytes, result: Output, report) -> None:
 
 
 def _collect_archive(job, result: Output) -> None:
-  import zipfile
+  """The first pages, before and after, through the guarded archive reader (koala.archives)."""
+  from koala import archives
   if not os.path.exists(job.output):
     return
   with open(job.output, "rb") as f:
     result.download = f.read()
   result.download_name = os.path.splitext(os.path.basename(result.name))[0] + "_koala.cbz"
-  with zipfile.ZipFile(job.source) as src, zipfile.ZipFile(job.output) as dst:
-    names = set(dst.namelist())
-    for entry in job.entries[:MAX_PREVIEW_PAGES]:
-      coloured = os.path.splitext(entry)[0] + ".png"
-      out_name = coloured if coloured in names else entry
-      result.inputs.append((entry, src.read(entry)))
-      result.outputs.append((entry, dst.read(out_name)))
+  shown = job.entries[:MAX_PREVIEW_PAGES]
+  names = {m.name for m in archives.members(job.output)}
+  out_names = {e: (os.path.splitext(e)[0] + ".png" if os.path.splitext(e)[0] + ".png" in names
+                   else e) for e in shown}
+  before = {e.name: e.data for e in archives.iter_entries(job.source, names=shown)}
+  after = {e.name: e.data for e in archives.iter_entries(job.output, names=out_names.values())}
+  for entry in shown:
+    if before.get(entry) is not None and after.get(out_names[entry]) is not None:
+      result.inputs.append((entry, before[entry]))
+      result.outputs.append((entry, after[out_names[entry]]))
   result.pages_total = len(job.entries)
 
 

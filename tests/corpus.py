@@ -122,3 +122,40 @@ def tiny_hub_module(path):
 
   tf.saved_model.save(Module(), path)
   return path
+
+
+def zip_bomb(path: str, entry: str = "001.png", inflated: int = 3 * 2 ** 29,
+             others: dict[str, bytes] | None = None) -> str:
+  """A .cbz holding `others` and one entry of `inflated` zero bytes (1.5 GiB by default), written
+  streaming (it never exists inflated, here or on disk): about 7 MB at zlib level 1."""
+  import zipfile
+  chunk = bytes(1 << 20)
+  with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+    for name, data in (others or {}).items():
+      z.writestr(name, data)
+    with z.open(entry, "w", force_zip64=True) as f:
+      left = inflated
+      while left > 0:
+        f.write(chunk[:min(left, len(chunk))])
+        left -= len(chunk)
+  return path
+
+
+def lying_zip(entries: dict[str, bytes], liar: str, declared: int) -> bytes:
+  """A zip whose central directory says `liar` inflates to `declared` bytes, whatever it holds:
+  the declared size alone must not be trusted."""
+  import zipfile
+  buf = io.BytesIO()
+  with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    for name, data in entries.items():
+      z.writestr(name, data)
+  raw = bytearray(buf.getvalue())
+  name = liar.encode()
+  at = raw.find(b"PK\x01\x02")
+  while at >= 0:
+    name_len = struct.unpack_from("<H", raw, at + 28)[0]
+    if bytes(raw[at + 46: at + 46 + name_len]) == name:
+      struct.pack_into("<I", raw, at + 24, declared)     # uncompressed size
+      return bytes(raw)
+    at = raw.find(b"PK\x01\x02", at + 46)
+  raise ValueError(f"{liar} is not in the archive")

@@ -161,17 +161,19 @@ def free_port() -> int:
 
 
 class Server:
-  """`python -m serving.server` in a subprocess on a free loopback port."""
+  """`python -m serving.server` (or another `module` with its flags) in a subprocess on a free
+  loopback port."""
 
-  def __init__(self, base_path: str, name: str = "koala", *extra: str):
+  def __init__(self, base_path: str, name: str = "koala", *extra: str,
+               module: str = "serving.server", env: dict | None = None):
     self.port = free_port()
     self.url = f"http://127.0.0.1:{self.port}"
     self.log_path = os.path.join(workdir(), f"server-{self.port}.log")
     self.log = open(self.log_path, "w")
     self.proc = subprocess.Popen(
-        [sys.executable, "-m", "serving.server", f"--model_base_path={base_path}",
+        [sys.executable, "-m", module, f"--model_base_path={base_path}",
          f"--model_name={name}", f"--rest_api_port={self.port}", *extra],
-        cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env)
     atexit.register(self.stop)
     deadline = time.time() + 180
     while time.time() < deadline:

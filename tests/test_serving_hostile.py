@@ -1,0 +1,242 @@
+"""The serving side against hostile input, on loopback with a real server process and a real
+export (the tiny embedder: the server is under test, not Inception):
+
+  * every bound answers as documented: slow headers and slow bodies 408, oversized headers 431,
+    too many connections 503, idle keep-alive connections closed; SIGTERM lets a prediction in
+    flight finish and answer, then exits 0;
+  * 300 slow-body and 300 slow-header connections open at once do not slow a normal predict of
+    an A4 page (within 1.5 x its idle latency) or a status call (within 100 ms), and once they
+    are closed the server's memory is back where it was, with no restart;
+  * a .cbz whose one page inflates to 1.5 GiB, given to the client, batch_colorize and the
+    Streamlit page, is refused with a reason naming the entry, at a peak RSS within 500 MB of a
+    normal two-page .cbz (each reader in its own subprocess, tests/bomb_probe.py).
+
+Timing assertions compare medians measured in the same run with wide margins, so a shared,
+loaded 2-core machine does not make them flaky; every wait is bounded.
+"""
+import base64
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+
+import pytest
+import requests
+
+from serving import bounded_http
+from tests import corpus
+from tests import serving_support as support
+
+SLOW = 300                     # slow-body and slow-header connections, each
+A4 = (2339, 1654)              # 200 dpi
+
+
+@pytest.fixture(scope="module")
+def base():
+  return support.export_base("tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_server(base):
+  """A server with the default limits, shared by the slow-client and the zip-bomb tests."""
+  s = support.Server(base, "koala")
+  yield s
+  assert s.stop() == 0, s.output()
+
+
+def connect(port: int, first: bytes) -> socket.socket:
+  s = socket.create_connection(("127.0.0.1", port), timeout=10)
+  s.sendall(first)
+  return s
+
+
+def read_all(s: socket.socket, timeout: float) -> bytes:
+  """What the server sends until it closes the connection (or `timeout` passes)."""
+  s.settimeout(timeout)
+  got = b""
+  try:
+    while chunk := s.recv(65536):
+      got += chunk
+  except (socket.timeout, ConnectionResetError):
+    pass
+  return got
+
+
+SLOW_HEADER = b"GET /v1/models/koala HTTP/1.1\r\nHost: x\r\nX-Slow: "
+SLOW_BODY = (b"POST /v1/models/koala:predict HTTP/1.1\r\nHost: x\r\n"
+             b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{")
+
+
+def test_each_bound_answers_as_documented(base):
+  server = support.Server(base, "koala", "--header_timeout_seconds=1.5",
+                          "--body_timeout_seconds=1.5", "--keepalive_timeout_seconds=1.5",
+                          "--max_connections=8", "--max_header_bytes=2048")
+  try:
+    slow_header, slow_body = connect(server.port, SLOW_HEADER), connect(server.port, SLOW_BODY)
+    idle = connect(server.port, b"GET /v1/models/koala HTTP/1.1\r\nHost: x\r\n\r\n")
+    big = connect(server.port, b"GET /v1/models/koala HTTP/1.1\r\nX-Big: " + b"a" * 3000)
+    assert read_all(big, 10).startswith(b"HTTP/1.1 431 ")
+    started = time.time()
+    header_answer, body_answer = read_all(slow_header, 10), read_all(slow_body, 10)
+    assert header_answer.startswith(b"HTTP/1.1 408 ") and b"--header_timeout_seconds" in header_answer
+    assert body_answer.startswith(b"HTTP/1.1 408 ") and b"--body_timeout_seconds" in body_answer
+    assert time.time() - started < 8
+    kept = read_all(idle, 10)           # answered, then closed once idle for 1.5 s
+    assert kept.startswith(b"HTTP/1.1 200 ") and kept.count(b"HTTP/1.1") == 1
+    held = [connect(server.port, b"GET /v1/models/koala HTTP/1.1\r\nHost: x\r\n") for _ in range(8)]
+    refused = read_all(connect(server.port, b""), 10)
+    assert refused.startswith(b"HTTP/1.1 503 ") and b"--max_connections=8" in refused
+    for s in held + [slow_header, slow_body, idle, big]:
+      s.close()
+    deadline = time.time() + 10         # the held ones are cut by the header deadline anyway
+    while time.time() < deadline:
+      try:
+        if requests.get(server.url + "/v1/models/koala", timeout=5).status_code == 200:
+          break
+      except requests.ConnectionError:
+        pass
+      time.sleep(0.2)
+    assert requests.get(server.url + "/v1/models/koala", timeout=5).status_code == 200
+    # SIGTERM with a prediction in flight (five A4 pages): it is answered, then the exit is 0.
+    page = support.png_bytes(support.task_page(*A4)[0])
+    body = json.dumps({"instances": [{"b64": base64.b64encode(page).decode()}] * 5}).encode()
+    busy = connect(server.port, b"POST /v1/models/koala:predict HTTP/1.1\r\nHost: x\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    time.sleep(1.0)
+    server.proc.send_signal(signal.SIGTERM)
+    answer = read_all(busy, 120)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"predictions" in answer, answer[:300]
+    assert server.proc.wait(60) == 0
+  finally:
+    assert server.stop() == 0, server.output()
+
+
+class Trickle:
+  """SLOW slow-header and SLOW slow-body connections, each sent one more byte every second."""
+
+  def __init__(self, port: int):
+    self.sockets = [connect(port, SLOW_HEADER) for _ in range(SLOW)]
+    self.sockets += [connect(port, SLOW_BODY) for _ in range(SLOW)]
+    self.stop = threading.Event()
+    self.thread = threading.Thread(target=self._run, daemon=True)
+    self.thread.start()
+
+  def _run(self):
+    while not self.stop.wait(1.0):
+      for s in self.sockets:
+        try:
+          s.send(b"a")
+        except OSError:
+          pass
+
+  def still_open(self) -> int:
+    """How many the server still holds open: nothing to read on them yet, not even EOF."""
+    self.stop.set()
+    self.thread.join(5)
+    count = 0
+    for s in self.sockets:
+      s.setblocking(False)
+      try:
+        s.recv(1)
+      except BlockingIOError:
+        count += 1
+      except OSError:
+        pass
+    return count
+
+  def close(self):
+    self.stop.set()
+    self.thread.join(5)
+    for s in self.sockets:
+      s.close()
+
+
+def test_600_slow_clients_do_not_slow_a_normal_predict(tiny_server):
+  bounded_http.raise_fd_limit(2 * SLOW + 256)    # this process holds the 600 sockets
+  server = tiny_server
+  trickle = None
+  try:
+    page = support.png_bytes(support.task_page(*A4)[0])
+    body = json.dumps({"instances": [{"b64": base64.b64encode(page).decode()}]})
+    session = requests.Session()
+
+    def predict() -> float:
+      t = time.perf_counter()
+      r = session.post(server.url + "/v1/models/koala:predict", data=body, timeout=120)
+      assert r.status_code == 200, r.text[:300]
+      return time.perf_counter() - t
+
+    def status() -> float:
+      t = time.perf_counter()
+      assert requests.get(server.url + "/v1/models/koala", timeout=30).status_code == 200
+      return time.perf_counter() - t
+
+    predict(), predict()                                  # warm up
+    idle = [predict() for _ in range(5)]
+    idle_status = [status() for _ in range(5)]
+    rss_before = server.rss_mib()
+    trickle = Trickle(server.port)
+    time.sleep(2)                                         # all accepted, each trickled to
+    loaded = [predict() for _ in range(5)]
+    loaded_status = [status() for _ in range(5)]
+    open_slow = trickle.still_open()
+    trickle.close()
+    trickle = None
+    time.sleep(2)
+    rss_after = server.rss_mib()
+    after = [predict() for _ in range(3)]
+    summary = (f"idle {idle}, loaded {loaded}, after {after}; status idle {idle_status}, "
+               f"loaded {loaded_status}; RSS {rss_before:.0f} -> {rss_after:.0f} MiB")
+    print(summary)
+    assert open_slow == 2 * SLOW
+    assert statistics.median(loaded) <= 1.5 * statistics.median(idle + after), summary
+    assert statistics.median(loaded_status) <= 0.1, summary
+    assert rss_after - rss_before <= 50, summary
+    assert server.proc.poll() is None                      # no restart: the same process
+  finally:
+    if trickle:
+      trickle.close()
+
+
+# --- zip bombs --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def archives_dir(tmp_path_factory):
+  """A normal two-page .cbz and a bomb: one 1.5 GiB page of zeros, about 7 MB compressed."""
+  root = tmp_path_factory.mktemp("bombs")
+  with zipfile.ZipFile(root / "normal.cbz", "w") as z:
+    z.writestr("ComicInfo.xml", "<ComicInfo><Title>t</Title></ComicInfo>")
+    z.writestr("001.png", support.png_bytes(support.task_page(1000, 700, seed=2)[0]))
+    z.writestr("002.png", support.png_bytes(support.task_page(1000, 700, seed=3)[0]))
+  corpus.zip_bomb(str(root / "bomb.cbz"), "001.png", 3 * 2 ** 29)
+  return root
+
+
+@pytest.mark.parametrize("reader", ["client", "batch", "streamlit"])
+def test_a_zip_bomb_is_refused_by_name_at_a_normal_peak_memory(reader, archives_dir, base,
+                                                               tiny_server, tmp_path):
+  target = base if reader == "batch" else tiny_server.url
+  run = subprocess.run(
+      [sys.executable, "-m", "tests.bomb_probe", reader, str(archives_dir / "normal.cbz"),
+       str(archives_dir / "bomb.cbz"), str(tmp_path), target],
+      cwd=support.ROOT, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "PYTHONPATH": support.ROOT})
+  assert run.returncode == 0, run.stderr[-3000:]
+  said = json.loads(run.stdout.strip().splitlines()[-1])
+  print(reader, said)
+  assert "001.png: declares 1610612736 bytes" in said["bomb"], said
+  assert said["bomb_peak_mib"] - said["normal_peak_mib"] <= 500, said
+  if reader == "client":
+    assert said["normal"].startswith("exit 0") and said["bomb"].startswith("exit 1")
+    assert "failed:" in said["bomb"] and "bomb.cbz!001.png" in said["bomb"]
+  elif reader == "batch":
+    assert not json.loads(said["normal"])["failed"]
+  else:
+    assert json.loads(said["normal"]) == {"errors": [], "downloads": ["Download .cbz"]}
+    assert json.loads(said["bomb"])["downloads"] == []
