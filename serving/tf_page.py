@@ -96,24 +96,27 @@ def header_hw(data: tf.Tensor) -> tf.Tensor:
   ], default=lambda: tf.constant([-1, -1], tf.int64), exclusive=False)
 
 
-def check_header(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
-  """Fails with InvalidArgument (HTTP 400 in TF Serving) for non-images and pixel bombs."""
+def check_header(data: tf.Tensor, max_pixels: int, name: str = "") -> tf.Tensor:
+  """Fails with InvalidArgument (HTTP 400 in TF Serving) for non-images and pixel bombs; a
+  `name` (e.g. "hints_bytes") starts each message, so a request with several images says which."""
   hw = header_hw(data)
+  who = f"{name}: " if name else ""
   known = tf.debugging.Assert(
       tf.reduce_all(hw > 0),
-      ["Not a supported image (PNG, JPEG, WebP, BMP or GIF expected); header dimensions:", hw])
+      [f"{who}Not a supported image (PNG, JPEG, WebP, BMP or GIF expected); header dimensions:",
+       hw])
   # libpng decodes a PNG cut short without complaint (the missing rows come out black), so a
   # truncated upload would be coloured as if it were whole: a PNG must end with its IEND chunk.
   is_png = tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE)
   whole = tf.debugging.Assert(
       tf.logical_or(tf.logical_not(is_png),
                     tf.equal(tf.strings.substr(data, -8, 4, unit="BYTE"), b"IEND")),
-      ["Truncated PNG: the file does not end with an IEND chunk"])
+      [f"{who}Truncated PNG: the file does not end with an IEND chunk"])
   with tf.control_dependencies([known, whole]):
     pixels = hw[0] * hw[1]
     capped = tf.debugging.Assert(
         pixels <= max_pixels,
-        ["Image too large: height, width =", hw, "pixels =", pixels, "above the cap of",
+        [f"{who}Image too large: height, width =", hw, "pixels =", pixels, "above the cap of",
          tf.constant(max_pixels, tf.int64), "pixels"])
   with tf.control_dependencies([capped]):
     return tf.identity(hw)
