@@ -21,10 +21,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from koala import colour, images, schema
+from koala import colour, guidance, images, schema
 from trainer import artifacts, callbacks, metrics
 from trainer import input as trainer_input
-from trainer.model import model_image_size
+from trainer.model import is_guided, model_image_size
 
 PREDICTORS = ("model", "gray", "mean_colour")
 MAX_MEAN_EXAMPLES = 5000
@@ -47,12 +47,24 @@ def mean_ab(info: trainer_input.RecordsInfo, split: str = "train",
 
 def predict_ab(model, inputs: dict) -> np.ndarray:
   """ab / 128 at 224, whatever size the model works at (a smaller one is fed area-averaged L and
-  its chroma upsampled bilinearly, as serving puts small chroma on a full-size L)."""
+  its chroma upsampled bilinearly, as serving puts small chroma on a full-size L).
+
+  A guided model gets the inputs' "hints" (at 224, resized to its size) and "palette", or none
+  (automatic mode) where the inputs have none."""
   size = model_image_size(model)
   l = inputs["l"]
   if size != schema.IMAGE_SIZE:
     l = tf.image.resize(l, (size, size), method="area")
-  pred = model.predict_on_batch({"l": l, "embedding": inputs["embedding"]})
+  feed = {"l": l, "embedding": inputs["embedding"]}
+  if is_guided(model):
+    n = int(l.shape[0])
+    hints = inputs.get("hints")
+    feed["hints"] = (np.zeros((n, size, size, guidance.HINT_CHANNELS), np.float32)
+                     if hints is None else guidance.resize_hints_tf(hints, size))
+    palette = inputs.get("palette")
+    feed["palette"] = (np.zeros((n, guidance.PALETTE_SIZE), np.float32)
+                       if palette is None else palette)
+  pred = model.predict_on_batch(feed)
   pred = tf.convert_to_tensor(np.asarray(pred, np.float32))
   if size != schema.IMAGE_SIZE:
     pred = tf.image.resize(pred, (schema.IMAGE_SIZE, schema.IMAGE_SIZE), method="bilinear")
