@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from koala import colour, colour_tf, guidance, schema
+from koala import colour_tf, guidance, schema
 from serving import tf_page
 
 HINTS_BYTES = "hints_bytes"
 REFERENCE_BYTES = "reference_bytes"
-HINT_CHANNELS = 3               # a / 128 * mask, b / 128 * mask, mask
+HINT_CHANNELS = guidance.HINT_CHANNELS      # a / 128 * mask, b / 128 * mask, mask
 
 
 def decode_rgba(data: tf.Tensor, max_pixels: int, name: str) -> tf.Tensor:
@@ -71,7 +71,7 @@ def hint_planes(data: tf.Tensor, page_hw: tf.Tensor, size: int, max_pixels: int)
   counts = tf.math.unsorted_segment_sum(tf.ones_like(ab[:, :1]), cell, size * size)
   mask = tf.cast(counts > 0, tf.float32)
   mean = sums / tf.maximum(counts, 1.0)
-  planes = tf.concat([mean / colour.AB_SCALE * mask, mask], axis=-1)
+  planes = tf.concat([mean / guidance.AB_SCALE * mask, mask], axis=-1)
   return tf.reshape(planes, [size, size, HINT_CHANNELS])
 
 
