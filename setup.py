@@ -12,6 +12,7 @@ REQUIRED = [
     "opencv-python-headless>=4.10",
     "pillow>=11",
     "scikit-image>=0.25",      # bundled sample photos; reference colour math in tests
+    "scipy>=1.13",             # trainer.levin: Levin et al. 2004's sparse solve (evaluation)
     "google-cloud-storage>=2.18",
     "google-crc32c>=1.6",      # WriteToTFRecord's CRC
     "absl-py>=2.1",

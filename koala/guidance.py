@@ -28,7 +28,9 @@ small patch (P x P, P drawn from 1..9 in training) whose value is the mean true 
 placed at random. Manga is flat colour regions bounded by ink lines, so:
   * locations favour flat places (the L range over the 5 x 5 neighbourhood small), not lines,
     where a user would click and where the colour is unambiguous (Zhang draws from a normal
-    centred on the image; a page's regions are everywhere, so here the draw is over the page);
+    centred on the image; a page's regions are everywhere, so here the draw is over the page),
+    and shun bare paper and ink (the flattest places of all, letterbox padding included, but
+    not where a user puts colour);
   * a patch keeps only the pixels whose L is within HINT_L_TOLERANCE of its centre's, so a hint
     next to a line neither averages the two sides' colours nor spills across the line;
   * the count is geometric as in Zhang (keep adding while rand < 7/8), after a share
@@ -57,6 +59,7 @@ EVAL_PATCH = 5               # every evaluation hint is a 5 x 5 dot
 HINT_L_TOLERANCE = 10.0      # L units: patch pixels farther from the centre's L are left out
 FLAT_WINDOW = 5              # neighbourhood for the flatness of a location
 FLAT_SCALE = 8.0             # L range (units) at which a location's weight drops by e
+PAPER_INK_PENALTY = 3.0      # log-weight off for bare paper / ink: 20x less likely a place
 HINT_CONTINUE = 7.0 / 8.0    # Zhang's geometric count: keep adding while rand < 7/8
 NO_HINT_SHARE = 0.25         # training examples without hints
 PALETTE_KEEP = 0.5           # training examples that see their own palette
@@ -163,12 +166,14 @@ def training_hint_count(seed, max_hints: int = MAX_TRAIN_HINTS):
 
 
 def _flatness_logits(l):
-  """(S, S, 1) L -> (S*S,) log-weights: flat neighbourhoods likely, lines and edges not."""
+  """(S, S, 1) L -> (S*S,) log-weights: flat neighbourhoods likely, lines and edges not, and
+  bare paper or ink (the letterbox's white padding among them) PAPER_INK_PENALTY less likely."""
   import tensorflow as tf
   x = l[None]
   hi = tf.nn.max_pool2d(x, FLAT_WINDOW, 1, "SAME")
   lo = -tf.nn.max_pool2d(-x, FLAT_WINDOW, 1, "SAME")
-  return tf.reshape(-(hi - lo) / FLAT_SCALE, [-1])
+  paper_or_ink = tf.cast((x > PALETTE_MAX_L) | (x < PALETTE_MIN_L), tf.float32)
+  return tf.reshape(-(hi - lo) / FLAT_SCALE - PAPER_INK_PENALTY * paper_or_ink, [-1])
 
 
 def sample_hints_tf(l, ab, n_hints, seed, max_hints: int, patch: int | None = None):
