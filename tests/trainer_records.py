@@ -62,17 +62,18 @@ def write_shard(path: str, records: list[bytes], gzip: bool = False) -> str:
 
 def write_records(out_dir: str, counts=None, shards: int = 2, seed: int = 0,
                   embedder_id: str = EMBEDDER_ID, manifest: bool = True,
-                  gzip: bool = False) -> dict:
+                  gzip: bool = False, make=None, name: str = "synthetic") -> dict:
   """Writes <out>/{split}/{split}-0000i-of-0000n.tfrecord and manifest.json; returns the
-  manifest."""
+  manifest. make(rng) -> (L, ab) draws each image (default make_image)."""
+  make = make or make_image
   counts = counts or {"train": 64, "val": 16, "test": 16}
   rng = np.random.default_rng(seed)
   for split, n in counts.items():
     records = []
     for i in range(n):
-      l, ab = make_image(rng)
+      l, ab = make(rng)
       emb = rng.normal(0, 0.5, schema.EMBEDDING_DIM).astype(np.float32)
-      records.append(serialize(l, ab, emb, f"synthetic/{split}/{i}.png", embedder_id))
+      records.append(serialize(l, ab, emb, f"{name}/{split}/{i}.png", embedder_id))
     for s in range(shards):
       suffix = ".tfrecord" + (".gz" if gzip else "")
       write_shard(f"{out_dir}/{split}/{split}-{s:05d}-of-{shards:05d}{suffix}",
@@ -118,19 +119,5 @@ def make_hint_task_image(rng: np.random.Generator, size: int = schema.IMAGE_SIZE
 
 def write_hint_task_records(out_dir: str, counts=None, seed: int = 0) -> dict:
   """Records of the hint task (make_hint_task_image), one shard per split, with a manifest."""
-  counts = counts or {"train": 64, "val": 16, "test": 16}
-  rng = np.random.default_rng(seed)
-  for split, n in counts.items():
-    records = []
-    for i in range(n):
-      l, ab = make_hint_task_image(rng)
-      emb = rng.normal(0, 0.5, schema.EMBEDDING_DIM).astype(np.float32)
-      records.append(serialize(l, ab, emb, f"hint_task/{split}/{i}.png"))
-    write_shard(f"{out_dir}/{split}/{split}-00000-of-00001.tfrecord", records)
-  doc = {"schema_version": schema.SCHEMA_VERSION, "counts": {"written": dict(counts)},
-         "embedder": {"name": "inception_resnet_v2", "weights": "random",
-                      "identity": EMBEDDER_ID, "random_weights": True},
-         "options": {"embedder_seed": 7}}
-  with open(os.path.join(out_dir, schema.MANIFEST), "w") as f:
-    json.dump(doc, f)
-  return doc
+  return write_records(out_dir, counts, shards=1, seed=seed, make=make_hint_task_image,
+                       name="hint_task")

@@ -190,44 +190,33 @@ def main(argv=None) -> dict:
       args.train_records_dir)
   check_embedder(train_info, embedder)
   out_dir = args.output_dir or artifacts.join(args.job_dir, "evaluation", args.split)
-  if args.hints is not None:
-    return _main_guided(args, model, embedder, info, train_info, out_dir)
-  results, grid = evaluate(model, info, args.split, args.batch_size, args.max_examples,
-                           mean_colour=mean_ab(train_info), samples=args.samples)
+  if args.hints is None:
+    results, grid = evaluate(model, info, args.split, args.batch_size, args.max_examples,
+                             mean_colour=mean_ab(train_info), samples=args.samples)
+    table, outputs = format_table(results), "metrics.json and samples.png"
+  else:
+    from trainer import guided_eval
+    if not is_guided(model):
+      raise ValueError(f"--hints needs a guided model (trainer.task --hints); the model in "
+                       f"{args.job_dir} takes no hints")
+    results, grid = guided_eval.evaluate_guided(
+        model, info, args.split, args.hints, args.batch_size, args.max_examples,
+        mean_colour=mean_ab(train_info), seed=args.hint_seed, samples=args.samples,
+        with_levin=not args.no_levin)
+    artifacts.write_bytes(artifacts.join(out_dir, "psnr_vs_hints.png"),
+                          guided_eval.plot_psnr(results))
+    table = guided_eval.format_table(results)
+    outputs = "metrics.json, samples.png and psnr_vs_hints.png"
   results["model"] = artifacts.join(artifacts.model_dir(args.job_dir), artifacts.MODEL_FILENAME)
   results["embedder"] = embedder
   if embedder.get("random_weights"):
     results["warning"] = ("the embedder had random weights: these records' embeddings carry "
                           "no semantics")
   write_outputs(results, grid, out_dir)
-  print(format_table(results))
+  print(table)
   if "warning" in results:
     print("WARNING:", results["warning"])
-  print(f"wrote {out_dir}/metrics.json and samples.png")
-  return results
-
-
-def _main_guided(args, model, embedder, info, train_info, out_dir: str) -> dict:
-  from trainer import guided_eval
-  if not is_guided(model):
-    raise ValueError(f"--hints needs a guided model (trainer.task --hints); the model in "
-                     f"{args.job_dir} takes no hints")
-  results, grid = guided_eval.evaluate_guided(
-      model, info, args.split, args.hints, args.batch_size, args.max_examples,
-      mean_colour=mean_ab(train_info), seed=args.hint_seed, samples=args.samples,
-      with_levin=not args.no_levin)
-  results["model"] = artifacts.join(artifacts.model_dir(args.job_dir), artifacts.MODEL_FILENAME)
-  results["embedder"] = embedder
-  if embedder.get("random_weights"):
-    results["warning"] = ("the embedder had random weights: these records' embeddings carry "
-                          "no semantics")
-  write_outputs(results, grid, out_dir)
-  artifacts.write_bytes(artifacts.join(out_dir, "psnr_vs_hints.png"),
-                        guided_eval.plot_psnr(results))
-  print(guided_eval.format_table(results))
-  if "warning" in results:
-    print("WARNING:", results["warning"])
-  print(f"wrote {out_dir}/metrics.json, samples.png and psnr_vs_hints.png")
+  print(f"wrote {outputs} in {out_dir}")
   return results
 
 
