@@ -93,6 +93,7 @@ def test_a_trained_guided_model_colours_a_hinted_region_closer_to_the_hint(recor
   err_hints, err_none = (float(np.mean(np.concatenate(v))) for v in errors.values())
   # Without hints no weights can know a cell's colour (four colours, one lightness); with them,
   # the hinted cells must come out closer to the truth, i.e. to their hint.
+  print(f"hinted cells: MSE {err_hints:.5f} with hints, {err_none:.5f} without")
   assert err_hints < err_none, (err_hints, err_none)
 
 
