@@ -21,6 +21,7 @@ REQUIRED = [
     "requests>=2.32",          # the REST client
     "tensorboard>=2.21",       # training logs (TensorFlow 2.21 does not pull it in)
     "streamlit>=1.67",         # serving/streamlit_app.py
+    "streamlit-image-coordinates>=0.4.1,<0.5",   # the Streamlit page: click to place hint dots
 ]
 EXTRAS = {
     "test": ["pytest>=8", "pytest-timeout>=2.3",

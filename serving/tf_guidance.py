@@ -44,7 +44,17 @@ def decode_rgba(data: tf.Tensor, max_pixels: int, name: str) -> tf.Tensor:
   names the input for bad, truncated or huge files."""
   hw = tf_page.check_header(data, max_pixels, name)
   with tf.control_dependencies([hw]):
-    rgba = tf.io.decode_image(data, channels=4, dtype=tf.uint8, expand_animations=False)
+    # channels=0: libjpeg refuses to decode to 4 channels, so each layout is expanded here.
+    img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+  opaque = tf.fill(tf.shape(img)[:2], tf.constant(255, tf.uint8))[..., None]
+  gray3 = lambda: tf.tile(img[..., :1], [1, 1, 3])
+  branches = [
+      lambda: tf.concat([gray3(), opaque], -1),                   # gray
+      lambda: tf.concat([gray3(), img[..., 1:2]], -1),            # gray + alpha
+      lambda: tf.concat([img[..., :3], opaque], -1),              # RGB
+      lambda: img[..., :4],                                       # RGBA
+  ]
+  rgba = tf.switch_case(tf.clip_by_value(tf.shape(img)[-1] - 1, 0, 3), branches)
   rgba.set_shape([None, None, 4])
   return rgba
 

@@ -103,14 +103,35 @@ def test_a_transparent_hint_image_gives_exactly_no_hints():
   assert not np.signbit(planes).any() and not planes.any()
 
 
-def test_reference_palette_matches_the_trainers_palette_of_the_same_image(reference):
+def encoded(rgb_or_rgba: np.ndarray, fmt: str, mode=None) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(rgb_or_rgba, mode).save(buf, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+  return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "RGBA PNG", "gray PNG", "WEBP"])
+def test_reference_palette_matches_the_trainers_palette_of_the_same_image(reference, fmt):
   import tensorflow as tf
   from serving import tf_guidance
-  got = tf_guidance.reference_palette(tf.constant(reference), 10 ** 8).numpy()
-  lab = preprocess.lab_at(images.decode_image(reference), schema.IMAGE_SIZE)
+  rgb = np.asarray(Image.open(io.BytesIO(reference)).convert("RGB"))
+  data = {"PNG": reference, "JPEG": encoded(rgb, "JPEG"), "WEBP": encoded(rgb, "WEBP"),
+          "RGBA PNG": encoded(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "PNG"),
+          "gray PNG": encoded(rgb[..., 1], "PNG")}[fmt]
+  got = tf_guidance.reference_palette(tf.constant(data), 10 ** 8).numpy()
+  lab = preprocess.lab_at(images.decode_image(data), schema.IMAGE_SIZE)
   want = guidance.palette_np(lab[..., 0], lab[..., 1:])
   assert got.shape == (guidance.PALETTE_SIZE,)
   np.testing.assert_allclose(got, want, atol=0.02)   # LAB conversions agree within ~1 unit
+
+
+def test_hint_images_without_alpha_hint_every_pixel():
+  import tensorflow as tf
+  from serving import tf_guidance
+  rgb = np.full((100, 100, 3), (200, 40, 40), np.uint8)
+  for data in (encoded(rgb, "JPEG"), encoded(rgb, "PNG"), encoded(rgb[..., 0], "PNG")):
+    planes = tf_guidance.hint_planes(tf.constant(data), tf.constant([100, 100]), SIZE,
+                                     10 ** 8).numpy()
+    assert planes[..., 2].all()
 
 
 # --- REST round trip -----------------------------------------------------------------------------
