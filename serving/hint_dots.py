@@ -5,6 +5,10 @@ colours) both turn a few dots into the same thing: an RGBA PNG the size of the p
 except for filled discs of the dots' colours (serving/tf_guidance.py reads alpha > 0 as "hint
 here"). A disc of a few page pixels covers one or two cells of the model's 224 square, like the
 5 x 5 dots PaintsChainer draws and the trainer's evaluation hints.
+
+The hint image is drawn at most HINT_SIDE pixels on its longer side (the page's aspect kept):
+the server stretches it over the page anyway and the model sees hints at 224, while decoding an
+A4-sized RGBA PNG costs more than everything else guidance adds (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import dataclasses
 import io
 
 from PIL import Image, ImageDraw
+
+HINT_SIDE = 448          # pixels: twice the model's 224, so a dot's place is kept to half a cell
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +45,16 @@ def _discs(draw: ImageDraw.ImageDraw, dots, radius: int, outline=None) -> None:
                  outline=outline, width=max(1, radius // 3) if outline else 0)
 
 
-def hint_png(height: int, width: int, dots) -> bytes:
-  """An RGBA PNG of the page's size: the dots as opaque discs, everything else transparent."""
-  img = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-  _discs(ImageDraw.Draw(img), [Dot(d.x, d.y, (*d.rgb, 255)) for d in dots],
-         dot_radius(height, width))
+def hint_png(height: int, width: int, dots, max_side: int = HINT_SIDE) -> bytes:
+  """An RGBA PNG for a page of height x width (scaled down to max_side on its longer side): the
+  dots as opaque discs, everything else transparent."""
+  scale = min(1.0, max_side / max(height, width))
+  h, w = max(1, round(height * scale)), max(1, round(width * scale))
+  img = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+  _discs(ImageDraw.Draw(img), [Dot(round((d.x + 0.5) * w / width - 0.5),
+                                   round((d.y + 0.5) * h / height - 0.5), (*d.rgb, 255))
+                               for d in dots],
+         max(1, round(dot_radius(height, width) * scale)))
   buf = io.BytesIO()
   img.save(buf, "PNG")
   return buf.getvalue()

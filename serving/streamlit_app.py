@@ -275,6 +275,7 @@ def _page_image(data: bytes):
 
 def hint_editor(uploads: list[tuple[str, bytes]], colour: str) -> None:
   """Click-to-place colour dots on one uploaded page at a time (undo, clear)."""
+  from PIL import Image
   from streamlit_image_coordinates import streamlit_image_coordinates
   from serving import hint_dots
   singles = [(i, name, data) for i, (name, data) in enumerate(uploads)
@@ -306,8 +307,12 @@ def hint_editor(uploads: list[tuple[str, bytes]], colour: str) -> None:
 
   st.caption("Click on the page to place a dot of the hint colour (sidebar); the model spreads "
              "it over the region up to the lines. Then press Colorize.")
-  streamlit_image_coordinates(hint_dots.with_dots(page, dots), width=PREVIEW_WIDTH, key=canvas,
-                              on_click=on_click, cursor="crosshair")
+  preview = hint_dots.with_dots(page, dots)
+  if preview.width > 2 * PREVIEW_WIDTH:   # an A4 page would be megabytes to the browser per click
+    preview = preview.resize((2 * PREVIEW_WIDTH, round(preview.height * 2 * PREVIEW_WIDTH /
+                                                       preview.width)), Image.Resampling.BOX)
+  streamlit_image_coordinates(preview, width=PREVIEW_WIDTH, key=canvas, on_click=on_click,
+                              cursor="crosshair", png_compression_level=1)
   left, middle, right = st.columns([2, 1, 1])
   left.write(f"{len(dots)} hint dot{'s' if len(dots) != 1 else ''} on {name}")
   middle.button("Undo last dot", key="undo_dot", disabled=not dots,
