@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -38,20 +37,26 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench.common import machine  # noqa: E402
 from bench.serving_latency import A4_200DPI, a4_page  # noqa: E402
 
 
 def export_guided(work: str) -> str:
+  """<work>/models/koala/1: the full-size guided model's export, made once per --keep_dir."""
   from koala import embedder as embedder_lib
   from trainer import artifacts, export, model as model_lib
+  base = os.path.join(work, "models", "koala")
+  if os.path.exists(os.path.join(base, "1", "saved_model.pb")):
+    return base
+  started = time.time()
   emb = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)
   model = model_lib.build_guided_colorizer()
   job = os.path.join(work, "job")
   artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
                                  "identity": emb.identity, "random_weights": True,
                                  "embedder_seed": 0}, artifacts.model_dir(job))
-  base = os.path.join(work, "models", "koala")
   export.export(job, base, 1)
+  print(f"export: {time.time() - started:.0f} s")
   return base
 
 
@@ -84,11 +89,7 @@ def main(argv=None) -> int:
 
   work = args.keep_dir or tempfile.mkdtemp(prefix="koala-bench-guided-")
   try:
-    base = os.path.join(work, "models", "koala")
-    if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
-      t = time.time()
-      base = export_guided(work)
-      print(f"export: {time.time() - t:.0f} s")
+    base = export_guided(work)
     page, what = a4_page(None)
     hints, reference = hint_png(args.dots), reference_png()
     page_sized = hint_png(args.dots, max(A4_200DPI))
@@ -139,9 +140,9 @@ def main(argv=None) -> int:
     low = {k: float(np.min(v)) for k, v in times.items()}
     reference_p50 = p50["serving_default (reference)"]
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"TF {tf.__version__}, runs={args.runs}, date {time.strftime('%Y-%m-%d %H:%M')}, "
-          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(f"machine: {machine()}, TF {tf.__version__}, runs={args.runs}, date "
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load average {load[0]:.1f} {load[1]:.1f} "
+          f"{load[2]:.1f}")
     for name, values in times.items():
       extra = ""
       if name in alone:
