@@ -42,8 +42,7 @@ import time
 import tensorflow as tf
 
 from koala import embedder as embedder_lib
-from koala import images, schema
-from koala import guidance
+from koala import guidance, images, schema
 from serving import tf_guidance, tf_page
 from trainer import artifacts, model as model_lib
 
