@@ -12,6 +12,7 @@ REQUIRED = [
     "opencv-python-headless>=4.10",
     "pillow>=11",
     "scikit-image>=0.25",      # bundled sample photos; reference colour math in tests
+    "scipy>=1.13",             # trainer.levin: Levin et al. 2004's sparse solve (evaluation)
     "google-cloud-storage>=2.18",
     "google-crc32c>=1.6",      # WriteToTFRecord's CRC
     "matplotlib>=3.9",         # training curves
@@ -20,6 +21,7 @@ REQUIRED = [
     "aiohttp>=3.11,<4",        # serving.server: event-driven HTTP, slow clients hold no thread
     "tensorboard>=2.21",       # training logs (TensorFlow 2.21 does not pull it in)
     "streamlit>=1.67",         # serving/streamlit_app.py
+    "streamlit-image-coordinates>=0.4.1,<0.5",   # the Streamlit page: click to place hint dots
 ]
 EXTRAS = {
     "test": ["pytest>=8", "pytest-timeout>=2.3",

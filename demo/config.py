@@ -6,7 +6,9 @@ and the real embedder embeds only ~3 images/s on such a CPU, so FULL keeps the s
 a hundred images. Training uses a narrowed copy of the SPEC architecture (`width`) at a reduced
 chroma resolution (`image_size`): the full-size model needs ~2 s per image per step on a CPU.
 The sample scenes follow simple rules (blue sky, green grass, red roofs), which such a small
-model learns in a few hundred steps; that is all the demo claims.
+model learns in a few hundred steps; that is all the demo claims. The model is the guided one
+(`trainer.task --hints`): it colours automatically as well, and the report adds each page with
+a few hint dots and with a reference palette.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ class DemoConfig:
   # on 16 images, 10 % leaves a split empty one time in five (0.9^16 = 0.19) and evaluation
   # needs test records; 20 % makes that 0.8^16 = 0.03 per split.
   held_out: float = 0.1
+  hints: bool = True          # train the guided model; colour each page with hints and a reference
+  hint_dots: int = 6          # dots per page for the "with a few hints" column
 
 
 FULL = DemoConfig(name="full", scenes=96, pages=6, photos=True, epochs=5, steps_per_epoch=24,

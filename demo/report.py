@@ -1,4 +1,5 @@
-"""The demo's before/after report: one PNG grid (gray page | Koala's colour) and an HTML page.
+"""The demo's before/after report: one PNG grid (gray page | Koala's colour, and with a guided
+model also | with a few hints, dots drawn on | with a reference palette) and an HTML page.
 
 Why both: the PNG is what the README shows and what fits in a chat message; the HTML page adds
 what a picture cannot carry honestly: the full-size pages, the scores next to the two baselines
@@ -32,6 +33,10 @@ class Page:
   gray_path: str
   colour_path: str | None          # None: the page failed; `error` says why
   error: str | None = None
+  hinted_path: str | None = None   # coloured with a few hint dots (guided model)
+  dots: list = dataclasses.field(default_factory=list)   # serving.hint_dots.Dot, page pixels
+  reference_path: str | None = None   # coloured with a reference image's palette
+  guided: bool = False             # the guided panels are shown (a placeholder if one failed)
 
 
 @dataclasses.dataclass
@@ -52,9 +57,12 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
-def _thumb(path: str, height: int = THUMB_HEIGHT) -> Image.Image:
+def _thumb(path: str, height: int = THUMB_HEIGHT, dots=()) -> Image.Image:
   with Image.open(path) as img:
     img = img.convert("RGB")
+    if dots:
+      from serving import hint_dots
+      img = hint_dots.with_dots(img, dots)
     width = max(1, round(img.width * height / img.height))
     return img.resize((width, height), Image.Resampling.BOX)   # area: no moire from screentone
 
@@ -71,18 +79,28 @@ def _wrap(text: str, width: int) -> str:
 
 
 def _pair(page: Page) -> Image.Image:
-  """gray | colour, with their captions above."""
+  """gray | colour (| with hints | with a reference), with their captions above."""
   gray = _thumb(page.gray_path)
-  colour = (_thumb(page.colour_path) if page.colour_path
-            else _placeholder(gray.width, gray.height, f"failed: {page.error or 'no output'}"))
+  panels = [(f"{page.name}: gray page", gray)]
+
+  def panel(caption, path, error="no output", dots=()):
+    panels.append((caption, _thumb(path, dots=dots) if path else
+                   _placeholder(gray.width, gray.height, f"failed: {error}")))
+  panel("automatic" if page.guided else "Koala's colour", page.colour_path,
+        page.error or "no output")
+  if page.guided:
+    panel(f"{len(page.dots)} hint dots", page.hinted_path, dots=page.dots)
+    panel("reference palette", page.reference_path)
   caption_h = 26
-  pair = Image.new("RGB", (gray.width + colour.width + 4, gray.height + caption_h), BACKGROUND)
-  pair.paste(gray, (0, caption_h))
-  pair.paste(colour, (gray.width + 4, caption_h))
+  pair = Image.new("RGB", (sum(p.width for _, p in panels) + 4 * (len(panels) - 1),
+                           gray.height + caption_h), BACKGROUND)
   draw = ImageDraw.Draw(pair)
   font = _font(15)
-  draw.text((2, 4), f"{page.name}: gray page", fill=INK, font=font)
-  draw.text((gray.width + 6, 4), "Koala's colour", fill=INK, font=font)
+  x = 0
+  for caption, img in panels:
+    pair.paste(img, (x, caption_h))
+    draw.text((x + 2, 4), caption, fill=INK, font=font)
+    x += img.width + 4
   return pair
 
 
@@ -208,12 +226,20 @@ def render_html(pages: list[Page], info: ReportInfo, report_dir: str) -> str:
   for p in pages:
     out = (f'<a href="{_rel(p.colour_path, report_dir)}">colour</a>' if p.colour_path
            else f'<span class="warning">failed: {html.escape(p.error or "no output")}</span>')
+    guided = "".join(
+        f'<td><a href="{_rel(path, report_dir)}">{label}</a></td>' if path
+        else '<td class="warning">failed</td>'
+        for label, path in ((f"{len(p.dots)} hint dots", p.hinted_path),
+                            ("reference palette", p.reference_path))) if p.guided else ""
     rows.append(f'<tr><td>{html.escape(p.name)}</td>'
-                f'<td><a href="{_rel(p.gray_path, report_dir)}">gray</a></td><td>{out}</td></tr>')
+                f'<td><a href="{_rel(p.gray_path, report_dir)}">gray</a></td><td>{out}</td>'
+                f'{guided}</tr>')
   links = "".join(f'<li><a href="{_rel(path, report_dir)}">{html.escape(label)}</a></li>'
                   for label, path in info.links.items() if path and os.path.exists(path))
   commands = "".join(f"<li><code>{html.escape(c)}</code></li>" for c in info.commands)
   metrics = _metrics_table(info.metrics) if info.metrics else ""
+  guided_heads = ("<th>with a few hints</th><th>with a reference</th>"
+                  if any(p.guided for p in pages) else "")
   return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(info.title)}</title>
 <style>
@@ -231,7 +257,7 @@ code {{ font-size: 90%; }}
 <p>{html.escape(info.config_text)}</p>
 <p><img class="grid" src="demo_report.png" alt="gray pages and their colorized versions, side by side"></p>
 <h2>Pages (full size)</h2>
-<table><tr><th>page</th><th>input</th><th>output</th></tr>{''.join(rows)}</table>
+<table><tr><th>page</th><th>input</th><th>output</th>{guided_heads}</tr>{''.join(rows)}</table>
 {'<h2>Scores</h2>' + metrics if metrics else ''}
 <h2>Files</h2><ul>{links}</ul>
 <h2>What ran</h2><ol>{commands}</ol>

@@ -2,9 +2,13 @@
 
 The whole system on generated sample data, offline, in one command (`make demo`):
 
-  sample data -> Beam pipeline -> short training run -> evaluation -> export -> the TF Serving
-  stand-in on a free loopback port -> colorize the gray pages through the REST client ->
-  before/after report (PNG grid + HTML) -> stop the server
+  sample data -> Beam pipeline -> short training run (the guided model) -> evaluation -> export
+  -> the TF Serving stand-in on a free loopback port -> colorize the gray pages through the REST
+  client -> again with a few hint dots (client --hints) and with a reference palette (client
+  --reference) -> before/after report (PNG grid + HTML) -> stop the server
+
+The hint dots stand in for a user's clicks: `demo.hints` picks them from each page's colour
+original (sample/page_truth), in flat coloured places, as a person who knows the colours would.
 
 Why subprocesses: every stage is the documented command a user would type (each is printed),
 so the demo proves the commands, not a private shortcut, and each stage's noisy output goes to
@@ -29,6 +33,7 @@ import sys
 import time
 
 from demo import config as demo_config
+from demo import hints as demo_hints
 from demo import progress, report
 from koala import schema
 
@@ -45,6 +50,10 @@ class Layout:
   sample: str
   colour: str
   gray_pages: str
+  page_truth: str
+  hints: str
+  coloured_hints: str
+  coloured_reference: str
   records: str
   job: str
   models: str
@@ -57,7 +66,9 @@ class Layout:
     root = os.path.abspath(root)
     j = lambda *p: os.path.join(root, *p)
     return cls(root=root, sample=j("sample"), colour=j("sample", "colour"),
-               gray_pages=j("sample", "gray_pages"), records=j("records"), job=j("job"),
+               gray_pages=j("sample", "gray_pages"), page_truth=j("sample", "page_truth"),
+               hints=j("hints"), coloured_hints=j("colour_pages_hints"),
+               coloured_reference=j("colour_pages_reference"), records=j("records"), job=j("job"),
                models=j("models", MODEL_NAME), coloured=j("colour_pages"), report=j("report"),
                logs=j("logs"))
 
@@ -153,7 +164,14 @@ def _shown(path: str) -> str:
 
 
 def _stage_count(cfg: demo_config.DemoConfig) -> int:
-  return 9 if cfg.evaluate else 8
+  return 8 + bool(cfg.evaluate) + bool(cfg.hints)
+
+
+def reference_image(colour_dir: str) -> str:
+  """The reference for every page: the first generated scene (a "chapter cover" in the same
+  style; the pages themselves are not in the colour set)."""
+  return os.path.join(colour_dir, sorted(n for n in os.listdir(colour_dir)
+                                         if n.startswith("scene_"))[0])
 
 
 def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
@@ -184,13 +202,16 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
   written = manifest.get("counts", {}).get("written", {})
   prog.say(f"    records: {written}; embedder {embedder.get('identity')}")
 
+  guided = " guided" if cfg.hints else ""
   with prog.stage(f"training: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps "
-                  f"(narrow model, width {cfg.width}, {cfg.image_size} px chroma)", "train") as st:
+                  f"(narrow{guided} model, width {cfg.width}, {cfg.image_size} px chroma)",
+                  "train") as st:
     st.status = _training_status(out.job, cfg.epochs)
     prog.run(st, [py, "-m", "trainer.task", f"--records_dir={out.records}", f"--job_dir={out.job}",
                   f"--epochs={cfg.epochs}", f"--steps_per_epoch={cfg.steps_per_epoch}",
                   f"--batch_size={cfg.batch_size}", f"--learning_rate={cfg.learning_rate}",
-                  f"--width={cfg.width}", f"--image_size={cfg.image_size}", "--cache"], cwd=ROOT)
+                  f"--width={cfg.width}", f"--image_size={cfg.image_size}", "--cache"]
+             + (["--hints"] if cfg.hints else []), cwd=ROOT)
 
   metrics = None
   if cfg.evaluate:
@@ -219,13 +240,35 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
       prog.run(st, [py, "-m", "serving.client", f"--server={url}", f"--model={MODEL_NAME}",
                     out.gray_pages, f"--output_dir={out.coloured}"], cwd=ROOT)
 
+    dots = {}
+    if cfg.hints:
+      with prog.stage(f"colorize again with {cfg.hint_dots} hint dots per page (client --hints) "
+                      "and with a reference palette (client --reference)", "guided") as st:
+        dots = demo_hints.write_hint_images(out.page_truth, out.hints, cfg.hint_dots)
+        prog.say(f"    hint images: {_shown(out.hints)}/ (dots picked from "
+                 f"{_shown(out.page_truth)}/, as a user who knows the colours would click)")
+        client = [py, "-m", "serving.client", f"--server={url}", f"--model={MODEL_NAME}",
+                  out.gray_pages]
+        prog.run(st, client + [f"--output_dir={out.coloured_hints}", f"--hints={out.hints}"],
+                 cwd=ROOT)
+        prog.run(st, client + [f"--output_dir={out.coloured_reference}",
+                               f"--reference={reference_image(out.colour)}"], cwd=ROOT)
+
     with prog.stage("before/after report (PNG grid + HTML)") as st:
       pages = []
       for name in gray_pages:
-        colour_path = os.path.join(out.coloured, os.path.splitext(name)[0] + ".png")
+        stem = os.path.splitext(name)[0]
+        colour_path = os.path.join(out.coloured, stem + ".png")
         ok = os.path.exists(colour_path)
-        pages.append(report.Page(os.path.splitext(name)[0], os.path.join(out.gray_pages, name),
-                                 colour_path if ok else None, None if ok else "no output"))
+        guided_out = lambda folder: (os.path.join(folder, stem + ".png")
+                                     if os.path.exists(os.path.join(folder, stem + ".png"))
+                                     else None)
+        pages.append(report.Page(stem, os.path.join(out.gray_pages, name),
+                                 colour_path if ok else None, None if ok else "no output",
+                                 hinted_path=guided_out(out.coloured_hints),
+                                 dots=dots.get(stem, []),
+                                 reference_path=guided_out(out.coloured_reference),
+                                 guided=cfg.hints))
       info = report.ReportInfo(
           title="Koala demo: gray pages in, colour pages out",
           random_embedder=random_weights,
@@ -263,6 +306,7 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
       "failed_pages": [p.name for p in pages if not p.colour_path],
       "export_dir": out.models,
       "server_exit": code,
+      "guided": cfg.hints,
   }
   _print_summary(prog, out, summary, written, metrics)
   return summary
@@ -297,6 +341,11 @@ def _print_summary(prog, out: Layout, summary: dict, written: dict, metrics: dic
       ("coloured pages", f"{s(out.coloured)}/ ({len(summary['coloured_pages'])} pages"
                          + (f", FAILED: {', '.join(summary['failed_pages'])}"
                             if summary["failed_pages"] else "") + ")"),
+  ]
+  if summary.get("guided"):
+    rows.append(("with guidance", f"{s(out.coloured_hints)}/ (hints from {s(out.hints)}/), "
+                                  f"{s(out.coloured_reference)}/ (reference palette)"))
+  rows += [
       ("report", f"{s(summary['report_png'])}  and  {s(summary['report_html'])}"),
       ("logs", f"{s(out.logs)}/"),
   ]

@@ -6,7 +6,8 @@ scikit-image ships. Nothing is downloaded and nothing comes from ../shared.
 
 The scenes follow rules a colorizer can learn from gray alone: a blue sky with screentone clouds
 on top, green hatched grass below, a yellow sun, houses with red roofs. `gray_pages/` holds gray
-renderings of scenes the colour set does not contain, as pages to colorize.
+renderings of scenes the colour set does not contain, as pages to colorize, and `page_truth/`
+their colour originals.
 """
 from __future__ import annotations
 
@@ -117,11 +118,20 @@ def generate(output_dir: str, count: int = 48, pages: int = 4, seed: int = 0,
       path = os.path.join(colour_dir, f"photo_{name}.png")
       _write(path, img)
       written["colour"].append(path)
+  truth_dir = os.path.join(output_dir, "page_truth")
+  written["page_truth"] = []
   for i in range(pages):
     h, w = (int(size[1] * 2.5), int(size[1] * 1.77)) if i % 2 == 0 else (size[0] * 2, size[1] * 2)
     path = os.path.join(pages_dir, f"page_{i:02d}.png")
-    _write(path, to_gray_page(draw_scene(rng, h, w)))
+    scene = draw_scene(rng, h, w)
+    _write(path, to_gray_page(scene))
     written["gray_pages"].append(path)
+    # The gray page's colour original: not for training, for the demo's hints (a user's dots
+    # stand in for knowing the true colours) and for a person to compare with.
+    os.makedirs(truth_dir, exist_ok=True)
+    truth = os.path.join(truth_dir, f"page_{i:02d}.png")
+    _write(truth, scene)
+    written["page_truth"].append(truth)
   return written
 
 

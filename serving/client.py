@@ -1,7 +1,8 @@
 """Colour pages through a TF Serving REST endpoint (real TF Serving or our stand-in alike).
 
   python -m serving.client --server=http://localhost:8501 --model=koala INPUT... \
-      --output_dir=DIR [--concurrency=N] [--skip_colour_pages] [--overwrite]
+      --output_dir=DIR [--concurrency=N] [--skip_colour_pages] [--overwrite] \
+      [--hints=DIR] [--reference=IMAGE]
 
 INPUT is any mix of page files, folders (recursive; the tree is kept under DIR) and .cbz
 archives (a coloured .cbz comes out). It speaks only TF Serving's documented REST API (model
@@ -13,6 +14,13 @@ RESOURCE_EXHAUSTED under quota, and both mean "later", so the client backs off e
 (with jitter) and tries again; any other error is a property of the page and is reported.
 Exit status: 0 all done, 1 some pages failed, 2 nothing could be done (server unreachable,
 model unknown, no inputs).
+
+Guidance (a model exported from `trainer.task --hints`): --hints DIR holds one hint image per
+page, matched by file stem (DIR/p003.png steers p003.jpg; RGBA, opaque pixels are colour hints,
+any size, stretched over the page); --reference IMAGE steers every page with one image's palette,
+e.g. a chapter's colour cover. Either sends the pages to the `colorize_guided` signature; a page
+with no hint file gets no hints. A bad hint file fails its page only; a bad reference, or a model
+without `colorize_guided`, stops before the first page.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ import requests
 from serving import pages
 
 RETRY_STATUSES = (429, 503)
+GUIDED_SIGNATURE = "colorize_guided"
 
 
 class ClientError(RuntimeError):
@@ -79,8 +88,22 @@ class RestColorizer:
       raise ClientError(f"model {self.model!r} is not available yet (states: {states})")
     return ",".join(v["version"] for v in r.json()["model_version_status"])
 
-  def __call__(self, data: bytes) -> bytes:
-    body = {"instances": [{"b64": base64.b64encode(data).decode("ascii")}]}
+  def signatures(self) -> list[str]:
+    """The served model's signature names (from its metadata)."""
+    r = self._session().get(self.status_url + "/metadata", timeout=30)
+    if r.status_code != 200:
+      raise ClientError(f"model metadata at {self.status_url}/metadata answered "
+                        f"{r.status_code}: {_error_text(r)}")
+    return sorted(r.json()["metadata"]["signature_def"]["signature_def"])
+
+  def __call__(self, data: bytes, hints: bytes | None = None,
+               reference: bytes | None = None) -> bytes:
+    if hints is None and reference is None:
+      body = {"instances": [_b64(data)]}
+    else:   # all three inputs in every instance, as TF Serving's row format requires
+      body = {"signature_name": GUIDED_SIGNATURE, "instances": [{
+          "image_bytes": _b64(data), "hints_bytes": _b64(hints or b""),
+          "reference_bytes": _b64(reference or b"")}]}
     for attempt in range(self.retries + 1):
       try:
         r = self._session().post(self.predict_url, json=body, timeout=self.timeout)
@@ -94,6 +117,10 @@ class RestColorizer:
           raise ClientError(f"server answered {r.status_code}: {_error_text(r)}")
       time.sleep(self.backoff * (2 ** attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+def _b64(data: bytes) -> dict:
+  return {"b64": base64.b64encode(data).decode("ascii")}
 
 
 def _error_text(r: requests.Response) -> str:
@@ -123,6 +150,11 @@ def main(argv=None) -> int:
   p.add_argument("--retries", type=int, default=6, help="retries on 429/503, with backoff")
   p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
   p.add_argument("--no_progress", action="store_true")
+  p.add_argument("--hints", metavar="DIR", default=None,
+                 help="hint images, one per page matched by file stem (RGBA: opaque pixels are "
+                      "colour hints)")
+  p.add_argument("--reference", metavar="IMAGE", default=None,
+                 help="one image whose palette steers every page")
   args = p.parse_args(argv)
 
   jobs, problems = pages.find_jobs(args.inputs, args.output_dir)
@@ -134,23 +166,31 @@ def main(argv=None) -> int:
   colorizer = RestColorizer(args.server, args.model, args.version, retries=args.retries,
                             timeout=args.timeout)
   try:
+    guidance = pages.Guidance.load(args.hints, args.reference)
     versions = colorizer.check()
-  except ClientError as e:
+    if (args.hints or args.reference) and GUIDED_SIGNATURE not in colorizer.signatures():
+      raise ClientError(f"model {args.model!r} takes no hints or reference: it has no "
+                        f"{GUIDED_SIGNATURE} signature (train with `python -m trainer.task "
+                        "--hints`, then export)")
+  except (ClientError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 
-  def colorize(data: bytes) -> bytes:
+  def colorize(data: bytes, **guide) -> bytes:
     try:
       check_local(data)
     except ValueError as e:
       raise ClientError(f"not a usable image: {e}") from None
-    return colorizer(data)
+    return colorizer(data, **guide)
 
   print(f"{args.server} model {args.model} version {versions}: {len(jobs)} outputs to make",
         file=sys.stderr)
+  if guidance:
+    print(f"guidance: {len(guidance.hints)} hint files"
+          + (", one reference for every page" if guidance.reference else ""), file=sys.stderr)
   report = pages.run(jobs, colorize, concurrency=args.concurrency,
                      skip_colour=args.skip_colour_pages, overwrite=args.overwrite,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, guidance=guidance)
   return summarize(report)
 
 

@@ -1,13 +1,18 @@
 """The seed's Python entry points, running the exported SavedModel in-process (no server):
 
-  process_single_image(model_path, image_path, output_path)
-  batch_colorize(model_path, input_folder, output_folder)
+  process_single_image(model_path, image_path, output_path, hints=None, reference=None)
+  batch_colorize(model_path, input_folder, output_folder, hints=None, reference=None)
 
 model_path is an export's version folder (models/koala/3) or its base path (models/koala, the
 highest version is taken, as TF Serving does). The page goes through exactly the graph TF
 Serving runs (decode, L, letterbox, embedder, colorizer, LAB -> RGB, PNG), so in-process and
 served results are the same bytes. The loaded model is cached per path, because loading the
 embedder costs seconds and a notebook calls these functions again and again.
+
+Guidance (a model trained with `trainer.task --hints`): `hints` is an RGBA image whose opaque
+pixels are colour hints (one file for a single page; a folder of them, matched to pages by file
+stem, for a batch) and `reference` an image whose palette steers the colours. Either runs the
+export's `colorize_guided` signature; without them, `serving_default` runs.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import sys
 from serving import pages
 
 SIGNATURE = "serving_default"
+GUIDED_SIGNATURE = "colorize_guided"
 
 
 def resolve_version_dir(model_path: str) -> str:
@@ -40,13 +46,23 @@ def load_model(model_path: str):
 
 
 def load(model_path: str):
-  """-> colorize(bytes) -> PNG bytes, from the SavedModel's serving_default signature."""
+  """-> colorize(bytes, hints=None, reference=None) -> PNG bytes, from the SavedModel's
+  serving_default signature, or colorize_guided when hints or a reference (bytes) are given."""
   import tensorflow as tf
-  fn = load_model(model_path).signatures[SIGNATURE]
+  signatures = load_model(model_path).signatures
+  fn = signatures[SIGNATURE]
+  guided = signatures.get(GUIDED_SIGNATURE)
 
-  def colorize(data: bytes) -> bytes:
+  def colorize(data: bytes, hints: bytes | None = None, reference: bytes | None = None) -> bytes:
     try:
-      return fn(image_bytes=tf.constant([data]))["png_bytes"][0].numpy()
+      if hints is None and reference is None:
+        return fn(image_bytes=tf.constant([data]))["png_bytes"][0].numpy()
+      if guided is None:
+        raise ValueError(f"the model at {model_path} takes no hints or reference: it has no "
+                         f"{GUIDED_SIGNATURE} signature (train with `python -m trainer.task "
+                         "--hints`, then export)")
+      return guided(image_bytes=tf.constant([data]), hints_bytes=tf.constant([hints or b""]),
+                    reference_bytes=tf.constant([reference or b""]))["png_bytes"][0].numpy()
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(f"the model refused the image: {_reason(e)}") from None
   return colorize
@@ -57,28 +73,41 @@ def _reason(e) -> str:
   lines = [l.strip() for l in e.message.splitlines() if l.strip()]
   for l in lines:
     if l.startswith("assertion failed") or "Invalid" in l or "corrupt" in l.lower():
-      return l[:400]
+      return l.replace("assertion failed: [", "").replace("] [", " ")[:400]
   return lines[-1][:400] if lines else str(e)
 
 
-def process_single_image(model_path: str, image_path: str, output_path: str) -> str:
-  """Colours one page file and writes the PNG to output_path; returns output_path."""
-  with open(image_path, "rb") as f:
-    data = f.read()
-  pages.write_atomic(output_path, load(model_path)(data))
+def _read(path_or_bytes) -> bytes | None:
+  if path_or_bytes is None or isinstance(path_or_bytes, bytes):
+    return path_or_bytes
+  with open(path_or_bytes, "rb") as f:
+    return f.read()
+
+
+def process_single_image(model_path: str, image_path: str, output_path: str, *,
+                         hints=None, reference=None) -> str:
+  """Colours one page file and writes the PNG to output_path; returns output_path.
+  hints / reference: a file path or the file's bytes (see the module's docstring)."""
+  data = _read(image_path)
+  guidance = {"hints": _read(hints), "reference": _read(reference)}
+  pages.write_atomic(output_path, load(model_path)(data, **guidance))
   return output_path
 
 
 def batch_colorize(model_path: str, input_folder: str, output_folder: str, *,
-                   skip_colour: bool = False, overwrite: bool = False,
-                   progress: bool = True) -> pages.Report:
+                   hints: str | None = None, reference=None, skip_colour: bool = False,
+                   overwrite: bool = False, progress: bool = True) -> pages.Report:
   """Colours every page (and .cbz) under input_folder into the same tree under output_folder,
-  with a progress bar; outputs that exist are skipped, so a rerun resumes."""
+  with a progress bar; outputs that exist are skipped, so a rerun resumes. hints: a folder of
+  hint images matched to pages by file stem; reference: one image (path or bytes) for all.
+  A bad hint file fails its page only (the report says why); a bad reference raises ValueError."""
   jobs, problems = pages.find_jobs([input_folder], output_folder)
   if problems:
     raise FileNotFoundError("; ".join(problems))
+  guidance = pages.Guidance.load(hints, reference)
   return pages.run(jobs, load(model_path), concurrency=1, skip_colour=skip_colour,
-                   overwrite=overwrite, progress=progress, desc="colorizing (in-process)")
+                   overwrite=overwrite, progress=progress, desc="colorizing (in-process)",
+                   guidance=guidance)
 
 
 def main(argv=None) -> int:
@@ -88,10 +117,16 @@ def main(argv=None) -> int:
   p.add_argument("--model_path", required=True)
   p.add_argument("input")
   p.add_argument("output")
+  p.add_argument("--hints", default=None,
+                 help="a hint image (RGBA; opaque pixels are colour hints), or for a folder "
+                      "input, a folder of them matched to pages by file stem")
+  p.add_argument("--reference", default=None, help="an image whose palette steers the colours")
   args = p.parse_args(argv)
   if os.path.isdir(args.input):
-    return client.summarize(batch_colorize(args.model_path, args.input, args.output))
-  process_single_image(args.model_path, args.input, args.output)
+    return client.summarize(batch_colorize(args.model_path, args.input, args.output,
+                                           hints=args.hints, reference=args.reference))
+  process_single_image(args.model_path, args.input, args.output, hints=args.hints,
+                       reference=args.reference)
   return 0
 
 

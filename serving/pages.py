@@ -18,6 +18,10 @@ Rules:
   * archives are read only through `koala.archives` (page byte cap, streaming, no names that
     escape the folder): a refused entry is reported with its reason and left out of the coloured
     archive (a rerun would refuse it again), and the other pages go through.
+  * guidance (`Guidance`): a folder of hint images, one per page, matched by file stem (a page
+    without one is coloured with no hints), and one reference image for every page. A hint file
+    is read when its page is coloured, so a bad one fails that page only, and the report names
+    it; the colorize function is then called as colorize(data, hints=..., reference=...).
 """
 from __future__ import annotations
 
@@ -54,6 +58,59 @@ class Report:
   skipped_existing: list[str] = dataclasses.field(default_factory=list)
   kept_colour: list[str] = dataclasses.field(default_factory=list)
   failed: dict[str, str] = dataclasses.field(default_factory=dict)   # page -> reason
+
+
+@dataclasses.dataclass
+class Guidance:
+  """The user's colour guidance for a batch: hint images by page stem, one reference image."""
+  hints: dict[str, str] = dataclasses.field(default_factory=dict)     # page stem -> hint path
+  reference: bytes | None = None
+
+  @classmethod
+  def load(cls, hints_dir: str | None = None, reference: str | bytes | None = None) -> "Guidance":
+    """Indexes hints_dir's images by stem and reads the reference; ValueError names what is
+    wrong (a missing folder, two hint files for one stem, a reference that is not an image)."""
+    from koala import images
+    hints = {}
+    if hints_dir is not None:
+      if not os.path.isdir(hints_dir):
+        raise ValueError(f"hints folder {hints_dir}: no such folder")
+      for name in sorted(os.listdir(hints_dir)):
+        if is_page_name(name):
+          stem = os.path.splitext(name)[0]
+          if stem in hints:
+            raise ValueError(f"hints folder {hints_dir}: two hint files for pages named {stem!r} "
+                             f"({os.path.basename(hints[stem])} and {name})")
+          hints[stem] = os.path.join(hints_dir, name)
+    if isinstance(reference, str):
+      try:
+        with open(reference, "rb") as f:
+          reference = f.read()
+      except OSError as e:
+        raise ValueError(f"reference {e.filename}: {e.strerror}") from None
+    if reference is not None:
+      try:
+        images.image_size(reference)
+      except images.ImageError as e:
+        raise ValueError(f"reference: {e}") from None
+    return cls(hints, reference)
+
+  def __bool__(self) -> bool:
+    return bool(self.hints) or self.reference is not None
+
+  def for_page(self, page_name: str) -> dict:
+    """{"hints": bytes or None, "reference": bytes or None} for a page file or archive entry."""
+    path = self.hints.get(os.path.splitext(os.path.basename(page_name))[0])
+    hints = None
+    if path is not None:
+      from koala import images
+      with open(path, "rb") as f:
+        hints = f.read()
+      try:
+        images.image_size(hints)
+      except images.ImageError as e:
+        raise ValueError(f"hints file {path}: {e}") from None
+    return {"hints": hints, "reference": self.reference}
 
 
 def is_page_name(name: str) -> bool:
@@ -120,7 +177,7 @@ def write_atomic(path: str, data: bytes) -> None:
 
 def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int = 1,
         skip_colour: bool = False, overwrite: bool = False, progress: bool = True,
-        desc: str = "colorizing") -> Report:
+        desc: str = "colorizing", guidance: Guidance | None = None) -> Report:
   """Colours every page of every job, `concurrency` pages at a time, with a progress bar."""
   from tqdm import tqdm
   report = Report()
@@ -155,6 +212,8 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
       with lock:
         report.kept_colour.append(label(job, entry))
       return data
+    if guidance:
+      return colorize(data, **guidance.for_page(entry or job.source))
     return colorize(data)
 
   bar = tqdm(total=len(pages), desc=desc, unit="page", disable=not progress)

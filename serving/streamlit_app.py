@@ -4,6 +4,11 @@ Upload pages (PNG, JPEG, WebP, BMP, GIF) or .cbz archives, pick a model (an expo
 folder, run in this process, or a TF Serving URL), and get the gray input and the colour output
 side by side, with the PNG or the coloured .cbz to download.
 
+With a guided model (`trainer.task --hints`), the user can steer the colours: click on a page to
+place colour dots (pick the colour; undo, clear), and/or upload a reference image whose palette
+is used for every page; then Colorize again. The dots become the hint image `colorize_guided`
+takes (`serving.hint_dots`); the click component is streamlit-image-coordinates.
+
 Why it is thin: the colouring itself is `serving.inference.load` (in-process SavedModel) or
 `serving.client.RestColorizer` (TF Serving REST), and folders, archives and the colour-page skip
 are `serving.pages`, the same code the command-line client and the batch tool run, so the page
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import re
 import sys
@@ -38,6 +44,10 @@ from koala.images import FORMAT_NAMES, PAGE_EXTENSIONS  # noqa: E402
 LOCAL = "Local SavedModel directory"
 REST = "TF Serving URL"
 PAGE_TYPES = [ext.lstrip(".") for ext in PAGE_EXTENSIONS] + ["cbz"]
+IMAGE_TYPES = PAGE_TYPES[:-1]
+DEFAULT_HINT_COLOUR = "#D03030"
+HINTS = "koala_hints"            # session state: page key -> list of hint_dots.Dot
+GUIDED_SIGNATURE = "colorize_guided"
 MAX_PREVIEW_PAGES = 8            # pages of a .cbz shown side by side (all are coloured)
 PREVIEW_WIDTH = 420              # pixels
 RESULTS = "koala_results"
@@ -65,7 +75,8 @@ def default_model_path() -> str:
 
 
 def make_colorizer(source: str, model_path: str, server: str, model_name: str):
-  """-> (colorize(bytes) -> PNG bytes, notes to show), after checking that the model is there."""
+  """-> (colorize(bytes, hints=None, reference=None) -> PNG bytes, notes to show, whether the
+  model takes guidance), after checking that the model is there."""
   from serving import client, inference
   if source == LOCAL:
     path = os.path.expanduser(model_path.strip())
@@ -79,7 +90,8 @@ def make_colorizer(source: str, model_path: str, server: str, model_name: str):
     except Exception as e:   # a folder that is not a (loadable) SavedModel
       raise UserError(f"could not load a SavedModel from {path}: {type(e).__name__}: "
                       f"{_first_line(e)}") from None
-    return colorize, export_notes(inference.resolve_version_dir(path))
+    guided = GUIDED_SIGNATURE in inference.load_model(path).signatures
+    return colorize, export_notes(inference.resolve_version_dir(path)), guided
   else:
     if not server.strip():
       raise UserError("Enter the URL of a TF Serving REST endpoint, e.g. http://localhost:8501")
@@ -87,11 +99,12 @@ def make_colorizer(source: str, model_path: str, server: str, model_name: str):
                                     timeout=120)
     try:
       versions = colorize.check()
+      guided = GUIDED_SIGNATURE in colorize.signatures()
     except client.ClientError as e:
       raise UserError(str(e)) from None
     return colorize, [f"Served by {server.strip()}, model {model_name or 'koala'}, version "
                       f"{versions}. If its embedder had random weights (the offline demo's), the "
-                      "colours mean nothing for real manga."]
+                      "colours mean nothing for real manga."], guided
 
 
 def export_notes(version_dir: str) -> list[str]:
@@ -115,7 +128,7 @@ def checked(colorize):
   """Refuses what is not an image, or is too large, before it costs a model call."""
   from koala import images
 
-  def run(data: bytes) -> bytes:
+  def run(data: bytes, **guidance) -> bytes:
     try:
       height, width = images.image_size(data)
     except images.ImageError as e:
@@ -124,7 +137,7 @@ def checked(colorize):
       raise UserError(f"page too large: {width} x {height} = {height * width / 1e6:.0f} Mpx; "
                       f"the limit is {MAX_PIXELS / 1e6:.0f} Mpx. Scale it down and try again.")
     try:
-      return colorize(data)
+      return colorize(data, **guidance)
     except UserError:
       raise
     except Exception as e:   # the model's or the server's refusal, as one readable line
@@ -138,8 +151,25 @@ def _first_line(e: Exception) -> str:
   return (text or type(e).__name__).splitlines()[0][:500]
 
 
-def colorize_uploads(uploads: list[tuple[str, bytes]], colorize, *,
-                     skip_colour: bool = False) -> list[Output]:
+class UploadGuidance:
+  """serving.pages' guidance for uploads: hint images by upload folder, one reference."""
+
+  def __init__(self, hints: dict[int, bytes], reference: bytes | None):
+    self.hints = hints              # upload index -> hint PNG
+    self.reference = reference
+    self.in_dir = ""
+
+  def __bool__(self) -> bool:
+    return bool(self.hints) or self.reference is not None
+
+  def for_page(self, source: str) -> dict:
+    folder = os.path.relpath(source, self.in_dir).split(os.sep)[0]
+    return {"hints": self.hints.get(int(folder)) if folder.isdigit() else None,
+            "reference": self.reference}
+
+
+def colorize_uploads(uploads: list[tuple[str, bytes]], colorize, *, skip_colour: bool = False,
+                     guidance: UploadGuidance | None = None) -> list[Output]:
   """Colours every uploaded page and archive through serving.pages (as the client does)."""
   from serving import pages
   results = []
@@ -153,8 +183,10 @@ def colorize_uploads(uploads: list[tuple[str, bytes]], colorize, *,
       with open(os.path.join(folder, safe), "wb") as f:
         f.write(data)
     jobs, problems = pages.find_jobs([in_dir], out_dir)
+    if guidance is not None:
+      guidance.in_dir = in_dir
     report = pages.run(jobs, checked(colorize), concurrency=1, skip_colour=skip_colour,
-                       overwrite=True, progress=False)
+                       overwrite=True, progress=False, guidance=guidance)
     by_source = {job.source: job for job in jobs}
     for i, (name, data) in enumerate(uploads):
       source = os.path.join(in_dir, f"{i:03d}", os.path.basename(name) or f"upload{i}")
@@ -212,13 +244,113 @@ def _collect_archive(job, result: Output) -> None:
   result.pages_total = len(job.entries)
 
 
-def _uploads_key(uploads, source, model_path, server, model_name, skip_colour) -> str:
+def _uploads_key(uploads, source, model_path, server, model_name, skip_colour,
+                 guidance=()) -> str:
   h = hashlib.sha256()
   for name, data in uploads:
     h.update(name.encode())
     h.update(hashlib.sha256(data).digest())
-  h.update(repr((source, model_path, server, model_name, skip_colour)).encode())
+  h.update(repr((source, model_path, server, model_name, skip_colour, guidance)).encode())
   return h.hexdigest()
+
+
+def page_key(name: str, data: bytes) -> str:
+  """Hint dots belong to one uploaded page: its name and content."""
+  return f"{name}:{hashlib.sha256(data).hexdigest()[:16]}"
+
+
+def dots_of(key: str) -> list:
+  return st.session_state.setdefault(HINTS, {}).setdefault(key, [])
+
+
+def _page_image(data: bytes):
+  """The uploaded page as a PIL image, or None when it cannot be shown (the Colorize run
+  reports why)."""
+  from PIL import Image
+  from koala import images
+  try:
+    height, width = images.image_size(data)
+    if height * width > MAX_PIXELS:
+      return None
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+  except Exception:
+    return None
+
+
+def hint_editor(uploads: list[tuple[str, bytes]], colour: str) -> None:
+  """Click-to-place colour dots on one uploaded page at a time (undo, clear)."""
+  from PIL import Image
+  from streamlit_image_coordinates import streamlit_image_coordinates
+  from serving import hint_dots
+  singles = [(i, name, data) for i, (name, data) in enumerate(uploads)
+             if not name.lower().endswith(".cbz")]
+  if not singles:
+    return
+  st.subheader("Colour hints (optional)")
+  labels = [f"{name}" for _, name, _ in singles]
+  choice = 0 if len(singles) == 1 else st.selectbox(
+      "Page to place hints on", range(len(singles)), format_func=lambda i: labels[i],
+      key="hint_page")
+  index, name, data = singles[choice]
+  page = _page_image(data)
+  if page is None:
+    return
+  key = page_key(name, data)
+  dots = dots_of(key)
+  canvas = f"hint_canvas_{index}"
+
+  def on_click():
+    value = st.session_state.get(canvas)
+    if not value:
+      return
+    scale_x, scale_y = page.width / value["width"], page.height / value["height"]
+    x = min(page.width - 1, int(value["x"] * scale_x))
+    y = min(page.height - 1, int(value["y"] * scale_y))
+    dots_of(key).append(hint_dots.Dot.from_hex(x, y, st.session_state.get("hint_colour",
+                                                                           colour)))
+
+  st.caption("Click on the page to place a dot of the hint colour (sidebar); the model spreads "
+             "it over the region up to the lines. Then press Colorize.")
+  preview = hint_dots.with_dots(page, dots)
+  if preview.width > 2 * PREVIEW_WIDTH:   # an A4 page would be megabytes to the browser per click
+    preview = preview.resize((2 * PREVIEW_WIDTH, round(preview.height * 2 * PREVIEW_WIDTH /
+                                                       preview.width)), Image.Resampling.BOX)
+  streamlit_image_coordinates(preview, width=PREVIEW_WIDTH, key=canvas, on_click=on_click,
+                              cursor="crosshair", png_compression_level=1)
+  left, middle, right = st.columns([2, 1, 1])
+  left.write(f"{len(dots)} hint dot{'s' if len(dots) != 1 else ''} on {name}")
+  middle.button("Undo last dot", key="undo_dot", disabled=not dots,
+                on_click=lambda: dots_of(key).pop() if dots_of(key) else None)
+  right.button("Clear dots", key="clear_dots", disabled=not dots,
+               on_click=lambda: dots_of(key).clear())
+
+
+def check_reference(reference: bytes | None) -> None:
+  from koala import images
+  if reference is None:
+    return
+  try:
+    height, width = images.image_size(reference)
+  except images.ImageError as e:
+    raise UserError(f"the reference image is not an image Koala can read: {_first_line(e)}") \
+        from None
+  if height * width > MAX_PIXELS:
+    raise UserError(f"the reference image is too large: {width} x {height}; the limit is "
+                    f"{MAX_PIXELS / 1e6:.0f} Mpx.")
+
+
+def upload_guidance(uploads, reference: bytes | None) -> UploadGuidance:
+  """The placed dots of each uploaded page as hint images, and the reference."""
+  from serving import hint_dots
+  hints = {}
+  for i, (name, data) in enumerate(uploads):
+    dots = st.session_state.get(HINTS, {}).get(page_key(name, data))
+    page = _page_image(data) if dots else None
+    if page is not None:
+      hints[i] = hint_dots.hint_png(page.height, page.width, dots)
+  return UploadGuidance(hints, reference)
 
 
 def show(results: list[Output]) -> None:
@@ -264,17 +396,34 @@ def main() -> None:
       model_name = st.text_input("Model name", key="model_name",
                                  value=os.environ.get("KOALA_MODEL_NAME", "koala"))
     skip_colour = st.checkbox("Keep pages that are already in colour", key="skip_colour")
+    st.header("Guidance")
+    st.caption("For a model trained with hints (trainer.task --hints).")
+    hint_colour = st.color_picker("Hint colour", DEFAULT_HINT_COLOUR, key="hint_colour")
+    reference_file = st.file_uploader("Reference image: its palette steers every page",
+                                      type=IMAGE_TYPES, key="reference")
+    reference = reference_file.getvalue() if reference_file is not None else None
 
   files = st.file_uploader(f"Pages ({FORMAT_NAMES.replace(' or', ',')}) or .cbz archives",
                            type=PAGE_TYPES, accept_multiple_files=True, key="uploads")
   uploads = [(f.name, f.getvalue()) for f in files or []]
-  key = _uploads_key(uploads, source, model_path, server, model_name, skip_colour)
+  hint_editor(uploads, hint_colour)
+  guidance = upload_guidance(uploads, reference)
+  guidance_key = (sorted((i, hashlib.sha256(h).hexdigest()) for i, h in guidance.hints.items()),
+                  reference and hashlib.sha256(reference).hexdigest())
+  key = _uploads_key(uploads, source, model_path, server, model_name, skip_colour, guidance_key)
   if st.button("Colorize", type="primary", disabled=not uploads, key="colorize"):
     st.session_state.pop(RESULTS, None)
     try:
       with st.spinner(f"Colouring {len(uploads)} file(s)..."):
-        colorize, notes = make_colorizer(source, model_path, server, model_name)
-        results = colorize_uploads(uploads, colorize, skip_colour=skip_colour)
+        colorize, notes, guided = make_colorizer(source, model_path, server, model_name)
+        check_reference(reference)
+        if guidance and not guided:
+          raise UserError("This model takes no hints or reference image (it has no "
+                          f"{GUIDED_SIGNATURE} signature): train one with `python -m "
+                          "trainer.task --hints` and export it, or clear the dots and the "
+                          "reference.")
+        results = colorize_uploads(uploads, colorize, skip_colour=skip_colour,
+                                   guidance=guidance if guidance else None)
       st.session_state[RESULTS] = (key, notes, results)
     except UserError as e:
       st.error(str(e))

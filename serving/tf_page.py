@@ -107,29 +107,31 @@ def is_animated_webp(data: tf.Tensor) -> tf.Tensor:
                  lambda: tf.constant(False))
 
 
-def check_header(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
-  """Fails with InvalidArgument (HTTP 400 in TF Serving) for non-images and pixel bombs."""
+def check_header(data: tf.Tensor, max_pixels: int, name: str = "") -> tf.Tensor:
+  """Fails with InvalidArgument (HTTP 400 in TF Serving) for non-images and pixel bombs; a
+  `name` (e.g. "hints_bytes") starts each message, so a request with several images says which."""
   hw = header_hw(data)
+  who = f"{name}: " if name else ""
   known = tf.debugging.Assert(
       tf.reduce_all(hw > 0),
-      [f"Not a supported image ({images.FORMAT_NAMES} expected); header dimensions:", hw])
+      [f"{who}Not a supported image ({images.FORMAT_NAMES} expected); header dimensions:", hw])
   # TensorFlow's WebP decoder (2.20, 2.21) corrupts the heap on an animated WebP and the whole
   # server dies: refuse it here, as the pipeline does (koala.images).
   still = tf.debugging.Assert(
       tf.logical_not(is_animated_webp(data)),
-      ["Not a supported image: animated WebP; send its first frame as PNG or still WebP"])
+      [f"{who}Not a supported image: animated WebP; send its first frame as PNG or still WebP"])
   # libpng decodes a PNG cut short without complaint (the missing rows come out black), so a
   # truncated upload would be coloured as if it were whole: a PNG must end with its IEND chunk.
   is_png = tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE)
   whole = tf.debugging.Assert(
       tf.logical_or(tf.logical_not(is_png),
                     tf.equal(tf.strings.substr(data, -8, 4, unit="BYTE"), b"IEND")),
-      ["Truncated PNG: the file does not end with an IEND chunk"])
+      [f"{who}Truncated PNG: the file does not end with an IEND chunk"])
   with tf.control_dependencies([known, still, whole]):
     pixels = hw[0] * hw[1]
     capped = tf.debugging.Assert(
         pixels <= max_pixels,
-        ["Image too large: height, width =", hw, "pixels =", pixels, "above the cap of",
+        [f"{who}Image too large: height, width =", hw, "pixels =", pixels, "above the cap of",
          tf.constant(max_pixels, tf.int64), "pixels"])
   with tf.control_dependencies([capped]):
     return tf.identity(hw)
@@ -268,12 +270,12 @@ def page_png(data: tf.Tensor, predict_ab, table: tf.Tensor, *, size: int, embedd
              max_pixels: int, png_compression: int) -> tf.Tensor:
   """One page's whole way through the SavedModel: image file bytes -> the coloured page's PNG.
 
-  decode -> gray -> letterboxed inputs -> predict_ab(l, unit) -> ab (size, size, 2) in LAB units
-  -> ab on the page's own L (`colour_page`) -> PNG. predict_ab runs the networks; a signature
+  decode -> gray -> letterboxed inputs -> predict_ab(l, unit, page_hw) -> ab (size, size, 2) in
+  LAB units -> ab on the page's own L (`colour_page`) -> PNG. predict_ab runs the networks; a signature
   that feeds them more than the page passes its own. The PNG is lossless at any zlib level
   (`png_compression`), so line art and lettering keep every pixel of their lightness.
   """
   gray = decode_gray(data, max_pixels)
   l, unit = model_inputs(gray, size, embedder_size)
-  rgb = colour_page(gray, predict_ab(l, unit), table)
+  rgb = colour_page(gray, predict_ab(l, unit, tf.shape(gray)), table)
   return tf.io.encode_png(rgb, compression=png_compression)

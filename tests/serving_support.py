@@ -14,6 +14,11 @@ module that imports them, so the cache lives here.
   * a second export swaps in a tiny SavedModel embedder through the `hub:<path>` route, for the
     REST conformance and load tests, where only the server is under test and Inception's
     0.3 s per request would make 200 requests cost minutes on 2 cores.
+  * a third, "guided", is the guided colorizer (trainer.model.build_guided_colorizer, narrow, at
+    56 x 56) with the tiny embedder, for the colorize_guided signature's tests: they test how
+    hints and references reach the network (geometry, byte equality, errors), which holds for
+    any weights, so it is not trained. "untrained" is the SPEC colorizer the same way, for what
+    an export without guidance answers to guidance.
 """
 from __future__ import annotations
 
@@ -133,12 +138,35 @@ def tiny_embedder() -> str:
 SATURATION = 3.0   # the "saturated" export's factor on the colorizer's last layer
 
 
+def _tiny_embedder_info() -> dict:
+  return {"name": f"hub:{tiny_embedder()}", "weights": "", "identity": "", "random_weights": True}
+
+
+@functools.cache
+def untrained_job(guided: bool) -> str:
+  """A job dir holding a narrow colorizer (guided or not; seeded, untrained) and the tiny
+  embedder."""
+  import keras
+  from trainer import artifacts, model as model_lib
+  keras.utils.set_random_seed(3)
+  build = model_lib.build_guided_colorizer if guided else model_lib.build_colorizer
+  model = build(image_size=SMALL["image_size"], width=SMALL["width"])
+  job = os.path.join(workdir(), f"job_untrained_{'guided' if guided else 'spec'}")
+  artifacts.save_trained(model, _tiny_embedder_info(), artifacts.model_dir(job))
+  return job
+
+
 @functools.cache
 def export_base(kind: str = "inception") -> str:
   """models/<kind>/1 from the trained job; kind "tiny" uses the tiny hub-style embedder;
   "saturated" is "tiny" with the last layer's weights times SATURATION, so that most predicted
-  colours lie far outside the sRGB gamut, as other trained weights may put them."""
+  colours lie far outside the sRGB gamut, as other trained weights may put them; "guided" and
+  "untrained" are untrained_job's."""
   from trainer import artifacts, export
+  if kind in ("guided", "untrained"):
+    base = os.path.join(workdir(), "models", kind)
+    export.export(untrained_job(kind == "guided"), base, 1)
+    return base
   job = trained_job()
   if kind in ("tiny", "saturated"):
     model, _ = artifacts.load_trained(job)
@@ -146,8 +174,7 @@ def export_base(kind: str = "inception") -> str:
       last = [layer for layer in model.layers if layer.weights][-1]
       last.set_weights([w * SATURATION for w in last.get_weights()])
     tiny_job = os.path.join(workdir(), f"job_{kind}")
-    artifacts.save_trained(model, {"name": f"hub:{tiny_embedder()}", "weights": "",
-                                   "identity": "", "random_weights": True}, artifacts.model_dir(tiny_job))
+    artifacts.save_trained(model, _tiny_embedder_info(), artifacts.model_dir(tiny_job))
     job = tiny_job
   base = os.path.join(workdir(), "models", kind)
   export.export(job, base, 1)

@@ -34,7 +34,7 @@ def demo(tmp_path_factory):
 
 def test_every_stage_runs_and_reports_progress(demo):
   out, stdout = demo
-  total = 9 if demo_config.SMALL.evaluate else 8
+  total = demo_run._stage_count(demo_config.SMALL)
   for n in range(1, total + 1):
     assert re.search(rf"^\[{n}/{total}\] .*: done in \d+ s", stdout, re.M), stdout
   assert "FAILED" not in stdout
@@ -95,3 +95,28 @@ def test_a_folder_the_demo_did_not_make_is_refused(tmp_path):
   (own / "old_result.png").write_bytes(b"x")
   demo_run.prepare_output(str(own))                         # its own folder: emptied
   assert sorted(os.listdir(own)) == [demo_run.MARKER]
+
+
+def test_the_guided_columns_are_the_pages_steered_by_hints_and_a_reference(demo):
+  out, stdout = demo
+  assert demo_config.SMALL.hints
+  assert "trainer.task" in stdout and "--hints" in stdout
+  for gray_path in sorted((out / "sample" / "gray_pages").glob("*.png")):
+    name = gray_path.name
+    hint = np.asarray(Image.open(out / "hints" / name))
+    gray = np.asarray(Image.open(gray_path).convert("L"))
+    assert hint.shape[2] == 4 and max(hint.shape[:2]) <= 448         # hint_dots' small PNG
+    assert abs(hint.shape[0] / hint.shape[1] - gray.shape[0] / gray.shape[1]) < 0.02
+    assert 0 < (hint[..., 3] > 0).mean() < 0.05                        # a few dots
+    auto = np.asarray(Image.open(out / "colour_pages" / name).convert("RGB"), np.int32)
+    for folder in ("colour_pages_hints", "colour_pages_reference"):
+      steered = np.asarray(Image.open(out / folder / name).convert("RGB"), np.int32)
+      assert steered.shape == auto.shape
+      lab = colour.rgb_to_lab(steered.astype(np.uint8))
+      assert np.percentile(np.abs(lab[..., 0] - colour.gray_to_l(gray)), 99) <= 2.0
+    hinted = np.asarray(Image.open(out / "colour_pages_hints" / name).convert("RGB"), np.int32)
+    assert np.abs(hinted - auto).max() > 0             # the hints reached the model
+  with open(out / "report" / "index.html") as f:
+    page = f.read()
+  assert "../colour_pages_hints/page_00.png" in page
+  assert "../colour_pages_reference/page_00.png" in page

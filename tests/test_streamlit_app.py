@@ -147,3 +147,59 @@ def test_bad_files_and_too_large_pages_are_reported_and_good_pages_still_coloure
   assert notes.download is huge_page.download is broken.download is None
   assert is_coloured(good.download)
   assert [b.label for b in at.download_button] == ["Download PNG"]
+
+
+# --- guidance: hint dots and a reference (the guided model of serving_support) ----------------
+
+def guided_app(base) -> AppTest:
+  at = new_app()
+  at.text_input(key="model_path").set_value(base).run()
+  return at
+
+
+def test_hint_dots_and_a_reference_steer_the_output():
+  from serving import hint_dots, streamlit_app
+  base = support.export_base("guided")
+  data = page(150, 100, seed=4)
+  at = guided_app(base)
+  colorize(at, ("p.png", data, "image/png"))
+  assert not at.exception and not at.error, [e.value for e in at.error]
+  auto = np.asarray(Image.open(io.BytesIO(results(at)[0].download)), np.int32)
+  assert any("0 hint dots on p.png" in m.value for m in at.markdown)
+
+  # What a click on the page stores (the browser test clicks for real).
+  at.session_state[streamlit_app.HINTS] = {
+      streamlit_app.page_key("p.png", data): [hint_dots.Dot(75, 50, (30, 200, 40))]}
+  at.run()
+  assert any("1 hint dot on p.png" in m.value for m in at.markdown)
+  at.button(key="colorize").click().run()
+  assert not at.exception and not at.error, [e.value for e in at.error]
+  hinted = np.asarray(Image.open(io.BytesIO(results(at)[0].download)), np.int32)
+  change = np.abs(hinted - auto).sum(-1)
+  assert change[40:62, 62:90].mean() > change[:20, :30].mean()
+
+  at.button(key="clear_dots").click().run()
+  assert any("0 hint dots on p.png" in m.value for m in at.markdown)
+  cover = support.png_bytes(np.full((60, 80, 3), (30, 60, 210), np.uint8))
+  at.file_uploader(key="reference").set_value(("cover.png", cover, "image/png")).run()
+  at.button(key="colorize").click().run()
+  assert not at.exception and not at.error, [e.value for e in at.error]
+  steered = np.asarray(Image.open(io.BytesIO(results(at)[0].download)), np.int32)
+  assert np.abs(steered - auto).max() > 0
+
+  at.file_uploader(key="reference").set_value(("cover.png", b"not an image", "image/png")).run()
+  at.button(key="colorize").click().run()
+  assert not at.exception
+  (error,) = [e.value for e in at.error]
+  assert error.startswith("the reference image is not an image Koala can read")
+
+
+def test_guidance_for_a_model_without_it_is_a_sentence(base):
+  at = new_app()
+  at.text_input(key="model_path").set_value(base).run()
+  cover = support.png_bytes(np.full((60, 80, 3), (30, 60, 210), np.uint8))
+  at.file_uploader(key="reference").set_value(("cover.png", cover, "image/png")).run()
+  colorize(at, ("p.png", page(), "image/png"))
+  assert not at.exception
+  (error,) = [e.value for e in at.error]
+  assert error.startswith("This model takes no hints or reference image")

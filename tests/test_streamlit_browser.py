@@ -7,6 +7,9 @@ Why a browser on top of AppTest: AppTest runs the script without the frontend, s
 see a broken upload widget, media that never reaches the page, or a download that does not
 start. `make test` installs the browser first (`make browser`); Chromium is started with the
 flags that keep it off the (closed) network and with a fresh profile.
+
+The guidance test serves the guided model (serving_support's, untrained: it checks that a click
+becomes a hint that reaches the network where it was placed, which holds for any weights).
 """
 import io
 import os
@@ -39,6 +42,15 @@ def base():
 
 @pytest.fixture(scope="module")
 def app_url(base):
+  yield from streamlit_app(base)
+
+
+@pytest.fixture(scope="module")
+def guided_app_url():
+  yield from streamlit_app(support.export_base("guided"))
+
+
+def streamlit_app(base):
   """`streamlit run serving/streamlit_app.py` on a free loopback port, stopped afterwards."""
   port = support.free_port()
   log_path = os.path.join(support.workdir(), f"streamlit-{port}.log")
@@ -113,6 +125,15 @@ def wait(driver, condition, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}; screenshot: {shot}") from None
 
 
+def page_uploader(driver):
+  """The pages' file input (the sidebar has another, for the reference image)."""
+  from selenium.webdriver.common.by import By
+  for widget in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stFileUploader]"):
+    if widget.text.startswith("Pages"):
+      return widget.find_element(By.CSS_SELECTOR, "input[type=file]")
+  return None
+
+
 def button(driver, label: str):
   from selenium.webdriver.common.by import By
   for b in driver.find_elements(By.TAG_NAME, "button"):
@@ -129,8 +150,7 @@ def test_upload_a_page_and_see_it_coloured_in_chromium(app_url, browser, tmp_pat
   assert chroma90(page.read_bytes()) < 1
 
   browser.get(app_url)
-  upload = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "input[type=file]"), 90,
-                "the upload widget")
+  upload = wait(browser, page_uploader, 90, "the upload widget")
   upload.send_keys(str(page))
   wait(browser, lambda d: button(d, "Colorize"), 60, "the Colorize button").click()
 
@@ -160,3 +180,64 @@ def test_upload_a_page_and_see_it_coloured_in_chromium(app_url, browser, tmp_pat
   assert Image.open(io.BytesIO(downloaded)).format == "PNG"
   assert Image.open(io.BytesIO(downloaded)).size == (210, 300)
   assert chroma90(downloaded) > 10
+
+
+def coloured_image(d):
+  from selenium.webdriver.common.by import By
+  for figure in d.find_elements(By.CSS_SELECTOR, "[data-testid=stImage]"):
+    if "Koala's colour" in figure.text:
+      return figure.find_element(By.TAG_NAME, "img")
+  return None
+
+
+def shown_png(driver, img) -> bytes:
+  wait(driver, lambda d: d.execute_script(
+      "return arguments[0].complete && arguments[0].naturalWidth > 0", img), 30, "the image to load")
+  return requests.get(img.get_attribute("src"), timeout=30).content
+
+
+def test_a_click_places_a_hint_and_the_output_changes_there(guided_app_url, browser, tmp_path):
+  from selenium.webdriver.common.action_chains import ActionChains
+  from selenium.webdriver.common.by import By
+  gray, _ = support.task_page(300, 210, seed=11)
+  page = tmp_path / "hint_me.png"
+  page.write_bytes(support.png_bytes(gray))
+  browser.get(guided_app_url)
+  wait(browser, page_uploader, 90, "the upload widget").send_keys(str(page))
+  wait(browser, lambda d: button(d, "Colorize"), 60, "the Colorize button").click()
+  first = wait(browser, coloured_image, 300, "the automatic colour page")
+  automatic = shown_png(browser, first)
+  first_src = first.get_attribute("src")
+
+  # Click on the page shown in the hint component (an iframe): page pixel (150, 100) of the
+  # 210 x 300 page, shown 420 px wide, is twice that from the image's top left corner.
+  frame = wait(browser, lambda d: next(
+      (f for f in d.find_elements(By.TAG_NAME, "iframe")
+       if "streamlit_image_coordinates" in (f.get_attribute("title") or "")), None), 60,
+      "the hint component")
+  browser.switch_to.frame(frame)
+  target = wait(browser, lambda d: d.find_element(By.TAG_NAME, "img"), 30, "the page to click")
+  wait(browser, lambda d: target.size["width"] > 0, 30, "the page to show")
+  assert target.size["width"] == 420
+  ActionChains(browser).move_to_element_with_offset(
+      target, 300 - target.size["width"] // 2, 200 - target.size["height"] // 2).click().perform()
+  browser.switch_to.default_content()
+  wait(browser, lambda d: "1 hint dot on hint_me.png" in d.page_source, 60, "the dot to be placed")
+
+  wait(browser, lambda d: button(d, "Colorize"), 60, "the Colorize button").click()
+
+  def new_image(d):
+    img = coloured_image(d)
+    return img if img is not None and img.get_attribute("src") != first_src else None
+  hinted = shown_png(browser, wait(browser, new_image, 300, "the hinted colour page"))
+  a = np.asarray(Image.open(io.BytesIO(automatic)).convert("RGB"), np.int32)
+  b = np.asarray(Image.open(io.BytesIO(hinted)).convert("RGB"), np.int32)
+  assert a.shape == b.shape == (300, 210, 3)
+  change = np.abs(b - a).sum(-1)
+  near, far = change[80:121, 130:171].mean(), change[:40, :40].mean()
+  assert near > 0 and near > far, (near, far)
+  assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=stException]")
+  os.makedirs(ARTIFACTS, exist_ok=True)
+  shot = os.path.join(ARTIFACTS, "streamlit_browser_hints.png")
+  browser.save_screenshot(shot)
+  print(f"\nscreenshot of the hint editor in Chromium: {shot}")

@@ -33,3 +33,29 @@ def test_width_scales_hidden_layers_only():
   assert narrow.get_layer("encoder_0").filters == 16
   assert narrow.get_layer("decoder_ab").filters == 2
   assert model_image_size(narrow) == 56
+
+
+def test_guided_model_inputs_outputs_and_round_trip(tmp_path):
+  import keras
+
+  from koala import guidance
+  from trainer.model import (GUIDED_ARCHITECTURES, HINTS_INPUT, PALETTE_INPUT,
+                             build_guided_colorizer, is_guided)
+  assert not is_guided(build_colorizer(56, width=0.25))
+  rng = np.random.default_rng(0)
+  for architecture in GUIDED_ARCHITECTURES:
+    model = build_guided_colorizer(56, width=0.25, architecture=architecture)
+    assert is_guided(model) and model_image_size(model) == 56
+    assert model.output.shape[1:] == (56, 56, 2)
+    x = {"l": rng.uniform(0, 100, (2, 56, 56, 1)).astype(np.float32),
+         "embedding": rng.normal(size=(2, 1536)).astype(np.float32),
+         HINTS_INPUT: np.stack([guidance.no_hints(56)] * 2),
+         PALETTE_INPUT: np.stack([guidance.NO_PALETTE] * 2)}
+    task.compile_model(model, 1e-3)
+    model.train_on_batch(x, rng.uniform(-0.5, 0.5, (2, 56, 56, 2)).astype(np.float32))
+    path = str(tmp_path / f"{architecture}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert is_guided(loaded)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)

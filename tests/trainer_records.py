@@ -62,17 +62,18 @@ def write_shard(path: str, records: list[bytes], gzip: bool = False) -> str:
 
 def write_records(out_dir: str, counts=None, shards: int = 2, seed: int = 0,
                   embedder_id: str = EMBEDDER_ID, manifest: bool = True,
-                  gzip: bool = False) -> dict:
+                  gzip: bool = False, make=None, name: str = "synthetic") -> dict:
   """Writes <out>/{split}/{split}-0000i-of-0000n.tfrecord and manifest.json; returns the
-  manifest."""
+  manifest. make(rng) -> (L, ab) draws each image (default make_image)."""
+  make = make or make_image
   counts = counts or {"train": 64, "val": 16, "test": 16}
   rng = np.random.default_rng(seed)
   for split, n in counts.items():
     records = []
     for i in range(n):
-      l, ab = make_image(rng)
+      l, ab = make(rng)
       emb = rng.normal(0, 0.5, schema.EMBEDDING_DIM).astype(np.float32)
-      records.append(serialize(l, ab, emb, f"synthetic/{split}/{i}.png", embedder_id))
+      records.append(serialize(l, ab, emb, f"{name}/{split}/{i}.png", embedder_id))
     for s in range(shards):
       suffix = ".tfrecord" + (".gz" if gzip else "")
       write_shard(f"{out_dir}/{split}/{split}-{s:05d}-of-{shards:05d}{suffix}",
@@ -88,3 +89,35 @@ def write_records(out_dir: str, counts=None, shards: int = 2, seed: int = 0,
     with open(os.path.join(out_dir, schema.MANIFEST), "w") as f:
       json.dump(doc, f)
   return doc
+
+
+# The hint task: colour cannot be told from lightness. Every region has the same L, outlined in
+# ink, and takes one of these colours at random, so only a hint can say which.
+HINT_TASK_COLOURS = ((60.0, 50.0), (-50.0, 40.0), (10.0, -60.0), (-20.0, -30.0))
+HINT_TASK_L, HINT_TASK_INK = 70.0, 10.0
+
+
+def make_hint_task_image(rng: np.random.Generator, size: int = schema.IMAGE_SIZE):
+  """-> (L (size, size, 1), ab (size, size, 2)): a grid of 2 x 2 to 3 x 3 flat cells of one
+  lightness, separated by ink lines, each cell a random colour of HINT_TASK_COLOURS."""
+  cells = int(rng.integers(2, 4))
+  edges = np.linspace(0, size, cells + 1).astype(int)
+  l = np.full((size, size, 1), HINT_TASK_L, np.float32)
+  ab = np.zeros((size, size, 2), np.float32)
+  line = max(1, size // 56)
+  for i in range(cells):
+    for j in range(cells):
+      colour = HINT_TASK_COLOURS[rng.integers(len(HINT_TASK_COLOURS))]
+      ab[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = colour
+  for e in edges[1:-1]:
+    l[e - line:e + line, :] = HINT_TASK_INK
+    l[:, e - line:e + line] = HINT_TASK_INK
+    ab[e - line:e + line, :] = 0.0
+    ab[:, e - line:e + line] = 0.0
+  return l, ab
+
+
+def write_hint_task_records(out_dir: str, counts=None, seed: int = 0) -> dict:
+  """Records of the hint task (make_hint_task_image), one shard per split, with a manifest."""
+  return write_records(out_dir, counts, shards=1, seed=seed, make=make_hint_task_image,
+                       name="hint_task")

@@ -9,7 +9,11 @@ trained on, and PSNR, SSIM, AuC and colorfulness on each image's own box inside 
 (letterbox padding cut away), with the ground truth's colorfulness for comparison.
 
 Writes <job_dir>/evaluation/<split>/metrics.json and samples.png (rows: gray input | model |
-mean colour | ground truth), and prints the table. It refuses records made with another embedder
+mean colour | ground truth), and prints the table.
+
+--hints=0,1,2,5,10,20,50,100 (a guided model, trainer.task --hints) scores it per number of
+colour hints instead, beside Levin et al.'s propagation of the same hints and the baselines, plus
+a row with each example's own palette (trainer.guided_eval); psnr_vs_hints.png joins the outputs. It refuses records made with another embedder
 than the one the model was trained on (embedder.json), as the trainer refuses mixed records.
 """
 from __future__ import annotations
@@ -21,10 +25,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from koala import colour, images, schema
+from koala import colour, guidance, images, schema
 from trainer import artifacts, callbacks, metrics
 from trainer import input as trainer_input
-from trainer.model import model_image_size
+from trainer.model import is_guided, model_image_size
 
 PREDICTORS = ("model", "gray", "mean_colour")
 MAX_MEAN_EXAMPLES = 5000
@@ -47,12 +51,24 @@ def mean_ab(info: trainer_input.RecordsInfo, split: str = "train",
 
 def predict_ab(model, inputs: dict) -> np.ndarray:
   """ab / 128 at 224, whatever size the model works at (a smaller one is fed area-averaged L and
-  its chroma upsampled bilinearly, as serving puts small chroma on a full-size L)."""
+  its chroma upsampled bilinearly, as serving puts small chroma on a full-size L).
+
+  A guided model gets the inputs' "hints" (at 224, resized to its size) and "palette", or none
+  (automatic mode) where the inputs have none."""
   size = model_image_size(model)
   l = inputs["l"]
   if size != schema.IMAGE_SIZE:
     l = tf.image.resize(l, (size, size), method="area")
-  pred = model.predict_on_batch({"l": l, "embedding": inputs["embedding"]})
+  feed = {"l": l, "embedding": inputs["embedding"]}
+  if is_guided(model):
+    n = int(l.shape[0])
+    hints = inputs.get("hints")
+    feed["hints"] = (np.zeros((n, size, size, guidance.HINT_CHANNELS), np.float32)
+                     if hints is None else guidance.resize_hints_tf(hints, size))
+    palette = inputs.get("palette")
+    feed["palette"] = (np.zeros((n, guidance.PALETTE_SIZE), np.float32)
+                       if palette is None else palette)
+  pred = model.predict_on_batch(feed)
   pred = tf.convert_to_tensor(np.asarray(pred, np.float32))
   if size != schema.IMAGE_SIZE:
     pred = tf.image.resize(pred, (schema.IMAGE_SIZE, schema.IMAGE_SIZE), method="bilinear")
@@ -152,6 +168,12 @@ def parse_args(argv) -> argparse.Namespace:
   p.add_argument("--max_examples", type=int, help="Evaluate only the first N records.")
   p.add_argument("--samples", type=int, default=6, help="Rows in samples.png.")
   p.add_argument("--output_dir", help="Default: <job_dir>/evaluation/<split>.")
+  p.add_argument("--hints", type=lambda v: [int(n) for n in v.split(",") if n.strip()],
+                 help="Comma-separated hint counts, e.g. 0,1,2,5,10,20,50,100: score a guided "
+                      "model against the number of hints (see trainer.guided_eval).")
+  p.add_argument("--hint_seed", type=int, default=0, help="Seed of the evaluation hints.")
+  p.add_argument("--no_levin", action="store_true",
+                 help="Skip Levin et al.'s propagation (about 1 s an image and hint count).")
   p.add_argument("--train_records_dir",
                  help="Records whose train split gives the mean-colour baseline; default: "
                       "--records_dir.")
@@ -167,19 +189,34 @@ def main(argv=None) -> dict:
   train_info = info if not args.train_records_dir else trainer_input.check_records(
       args.train_records_dir)
   check_embedder(train_info, embedder)
-  results, grid = evaluate(model, info, args.split, args.batch_size, args.max_examples,
-                           mean_colour=mean_ab(train_info), samples=args.samples)
+  out_dir = args.output_dir or artifacts.join(args.job_dir, "evaluation", args.split)
+  if args.hints is None:
+    results, grid = evaluate(model, info, args.split, args.batch_size, args.max_examples,
+                             mean_colour=mean_ab(train_info), samples=args.samples)
+    table, outputs = format_table(results), "metrics.json and samples.png"
+  else:
+    from trainer import guided_eval
+    if not is_guided(model):
+      raise ValueError(f"--hints needs a guided model (trainer.task --hints); the model in "
+                       f"{args.job_dir} takes no hints")
+    results, grid = guided_eval.evaluate_guided(
+        model, info, args.split, args.hints, args.batch_size, args.max_examples,
+        mean_colour=mean_ab(train_info), seed=args.hint_seed, samples=args.samples,
+        with_levin=not args.no_levin)
+    artifacts.write_bytes(artifacts.join(out_dir, "psnr_vs_hints.png"),
+                          guided_eval.plot_psnr(results))
+    table = guided_eval.format_table(results)
+    outputs = "metrics.json, samples.png and psnr_vs_hints.png"
   results["model"] = artifacts.join(artifacts.model_dir(args.job_dir), artifacts.MODEL_FILENAME)
   results["embedder"] = embedder
   if embedder.get("random_weights"):
     results["warning"] = ("the embedder had random weights: these records' embeddings carry "
                           "no semantics")
-  out_dir = args.output_dir or artifacts.join(args.job_dir, "evaluation", args.split)
   write_outputs(results, grid, out_dir)
-  print(format_table(results))
+  print(table)
   if "warning" in results:
     print("WARNING:", results["warning"])
-  print(f"wrote {out_dir}/metrics.json and samples.png")
+  print(f"wrote {outputs} in {out_dir}")
   return results
 
 

@@ -16,6 +16,12 @@ Signatures:
   colorize_tensors  l float32 [None, S, S, 1] (LAB L, 0..100) + embedding float32 [None, 1536]
                     -> ab float32 [None, S, S, 2] (LAB units, clamped), for users with their own
                     pre- and post-processing.
+  colorize_guided   only when the job trained the guided model (trainer.task --hints):
+                    image_bytes + hints_bytes + reference_bytes string [None] -> png_bytes.
+                    hints_bytes: an RGBA image whose pixels with alpha > 0 are colour hints,
+                    any size, stretched over the page; reference_bytes: any image, its palette
+                    steers the colours; an empty string means none (serving/tf_guidance.py).
+                    serving_default and colorize_tensors of a guided model run it unguided.
 
 Why the embedder is inside: the colorizer needs the Inception-ResNet-v2 embedding of the very
 page it colours, and TF Serving runs one SavedModel per request. The export rebuilds exactly the
@@ -36,12 +42,13 @@ import time
 import tensorflow as tf
 
 from koala import embedder as embedder_lib
-from koala import images, schema
-from serving import tf_page
+from koala import guidance, images, schema
+from serving import tf_guidance, tf_page
 from trainer import artifacts, model as model_lib
 
 SERVING_DEFAULT = "serving_default"
 COLORIZE_TENSORS = "colorize_tensors"
+COLORIZE_GUIDED = "colorize_guided"
 IMAGE_BYTES = "image_bytes"
 PNG_BYTES = "png_bytes"
 # zlib level of the output PNG. 0 (stored) is lossless like every level and half the cost of
@@ -126,22 +133,55 @@ class KoalaServing(tf.Module):
     # own call code tripled the export time.
     self.embed_fn = tf.function(embed.__call__, autograph=False).get_concrete_function(
         tf.TensorSpec([None, schema.EMBEDDER_SIZE, schema.EMBEDDER_SIZE, 3], tf.float32))
+    l_spec = tf.TensorSpec([None, self.size, self.size, 1], tf.float32, name="l")
+    embedding_spec = tf.TensorSpec([None, schema.EMBEDDING_DIM], tf.float32, name="embedding")
+    self.guided = model_lib.is_guided(colorizer)
+    if self.guided:
+      # One trace of the guided network; the unguided entry points call it with no guidance.
+      self.guided_fn = tf.function(self._guided_ab, autograph=False).get_concrete_function(
+          l_spec, embedding_spec,
+          tf.TensorSpec([None, self.size, self.size, tf_guidance.HINT_CHANNELS], tf.float32,
+                        name="hints"),
+          tf.TensorSpec([None, guidance.PALETTE_SIZE], tf.float32, name="palette"))
+      self.serve_guided = tf.function(self._serve_guided, autograph=False, input_signature=[
+          tf.TensorSpec([None], tf.string, name=IMAGE_BYTES),
+          tf.TensorSpec([None], tf.string, name=tf_guidance.HINTS_BYTES),
+          tf.TensorSpec([None], tf.string, name=tf_guidance.REFERENCE_BYTES)])
     self.colorize_fn = tf.function(self._ab, autograph=False).get_concrete_function(
-        tf.TensorSpec([None, self.size, self.size, 1], tf.float32, name="l"),
-        tf.TensorSpec([None, schema.EMBEDDING_DIM], tf.float32, name="embedding"))
+        l_spec, embedding_spec)
 
   def _ab(self, l, embedding):
+    if self.guided:
+      n = tf.shape(l)[0]
+      return self.guided_fn(
+          l, embedding, tf.zeros([n, self.size, self.size, tf_guidance.HINT_CHANNELS]),
+          tf.tile(tf.constant(guidance.NO_PALETTE, tf.float32)[None], [n, 1]))
     ab = self.colorizer({model_lib.L_INPUT: l, model_lib.EMBEDDING_INPUT: embedding},
                         training=False)
-    return {"ab": tf.clip_by_value(tf.cast(ab, tf.float32) * 128.0, -127.0, 127.0)}
+    return {"ab": _ab_units(ab)}
 
-  def _predict_ab(self, l, unit):
+  def _predict_ab(self, l, unit, page_hw):
     return self.colorize_fn(l, self.embed_fn(unit))["ab"][0]
 
-  def _page(self, data):
-    return tf_page.page_png(data, self._predict_ab, self.rgb_table, size=self.size,
+  def _page(self, data, predict_ab=None):
+    return tf_page.page_png(data, predict_ab or self._predict_ab, self.rgb_table, size=self.size,
                             embedder_size=schema.EMBEDDER_SIZE, max_pixels=self.max_pixels,
                             png_compression=self.png_compression)
+
+  def _guided_page(self, args):
+    data, hints, reference = args
+
+    def predict_ab(l, unit, page_hw):
+      planes, palette = tf_guidance.guidance_inputs(hints, reference, page_hw, self.size,
+                                                    self.max_pixels)
+      return self.guided_fn(l, self.embed_fn(unit), planes[None], palette[None])["ab"][0]
+
+    return self._page(data, predict_ab)
+
+  def _serve_guided(self, image_bytes, hints_bytes, reference_bytes):
+    pngs = tf.map_fn(self._guided_page, (image_bytes, hints_bytes, reference_bytes),
+                     fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=4)
+    return {PNG_BYTES: pngs}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)],
                autograph=False)
@@ -149,6 +189,11 @@ class KoalaServing(tf.Module):
     pngs = tf.map_fn(self._page, image_bytes,
                      fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=4)
     return {PNG_BYTES: pngs}
+
+
+def _ab_units(ab_norm) -> tf.Tensor:
+  """The model's ab / 128 -> LAB units, clamped to the table's range."""
+  return tf.clip_by_value(tf.cast(ab_norm, tf.float32) * 128.0, -127.0, 127.0)
 
 
 def _colorizer_size(colorizer) -> int:
@@ -185,6 +230,8 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
   module = KoalaServing(colorizer, embed, max_pixels=max_pixels, png_compression=png_compression)
   _LOG.info("built the LAB -> sRGB table at %.1f s", time.time() - started)
   signatures = {SERVING_DEFAULT: module.serve, COLORIZE_TENSORS: module.colorize_fn}
+  if module.guided:
+    signatures[COLORIZE_GUIDED] = module.serve_guided
   local = "://" not in export_dir
   target = artifacts.join(export_dir, f".tmp-{version}-{os.getpid()}") if local else final
   tf.io.gfile.makedirs(export_dir)

@@ -10,7 +10,9 @@ that a handful of cores can feed one GPU):
   * prefetch overlaps the input with the training step.
 
 Elements are (inputs, target): inputs = {"l": L in [0, 100], "embedding": 1536-d}, the model's
-own input convention, and target = ab / 128 in [-1, 1], the seed's loss space.
+own input convention, and target = ab / 128 in [-1, 1], the seed's loss space. With a `Guidance`
+(the guided model, trainer.task --hints), inputs also hold "hints" and "palette", drawn on the fly
+from each record's own true ab (koala.guidance), so the same records serve both models.
 
 Before anything is read, `check_records` opens the first record of every shard of every split
 and refuses (RecordsMismatchError, naming the files) records whose schema version or embedder
@@ -27,7 +29,7 @@ from collections import defaultdict
 
 import tensorflow as tf
 
-from koala import colour, schema
+from koala import colour, guidance, schema
 
 DEFAULT_SHUFFLE_BUFFER = 1024
 METADATA = (schema.SOURCE_PATH, schema.ORIGINAL_HEIGHT, schema.ORIGINAL_WIDTH)
@@ -129,8 +131,74 @@ def check_records(records_dir: str, splits=schema.SPLITS) -> RecordsInfo:
   return RecordsInfo(records_dir, version, embedder_id, files, manifest)
 
 
-def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: bool):
-  """A batch of serialized examples -> ({"l", "embedding"}, ab / 128[, metadata]), checked."""
+@dataclasses.dataclass(frozen=True)
+class Guidance:
+  """The hints and palette a dataset adds to every example (see koala.guidance).
+
+  hints:   None draws each example's count as training does (training_hint_count); an int
+           gives every example exactly that many (evaluation).
+  palette: None gives the example's own palette with probability PALETTE_KEEP (training);
+           True always; False never (NO_PALETTE).
+  max_hints, patch: the static size of the draw and a fixed patch side (None: 1..9).
+  seed:    with vary=False every draw is a function of (seed, the record's content hash): an
+           example gets the same hints in every run, epoch and batch, and its hints for n are
+           the first n of its hints for any larger count (same max_hints). vary=True (training)
+           adds a fresh random number per example, so each epoch sees new hints.
+  """
+  hints: int | None = None
+  palette: bool | None = None
+  max_hints: int = guidance.MAX_TRAIN_HINTS
+  patch: int | None = None
+  seed: int = 0
+  vary: bool = False
+
+
+TRAINING_GUIDANCE = Guidance(vary=True)
+VALIDATION_GUIDANCE = Guidance()   # the training distribution, fixed per example
+
+
+def eval_guidance(hints: int, palette: bool = False, max_hints: int = 100, seed: int = 0):
+  """Evaluation: exactly `hints` 5 x 5 dots per example (the first of max_hints seeded draws)."""
+  return Guidance(hints=hints, palette=palette, max_hints=max(max_hints, hints),
+                  patch=guidance.EVAL_PATCH, seed=seed)
+
+
+def example_seeds(content_hash, g: Guidance):
+  """(N,) content hashes -> (N, 2) int64 stateless seeds."""
+  first = tf.strings.to_hash_bucket_fast(content_hash, 2 ** 62)
+  if g.vary:
+    second = tf.random.uniform(tf.shape(first), 0, 2 ** 62, tf.int64)
+  else:
+    second = tf.fill(tf.shape(first), tf.constant(g.seed, tf.int64))
+  return tf.stack([first, second], axis=1)
+
+
+def add_guidance(l, ab, seeds, g: Guidance) -> dict:
+  """A batch's L (N, S, S, 1) and ab (N, S, S, 2) in LAB units -> {"hints", "palette"}."""
+  def one(args):
+    l_i, ab_i, seed = args
+    s_count, s_hints, s_palette = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3))
+    n = (guidance.training_hint_count(s_count, g.max_hints) if g.hints is None
+         else tf.constant(g.hints, tf.int32))
+    hints = guidance.sample_hints_tf(l_i, ab_i, n, s_hints, g.max_hints, g.patch)
+    if g.palette is None:
+      keep = tf.random.stateless_uniform([], s_palette) < guidance.PALETTE_KEEP
+    else:
+      keep = tf.constant(bool(g.palette))
+    palette = tf.where(keep, guidance.palette_tf(l_i, ab_i), guidance.NO_PALETTE)
+    return hints, palette
+  hints, palette = tf.map_fn(
+      one, (l, ab, seeds),
+      fn_output_signature=(tf.TensorSpec(l.shape[1:3] + (guidance.HINT_CHANNELS,), tf.float32),
+                           tf.TensorSpec((guidance.PALETTE_SIZE,), tf.float32)))
+  return {"hints": hints, "palette": palette}
+
+
+def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: bool,
+                 guided: Guidance | None = None):
+  """A batch of serialized examples -> ({"l", "embedding"[, "hints", "palette"]}, ab / 128
+  [, metadata]), checked."""
   parsed = schema.parse_batch(serialized)
   checks = [
       tf.debugging.assert_equal(parsed[schema.VERSION],
@@ -146,6 +214,9 @@ def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: b
     l = tf.image.resize(l, (image_size, image_size), method="area")
     ab = tf.image.resize(ab, (image_size, image_size), method="area")
   inputs = {"l": l, "embedding": parsed[schema.EMBEDDING]}
+  if guided is not None:
+    inputs.update(add_guidance(l, ab * colour.AB_SCALE,
+                               example_seeds(parsed[schema.CONTENT_HASH], guided), guided))
   if with_metadata:
     return inputs, ab, {k: parsed[k] for k in METADATA}
   return inputs, ab
@@ -155,7 +226,8 @@ def make_dataset(info: RecordsInfo, split: str, batch_size: int, *, training: bo
                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, cache: bool | str = False,
                  seed: int | None = None, image_size: int = schema.IMAGE_SIZE,
                  repeat: bool | None = None, drop_remainder: bool | None = None,
-                 with_metadata: bool = False) -> tf.data.Dataset:
+                 with_metadata: bool = False,
+                 guided: Guidance | None = None) -> tf.data.Dataset:
   """One split as (inputs, target) batches.
 
   training=True shuffles shards and records, repeats forever and drops the last partial batch
@@ -163,6 +235,8 @@ def make_dataset(info: RecordsInfo, split: str, batch_size: int, *, training: bo
   cache: False, True (memory) or a file path prefix. image_size < 224 averages L and ab down
   (for quick experiments and tests; the model must be built with the same image_size).
   with_metadata adds a third element: source path and original height and width (evaluation).
+  guided: a Guidance adds "hints" and "palette" to the inputs (at image_size), for the guided
+  model; None gives the SPEC model's inputs.
   """
   files = info.files.get(split) or []
   if not files:
@@ -184,7 +258,7 @@ def make_dataset(info: RecordsInfo, split: str, batch_size: int, *, training: bo
   if repeat:
     ds = ds.repeat()
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-  ds = ds.map(lambda s: _to_model_io(s, info.embedder_id, image_size, with_metadata),
+  ds = ds.map(lambda s: _to_model_io(s, info.embedder_id, image_size, with_metadata, guided),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
   return ds.prefetch(tf.data.AUTOTUNE)
 

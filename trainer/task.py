@@ -14,6 +14,11 @@ Under job_dir (local or gs://):
 
 A job directory belongs to one run: reusing it with other flags resumes the old run's state.
 Flags override the preset (the seed's five configurations, default Koala_00001_20).
+
+--hints trains the guided colorizer instead (trainer.model.build_guided_colorizer: the SPEC
+model plus colour hints and a reference palette), with hints and palettes drawn on the fly from
+each record's true colours (trainer.input.Guidance). It is saved to the same place under the same
+names, so trainer.export and trainer.evaluate load either model.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from koala import schema
 from trainer import artifacts, callbacks, presets
 from trainer import input as trainer_input
 from trainer.artifacts import model_dir  # noqa: F401  (the export calls trainer.task.model_dir)
-from trainer.model import build_colorizer
+from trainer.model import GUIDED_ARCHITECTURES, build_colorizer, build_guided_colorizer
 
 _LOG = logging.getLogger(__name__)
 MIXED_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -54,6 +59,8 @@ class TrainConfig:
   width: float = 1.0                      # < 1: a narrow model, for tests and smoke runs only
   image_size: int = schema.IMAGE_SIZE     # < 224: records are averaged down (tests, smoke runs)
   verbose: int = 2
+  hints: bool = False                     # True: the guided colorizer (hints + palette)
+  architecture: str = GUIDED_ARCHITECTURES[0]   # the guided model's, see build_guided_colorizer
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -78,6 +85,10 @@ def parse_args(argv) -> argparse.Namespace:
   p.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)
   p.add_argument("--image_size", type=int, default=schema.IMAGE_SIZE, help=argparse.SUPPRESS)
   p.add_argument("--verbose", type=int, default=2)
+  p.add_argument("--hints", action="store_true",
+                 help="Train the guided colorizer (colour hints and a reference palette).")
+  p.add_argument("--architecture", default=GUIDED_ARCHITECTURES[0], choices=GUIDED_ARCHITECTURES,
+                 help="The guided model's hint path (with --hints); see docs/trainer.md.")
   return p.parse_args(argv)
 
 
@@ -90,7 +101,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
       steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
       mixed_precision=args.mixed_precision, distribute=args.distribute, seed=args.seed,
       shuffle_buffer=args.shuffle_buffer, cache=args.cache, width=args.width,
-      image_size=args.image_size, verbose=args.verbose)
+      image_size=args.image_size, verbose=args.verbose, hints=args.hints,
+      architecture=args.architecture)
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
@@ -118,9 +130,24 @@ def _embedder_info(info: trainer_input.RecordsInfo) -> dict:
   return artifacts.embedder_info(info.manifest)
 
 
+def build_model(config: TrainConfig) -> keras.Model:
+  """The SPEC colorizer, or with config.hints the guided one."""
+  if config.hints:
+    return build_guided_colorizer(config.image_size, width=config.width,
+                                  architecture=config.architecture)
+  return build_colorizer(config.image_size, width=config.width)
+
+
+def _guidance(config: TrainConfig, training: bool):
+  if not config.hints:
+    return None
+  return trainer_input.TRAINING_GUIDANCE if training else trainer_input.VALIDATION_GUIDANCE
+
+
 def _sample_batch(info, config: TrainConfig):
   ds = trainer_input.make_dataset(info, "val", SAMPLE_IMAGES, training=False,
-                                  image_size=config.image_size)
+                                  image_size=config.image_size,
+                                  guided=_guidance(config, training=False))
   inputs, target = next(iter(ds))
   return {k: v.numpy() for k, v in inputs.items()}, target.numpy()
 
@@ -147,14 +174,15 @@ def _train(config: TrainConfig, extra_callbacks: list):
       info, "val", config.batch_size, training=False)
   train_ds = trainer_input.make_dataset(
       info, "train", config.batch_size, training=True, shuffle_buffer=config.shuffle_buffer,
-      cache=config.cache, seed=config.seed, image_size=config.image_size)
+      cache=config.cache, seed=config.seed, image_size=config.image_size,
+      guided=_guidance(config, training=True))
   val_ds = trainer_input.make_dataset(info, "val", config.batch_size, training=False,
-                                      cache=config.cache, image_size=config.image_size)
+                                      cache=config.cache, image_size=config.image_size,
+                                      guided=_guidance(config, training=False))
 
   strategy = _strategy(config.distribute)
   with strategy.scope():
-    model = compile_model(build_colorizer(config.image_size, width=config.width),
-                          config.learning_rate)
+    model = compile_model(build_model(config), config.learning_rate)
 
   job = config.job_dir
   ckpt_dir = artifacts.checkpoint_dir(job)
