@@ -91,16 +91,21 @@ def example_feed(signature) -> dict:
   return feed
 
 
-def test_every_signature_gives_the_same_result_on_the_pinned_tf_serving_version(tmp_path):
+@pytest.mark.parametrize("kind,signatures", [
+    ("inception", {"serving_default", "colorize_tensors"}),
+    # the guided model's export adds colorize_guided (page + hint image + reference)
+    ("guided", {"serving_default", "colorize_tensors", "colorize_guided"})])
+def test_every_signature_gives_the_same_result_on_the_pinned_tf_serving_version(
+    tmp_path, kind, signatures):
   import tensorflow as tf
   version = serving_version()
   python = side_python(version)
-  export = serving_support.export_base("inception")
+  export = serving_support.export_base(kind)
   saved_model = os.path.join(export, sorted(os.listdir(export), key=int)[-1])
 
   model = tf.saved_model.load(saved_model)
   inputs = {name: example_feed(fn) for name, fn in model.signatures.items()}
-  assert {"serving_default", "colorize_tensors"} <= set(inputs)
+  assert signatures == set(inputs)
   ours = {name: {k: v.numpy() for k, v in model.signatures[name](
       **{n: tf.constant(x) for n, x in feed.items()}).items()} for name, feed in inputs.items()}
 

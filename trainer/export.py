@@ -160,6 +160,12 @@ class KoalaServing(tf.Module):
                         training=False)
     return {"ab": _ab_units(ab)}
 
+  def _guided_ab(self, l, embedding, hints, palette):
+    ab = self.colorizer({model_lib.L_INPUT: l, model_lib.EMBEDDING_INPUT: embedding,
+                         model_lib.HINTS_INPUT: hints, model_lib.PALETTE_INPUT: palette},
+                        training=False)
+    return {"ab": _ab_units(ab)}
+
   def _predict_ab(self, l, unit, page_hw):
     return self.colorize_fn(l, self.embed_fn(unit))["ab"][0]
 
