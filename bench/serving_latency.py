@@ -78,6 +78,16 @@ def export_full_size(work: str) -> str:
   return base
 
 
+def full_size_export(work: str) -> str:
+  """The export under work/models/koala, made once (kept between runs with --keep_dir)."""
+  base = os.path.join(work, "models", "koala")
+  if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
+    t = time.time()
+    base = export_full_size(work)
+    print(f"export: {time.time() - t:.0f} s")
+  return base
+
+
 def timings(fn, runs: int, warmup: int = 2) -> np.ndarray:
   for _ in range(warmup):
     fn()
@@ -123,11 +133,7 @@ def main(argv=None) -> int:
 
   work = args.keep_dir or tempfile.mkdtemp(prefix="koala-bench-")
   try:
-    base = os.path.join(work, "models", "koala")
-    if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
-      t = time.time()
-      base = export_full_size(work)
-      print(f"export: {time.time() - t:.0f} s")
+    base = full_size_export(work)
     page, what = a4_page(args.page)
     print(f"page: {what}, {len(page) / 1e6:.1f} MB PNG")
     loaded = tf.saved_model.load(os.path.join(base, "1"))

@@ -84,12 +84,15 @@ def input_root(pattern: str) -> str:
   pattern = pipeline_run.input_patterns(pattern)[0]   # a bare folder becomes folder/**
   head = pattern[:min([pattern.index(c) for c in "*?[" if c in pattern] or [len(pattern)])]
   root = head.rsplit("/", 1)[0] if "/" in head else ""
-  return root if "://" in root else os.path.abspath(root or ".")
+  return absolute(root or ".")
+
+
+def absolute(path: str) -> str:
+  return path if "://" in path else os.path.abspath(path)
 
 
 def relative_to(path: str, root: str) -> str:
-  if "://" not in path:
-    path = os.path.abspath(path)
+  path = absolute(path)
   return path[len(root):].lstrip("/") if path.startswith(root + "/") else os.path.basename(path)
 
 
@@ -385,14 +388,17 @@ def run(argv=None, test_pipeline=None):
   if not model_opts.model:
     raise ValueError("--model is required: an export folder (python -m trainer.export)")
   FileSystems.set_options(options)
-  pipeline_run.check_inputs_exist(pipeline_run.input_patterns(opts.input))
+  patterns = pipeline_run.input_patterns(opts.input)
+  pipeline_run.check_inputs_exist(patterns)
+  root, out = input_root(opts.input), absolute(opts.output_dir.rstrip("/"))
+  if any("**" in p for p in patterns) and (out + "/").startswith(root + "/"):
+    raise ValueError(f"--output_dir {opts.output_dir} is inside the folder that --input reads "
+                     "recursively: a rerun would take the coloured pages for new input. Put the "
+                     "output elsewhere.")
   version_dir = resolve_model(model_opts.model)   # once, so every worker runs the same version
   _LOG.info("colouring with %s", version_dir)
-  p = test_pipeline or beam.Pipeline(options=options)
-  build_pipeline(p, opts, model_opts, version_dir)
-  result = p.run()
-  result.wait_until_finish()
-  return result
+  return pipeline_run.run_to_end(
+      options, lambda p: build_pipeline(p, opts, model_opts, version_dir), test_pipeline)
 
 
 if __name__ == "__main__":

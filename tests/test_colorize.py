@@ -161,6 +161,11 @@ def test_pages_are_pixel_for_pixel_what_the_client_gets(export, tree, first_run,
       np.testing.assert_array_equal(pixels(ours.read(name)), pixels(theirs.read(name)))
 
 
+def test_an_output_inside_the_input_tree_is_refused(tree):
+  with pytest.raises(ValueError, match="inside the folder that --input reads"):
+    colorize.run(["--model=unused", f"--input={tree}", f"--output_dir={tree}/coloured"])
+
+
 @pytest.fixture(scope="module")
 def gcs_library(emulator, export, tree):  # noqa: F811
   """The same tree and the export, uploaded to the emulator; a newer version folder without a
