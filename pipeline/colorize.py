@@ -159,17 +159,17 @@ class Expand(beam.DoFn):
         for name in names:
           yield self._emit(DONE, {"path": f"{path}!{name}", "output": output})
         return
-      with open_archive(path) as f:
-        for entry in archives.iter_entries(f):
-          if not pages.is_page_name(entry.name):
-            continue     # ComicInfo.xml and the like: copied when the archive is written
-          page = Page(path, entry.name, output)
-          if entry.data is None:
-            yield self._emit(REJECTED, {"path": page.label, "reason": entry.reason})
-          else:
-            yield self._emit("main", (page, entry.data))
+      with open_archive(path) as f:   # read whole first: a refusal half-way refuses it all
+        entries = [e for e in archives.iter_entries(f) if pages.is_page_name(e.name)]
     except (archives.ArchiveError, OSError) as e:
       yield self._emit(REJECTED, {"path": path, "reason": str(e)})
+      return
+    for entry in entries:   # ComicInfo.xml and the like are copied when the archive is written
+      page = Page(path, entry.name, output)
+      if entry.data is None:
+        yield self._emit(REJECTED, {"path": page.label, "reason": entry.reason})
+      else:
+        yield self._emit("main", (page, entry.data))
 
 
 class Triage(beam.DoFn):
@@ -356,8 +356,11 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions, model_opts: ColorizeOpt
                  KEPT, REJECTED, main="to_colour"))
   sorted_ = (triaged.to_colour | "Colorize" >> RunInference(handler)
              | "Sort" >> beam.ParDo(Sort()).with_outputs(REJECTED, main="coloured"))
-  archive_pages = ((sorted_.coloured, triaged[KEPT]) | "Outputs" >> beam.Flatten()
-                   | "WritePages" >> beam.ParDo(WritePage()))
+  # Written right where they come out (a Flatten first would be a stage boundary locally, and
+  # every page would wait for the last batch).
+  archive_pages = ((sorted_.coloured | "WriteColouredPages" >> beam.ParDo(WritePage()),
+                    triaged[KEPT] | "WriteKeptPages" >> beam.ParDo(WritePage()))
+                   | "ArchivePages" >> beam.Flatten())
   written = (archive_pages | "GroupByArchive" >> beam.GroupByKey()
              | "WriteArchives" >> beam.ParDo(WriteArchive()))
 

@@ -40,7 +40,7 @@ def _jpeg(gray) -> bytes:
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
   """A folder tree; a .cbz of three pages (and ComicInfo.xml); a colour page; a file that is
-  not an image; a PNG cut short (its header reads, so only the model finds out)."""
+  not an image; a .cbz that is not a zip; a PNG cut short (its header reads, so only the model finds out)."""
   root = tmp_path_factory.mktemp("library")
   (root / "vol1" / "ch1").mkdir(parents=True)
   (root / "p1.png").write_bytes(support.png_bytes(support.task_page(90, 70, seed=0)[0]))
@@ -49,6 +49,7 @@ def tree(tmp_path_factory):
   rgb[..., 0], rgb[..., 2] = 200, 40
   (root / "vol1" / "colour.png").write_bytes(support.png_bytes(rgb))
   (root / "vol1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+  (root / "vol1" / "bad.cbz").write_bytes(b"PK but not a zip at all")
   whole = support.png_bytes(support.task_page(70, 50, seed=5)[0])
   (root / "vol1" / "ch1" / "truncated.png").write_bytes(whole[:len(whole) // 2])
   with zipfile.ZipFile(root / "book.cbz", "w") as z:
@@ -111,14 +112,15 @@ def test_rejects_have_reasons_and_the_counts_add_up(first_run, tree):
   out, counters = first_run
   rejected = {json.loads(l)["path"]: json.loads(l)["reason"]
               for l in (out / schema.REJECTED).read_text().splitlines()}
-  assert sorted(rejected) == [str(tree / "vol1" / "broken.png"),
+  assert sorted(rejected) == [str(tree / "vol1" / "bad.cbz"), str(tree / "vol1" / "broken.png"),
                               str(tree / "vol1" / "ch1" / "truncated.png")]
   assert rejected[str(tree / "vol1" / "broken.png")].startswith("not a usable image")
+  assert "not a readable .cbz (zip) archive" in rejected[str(tree / "vol1" / "bad.cbz")]
   assert rejected[str(tree / "vol1" / "ch1" / "truncated.png")].startswith(
       "the model refused the image")
   counts = manifest_counts(out)
-  assert counts == {"inputs": 8, "coloured": 5, "kept_colour": 1, "skipped_done": 0,
-                    "rejected": 2}
+  assert counts == {"inputs": 9, "coloured": 5, "kept_colour": 1, "skipped_done": 0,
+                    "rejected": 3}
   assert counts["inputs"] == sum(counts[k] for k in ("coloured", "kept_colour", "skipped_done",
                                                      "rejected"))
   assert {k: counters.get(k, 0) for k in counts} == counts
@@ -139,8 +141,8 @@ def test_a_rerun_redoes_exactly_the_removed_outputs(export, tree, first_run, tmp
   with zipfile.ZipFile(out / "book.cbz") as z:
     assert sorted(z.namelist()) == ["001.png", "002.png", "003.png", "ComicInfo.xml"]
   counts = manifest_counts(out)
-  assert counts == {"inputs": 8, "coloured": 4, "kept_colour": 0, "skipped_done": 2,
-                    "rejected": 2}
+  assert counts == {"inputs": 9, "coloured": 4, "kept_colour": 0, "skipped_done": 2,
+                    "rejected": 3}
   assert {k: counters.get(k, 0) for k in counts} == counts
 
 
@@ -151,7 +153,7 @@ def test_pages_are_pixel_for_pixel_what_the_client_gets(export, tree, first_run,
                         f"--output_dir={tmp_path}", "--skip_colour_pages", "--no_progress"])
   finally:
     server.stop()
-  assert code == 1                                       # the two bad files
+  assert code == 1                                       # the bad files
   out = first_run[0]
   for rel in ("p1.png", "vol1/ch1/p2.png", "vol1/colour.png"):
     np.testing.assert_array_equal(pixels((out / rel).read_bytes()),
@@ -182,14 +184,15 @@ def test_the_job_reads_and_writes_gs_on_the_emulator(emulator, gcs_library, tmp_
   run_job(model, f"{library}/**", out, "--no_auth")
   local = tmp_path / "coloured"
   storage.download_dir(out, str(local), emulator)
-  assert manifest_counts(local) == {"inputs": 8, "coloured": 5, "kept_colour": 1,
-                                    "skipped_done": 0, "rejected": 2}
+  assert manifest_counts(local) == {"inputs": 9, "coloured": 5, "kept_colour": 1,
+                                    "skipped_done": 0, "rejected": 3}
   assert json.loads((local / schema.MANIFEST).read_text())["model"]["version_dir"] == f"{model}/1"
   assert Image.open(local / "vol1" / "ch1" / "p2.png").size == (60, 80)
   with zipfile.ZipFile(local / "book.cbz") as z:
     assert sorted(z.namelist()) == ["001.png", "002.png", "003.png", "ComicInfo.xml"]
   rejected = [json.loads(l)["path"] for l in (local / schema.REJECTED).read_text().splitlines()]
-  assert sorted(rejected) == [f"{library}/vol1/broken.png", f"{library}/vol1/ch1/truncated.png"]
+  assert sorted(rejected) == [f"{library}/vol1/bad.cbz", f"{library}/vol1/broken.png",
+                              f"{library}/vol1/ch1/truncated.png"]
 
 
 def test_dataflow_job_graph_is_built_without_submitting(gcs_library):
@@ -202,8 +205,8 @@ def test_dataflow_job_graph_is_built_without_submitting(gcs_library):
       "--dry_run=True", "--no_auth"])
   proto = result.job.proto_pipeline
   names = {t.unique_name.split("/")[0] for t in proto.components.transforms.values()}
-  for step in ("MatchFiles", "Expand", "SpreadPages", "Triage", "Colorize", "Sort", "WritePages",
-               "GroupByArchive", "WriteArchives", "WriteRejected", "WriteManifest"):
+  for step in ("MatchFiles", "Expand", "SpreadPages", "Triage", "Colorize", "Sort",
+               "WriteColouredPages", "WriteKeptPages", "GroupByArchive", "WriteArchives", "WriteRejected", "WriteManifest"):
     assert step in names
   envs = list(proto.components.environments.values())
   assert envs and all(e.urn == "beam:env:docker:v1" for e in envs)
