@@ -55,29 +55,30 @@ def steady_rate(out: str, start: float, first_batch: int) -> tuple[float, float]
   return (len(times) - first_batch) / (times[-1] - first), first - start
 
 
-def time_reference(base: str, src: str, out: str) -> tuple[float, float]:
+def time_reference(base: str, src: str, out: str) -> tuple[float, float, float]:
   """-> (pages/s of batch_colorize once its first page is written, seconds to that page: model
-  load and first page)."""
+  load and first page, CPU seconds of the whole call)."""
   from serving import inference
   inference.load_model.cache_clear()
-  start = time.time()
+  start, cpu = time.time(), time.process_time()
   report = inference.batch_colorize(base, src, out, skip_colour=True, progress=False)
   assert not report.failed, report.failed
-  return steady_rate(out, start, 1)
+  return (*steady_rate(out, start, 1), time.process_time() - cpu)
 
 
-def time_pipeline(base: str, src: str, out: str, extra: list[str]) -> tuple[float, float, dict]:
+def time_pipeline(base: str, src: str, out: str, extra: list[str]):
   """-> (pages/s once the first batch is written, seconds to it: Beam, model load, first batch;
-  the manifest's counts)."""
+  CPU seconds of the whole run (one process: FnApiRunner in_memory); the manifest's counts)."""
   from pipeline import colorize
   from serving import inference
   inference.load_model.cache_clear()   # the run loads its model cold, as a worker does
-  start = time.time()
+  start, cpu = time.time(), time.process_time()
   colorize.run([f"--model={base}", f"--input={src}", f"--output_dir={out}", *extra])
+  cpu = time.process_time() - cpu
   batch = int(next((a.split("=")[1] for a in extra if a.startswith("--max_batch_size=")), 16))
   rate, startup = steady_rate(out, start, batch)
   with open(os.path.join(out, "manifest.json")) as f:
-    return rate, startup, json.load(f)["counts"]
+    return rate, startup, cpu, json.load(f)["counts"]
 
 
 def time_networks(base: str, runs: int = 5) -> float:
@@ -120,9 +121,9 @@ def main(argv=None):
 
     # The reference runs before and after the pipeline, and their mean is the reference, so a
     # change in the shared machine's load during the run weighs on both sides alike.
-    ref_before, ref_startup = time_reference(base, every, f"{runs}/ref1")
-    rate, startup, counts = time_pipeline(base, every, f"{runs}/beam", extra)
-    ref_after, _ = time_reference(base, every, f"{runs}/ref2")
+    ref_before, ref_startup, ref_cpu1 = time_reference(base, every, f"{runs}/ref1")
+    rate, startup, cpu, counts = time_pipeline(base, every, f"{runs}/beam", extra)
+    ref_after, _, ref_cpu2 = time_reference(base, every, f"{runs}/ref2")
     ref_rate = (ref_before + ref_after) / 2
     print(f"reference, batch_colorize in-process: {ref_rate:6.3f} pages/s   "
           f"(before {ref_before:.3f}, after {ref_after:.3f}; start-up to the first page "
@@ -130,6 +131,11 @@ def main(argv=None):
     print(f"pipeline.colorize, FnApiRunner:       {rate:6.3f} pages/s   "
           f"(start-up to the first batch written {startup:.1f} s, excluded; counts {counts})")
     print(f"ratio pipeline / reference:           {rate / ref_rate:6.2f}          (target >= 0.9)")
+    ref_cpu = (ref_cpu1 + ref_cpu2) / 2
+    print(f"CPU seconds per page, start-up included: reference {ref_cpu / len(paths):.2f} "
+          f"(before {ref_cpu1 / len(paths):.2f}, after {ref_cpu2 / len(paths):.2f}), pipeline "
+          f"{cpu / len(paths):.2f}: on a shared machine wall-clock rates also measure how much "
+          "of the CPU each side won from the other jobs")
     networks = time_networks(base)
     page_s = 1 / rate
     print(f"per page: {page_s:.2f} s wall on {os.cpu_count()} cores, of which the networks "
