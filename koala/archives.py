@@ -77,8 +77,7 @@ def _open(source) -> zipfile.ZipFile:
   try:
     return zipfile.ZipFile(source)
   except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as e:
-    where = source if isinstance(source, (str, os.PathLike)) else "the archive"
-    raise ArchiveError(f"{where}: not a readable .cbz (zip) archive: {e}") from None
+    raise ArchiveError(f"not a readable .cbz (zip) archive: {e}") from None
 
 
 def _members(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipfile.ZipInfo, Member]]:
