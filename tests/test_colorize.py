@@ -15,6 +15,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from apache_beam.options.pipeline_options import GoogleCloudOptions, WorkerOptions
 from PIL import Image
 
 from koala import colour, schema, storage
@@ -40,7 +41,8 @@ def _jpeg(gray) -> bytes:
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
   """A folder tree; a .cbz of three pages (and ComicInfo.xml); a colour page; a file that is
-  not an image; a .cbz that is not a zip; a PNG cut short (its header reads, so only the model finds out)."""
+  not an image; a .cbz that is not a zip; a PNG cut short (its header reads, so only the model
+  finds out)."""
   root = tmp_path_factory.mktemp("library")
   (root / "vol1" / "ch1").mkdir(parents=True)
   (root / "p1.png").write_bytes(support.png_bytes(support.task_page(90, 70, seed=0)[0]))
@@ -196,19 +198,27 @@ def test_the_job_reads_and_writes_gs_on_the_emulator(emulator, gcs_library, tmp_
 
 
 def test_dataflow_job_graph_is_built_without_submitting(gcs_library):
+  """With the worker image and docs/cloud.md's L4 GPU worker flags."""
   library, model = gcs_library
   image = "us-central1-docker.pkg.dev/koala-test/koala/pipeline-worker:0.1.0"
+  gpu = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver;use_nvidia_mps"
   result = colorize.run([
       f"--model={model}", f"--input={library}", f"--output_dir=gs://{BUCKET}/df_coloured",
       "--runner=DataflowRunner", "--project=koala-test", "--region=us-central1",
       f"--temp_location=gs://{BUCKET}/tmp", f"--sdk_container_image={image}",
+      f"--dataflow_service_options={gpu}", "--machine_type=g2-standard-8",
       "--dry_run=True", "--no_auth"])
   proto = result.job.proto_pipeline
   names = {t.unique_name.split("/")[0] for t in proto.components.transforms.values()}
   for step in ("MatchFiles", "Expand", "SpreadPages", "Triage", "Colorize", "Sort",
-               "WriteColouredPages", "WriteKeptPages", "GroupByArchive", "WriteArchives", "WriteRejected", "WriteManifest"):
+               "WriteColouredPages", "WriteKeptPages", "GroupByArchive", "WriteArchives",
+               "WriteRejected", "WriteManifest"):
     assert step in names
   envs = list(proto.components.environments.values())
   assert envs and all(e.urn == "beam:env:docker:v1" for e in envs)
   assert any(image.encode() in e.payload for e in envs)
-  assert json.loads(result.job.json())["type"] == "JOB_TYPE_BATCH"
+  job = json.loads(result.job.json())
+  assert job["type"] == "JOB_TYPE_BATCH"
+  # A dry run fills in the job's steps, not its worker environment: the flags were taken as given.
+  assert result.job.options.view_as(GoogleCloudOptions).dataflow_service_options == [gpu]
+  assert result.job.options.view_as(WorkerOptions).machine_type == "g2-standard-8"
