@@ -3,10 +3,11 @@
 Colours a whole library (pages and .cbz archives, local or gs://) with an exported SavedModel,
 inside Beam's RunInference, so the same job runs on a laptop or on Dataflow's CPU or GPU workers.
 
-  Match ─► Expand ─► Reshuffle ─► Triage ─► Colorize (RunInference) ─► Sort ─► WritePages
-   (.cbz fanned out   (pages spread    │ kept in colour ──────────────────────────┘   │ archive pages
-    into pages; done  over workers)    └► rejected.jsonl ◄── refused by the model      ▼
-    outputs skipped)                                                GroupByArchive ─► WriteArchives
+  Match ─► Expand ─► SpreadPages ─► Triage ─► Colorize ─► Sort ─► WriteColouredPages ─┐
+                     (Reshuffle)       │      (RunInference)              (files written) │
+                                       └──► WriteKeptPages ───────────────────────────────┤
+                               archive pages ─► GroupByArchive ─► WriteArchives ◄─────────┘
+  Expand, Triage and Sort send bad pages to rejected.jsonl; every count goes to manifest.json.
 
 Why this shape:
   * the model is the export's `serving_default` signature (image_bytes -> png_bytes), the very
