@@ -22,7 +22,7 @@ from koala import colour, schema, storage
 from pipeline import colorize
 from serving import client
 from tests import serving_support as support
-from tests.test_cloud import BUCKET, emulator  # noqa: F401  (the emulator fixture)
+from tests.test_cloud import BUCKET, assert_dataflow_job, emulator  # noqa: F401 (a fixture)
 
 CBZ_PAGES = ["001.png", "002.jpg", "003.png"]
 
@@ -208,17 +208,9 @@ def test_dataflow_job_graph_is_built_without_submitting(gcs_library):
       f"--temp_location=gs://{BUCKET}/tmp", f"--sdk_container_image={image}",
       f"--dataflow_service_options={gpu}", "--machine_type=g2-standard-8",
       "--dry_run=True", "--no_auth"])
-  proto = result.job.proto_pipeline
-  names = {t.unique_name.split("/")[0] for t in proto.components.transforms.values()}
-  for step in ("MatchFiles", "Expand", "SpreadPages", "Triage", "Colorize", "Sort",
-               "WriteColouredPages", "WriteKeptPages", "GroupByArchive", "WriteArchives",
-               "WriteRejected", "WriteManifest"):
-    assert step in names
-  envs = list(proto.components.environments.values())
-  assert envs and all(e.urn == "beam:env:docker:v1" for e in envs)
-  assert any(image.encode() in e.payload for e in envs)
-  job = json.loads(result.job.json())
-  assert job["type"] == "JOB_TYPE_BATCH"
+  assert_dataflow_job(result, image, (
+      "MatchFiles", "Expand", "SpreadPages", "Triage", "Colorize", "Sort", "WriteColouredPages",
+      "WriteKeptPages", "GroupByArchive", "WriteArchives", "WriteRejected", "WriteManifest"))
   # A dry run fills in the job's steps, not its worker environment: the flags were taken as given.
   assert result.job.options.view_as(GoogleCloudOptions).dataflow_service_options == [gpu]
   assert result.job.options.view_as(WorkerOptions).machine_type == "g2-standard-8"
