@@ -407,4 +407,8 @@ def run(argv=None, test_pipeline=None):
 
 if __name__ == "__main__":
   logging.getLogger().setLevel(logging.INFO)
-  run()
+  try:
+    run()
+  except (ValueError, FileNotFoundError) as e:   # bad flags, no inputs, no export: a sentence
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
