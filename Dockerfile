@@ -32,6 +32,8 @@ ARG TF_PACKAGE=""
 WORKDIR /koala
 COPY --from=source /koala /koala
 RUN pip install --no-cache-dir /koala ${TF_PACKAGE}
+# On GPU workers each SDK process loads its own model: none may claim the whole GPU's memory.
+ENV TF_FORCE_GPU_ALLOW_GROWTH=true
 # The base image's ENTRYPOINT (/opt/apache/beam/boot, Beam's SDK harness) stays as it is.
 
 # Build after `python -m trainer.export --export_dir=models/koala` (or let cloudbuild.yaml fetch

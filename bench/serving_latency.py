@@ -68,9 +68,13 @@ def a4_page(path: str | None) -> tuple[bytes, str]:
   return buf.getvalue(), what
 
 
-def export_full_size(work: str, png_compression: int) -> str:
+def export_full_size(work: str, png_compression: int | None = None) -> str:
+  """The SPEC-size export (random weights) under work/models/, made once per PNG level and kept
+  between runs with --keep_dir; the export's default level unless `png_compression` is given."""
   from koala import embedder as embedder_lib
   from trainer import artifacts, export, model as model_lib
+  if png_compression is None:
+    png_compression = export.DEFAULT_PNG_COMPRESSION
   job = os.path.join(work, "job")
   if not os.path.exists(artifacts.model_dir(job)):
     emb = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)

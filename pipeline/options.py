@@ -15,7 +15,8 @@ class KoalaOptions(PipelineOptions):
                         help="Glob of input images, local or gs://; '**' recurses, e.g. "
                              "'photos/**' or 'gs://bucket/art/**/*.png'. A folder means folder/**.")
     parser.add_argument("--output_dir", required=True,
-                        help="Where records, manifest.json and the reject lists go (local or gs://).")
+                        help="Where records (pipeline.run) or coloured pages (pipeline.colorize), "
+                             "manifest.json and the reject lists go (local or gs://).")
     parser.add_argument("--embedder", default=embedder.KERAS_NAME,
                         help=f"'{embedder.KERAS_NAME}' (Keras) or 'hub:<handle or SavedModel path>'.")
     parser.add_argument("--embedder_weights", default=embedder.IMAGENET,
@@ -27,7 +28,8 @@ class KoalaOptions(PipelineOptions):
                         help="Smallest batch the embedder sees, but for the last of a bundle. "
                              "Equal min and max keep one shape, so the model traces once.")
     parser.add_argument("--max_batch_size", type=int, default=16,
-                        help="Largest batch the embedder sees (RunInference's BatchElements); "
+                        help="Largest batch the embedder (pipeline.run) or the SavedModel "
+                             "(pipeline.colorize) sees (RunInference's BatchElements); "
                              "raise both on GPU workers, e.g. 128.")
     parser.add_argument("--val_fraction", type=float, default=0.1)
     parser.add_argument("--test_fraction", type=float, default=0.1)
@@ -44,3 +46,18 @@ class KoalaOptions(PipelineOptions):
     parser.add_argument("--num_shards", type=int, default=0,
                         help="Shards per split; 0 lets the runner decide.")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none")
+
+
+class ColorizeOptions(PipelineOptions):
+  """pipeline.colorize's own flags; --input, --output_dir and the batch sizes are KoalaOptions'
+  (Beam parses every options class together, so a flag is defined once)."""
+
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    parser.add_argument("--model", default=None,
+                        help="pipeline.colorize: an export folder (trainer.export), local or "
+                             "gs://; its highest numbered version is used, as TF Serving does.")
+    parser.add_argument("--colorize_colour_pages", action="store_true",
+                        help="pipeline.colorize: colour pages that are already in colour too "
+                             "(by default they are copied unchanged, as serving.client "
+                             "--skip_colour_pages does).")

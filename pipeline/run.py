@@ -268,8 +268,14 @@ def run(argv=None, test_pipeline=None):
     _LOG.warning("=" * 78 + "\n" + koala_embedder.RANDOM_WARNING + "\n" + "=" * 78)
   FileSystems.set_options(options)   # gs:// credentials (or --no_auth) for the check below
   check_inputs_exist(input_patterns(opts.input))
+  return run_to_end(options, lambda p: build_pipeline(p, opts), test_pipeline)
+
+
+def run_to_end(options: PipelineOptions, build, test_pipeline=None):
+  """Builds the graph with build(pipeline), runs it and waits; returns the PipelineResult.
+  Shared by pipeline.run and pipeline.colorize."""
   p = test_pipeline or beam.Pipeline(options=options)
-  build_pipeline(p, opts)
+  build(p)
   result = p.run()
   result.wait_until_finish()
   return result

@@ -26,16 +26,23 @@ SIGNATURE = "serving_default"
 GUIDED_SIGNATURE = "colorize_guided"
 
 
-def resolve_version_dir(model_path: str) -> str:
-  """A version folder, or the highest numeric version under a base path."""
-  if os.path.exists(os.path.join(model_path, "saved_model.pb")):
+def _local_children(path: str) -> list[str]:
+  return os.listdir(path) if os.path.isdir(path) else []
+
+
+def resolve_version_dir(model_path: str, *, exists=os.path.exists, children=_local_children,
+                        join=os.path.join) -> str:
+  """A version folder, or the highest numeric version under a base path. `exists`, `children`
+  (names in a folder) and `join` default to the local disk; the batch job passes Beam's file
+  system's, so gs:// exports resolve by the same rule."""
+  if exists(join(model_path, "saved_model.pb")):
     return model_path
-  versions = sorted(int(n) for n in (os.listdir(model_path) if os.path.isdir(model_path) else [])
-                    if n.isdigit() and os.path.exists(os.path.join(model_path, n, "saved_model.pb")))
+  versions = sorted(int(n) for n in children(model_path)
+                    if n.isdigit() and exists(join(model_path, n, "saved_model.pb")))
   if not versions:
     raise FileNotFoundError(f"no SavedModel at {model_path}: expected saved_model.pb there or in "
                             "numbered version folders (python -m trainer.export writes them)")
-  return os.path.join(model_path, str(versions[-1]))
+  return join(model_path, str(versions[-1]))
 
 
 @functools.lru_cache(maxsize=2)
@@ -64,11 +71,11 @@ def load(model_path: str):
       return guided(image_bytes=tf.constant([data]), hints_bytes=tf.constant([hints or b""]),
                     reference_bytes=tf.constant([reference or b""]))["png_bytes"][0].numpy()
     except tf.errors.InvalidArgumentError as e:
-      raise ValueError(f"the model refused the image: {_reason(e)}") from None
+      raise ValueError(f"the model refused the image: {refusal_reason(e)}") from None
   return colorize
 
 
-def _reason(e) -> str:
+def refusal_reason(e) -> str:
   """The useful line of a graph error (the assertion text or the decoder's complaint)."""
   lines = [l.strip() for l in e.message.splitlines() if l.strip()]
   for l in lines:

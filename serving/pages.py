@@ -117,9 +117,23 @@ def is_page_name(name: str) -> bool:
   return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith(".")
 
 
-def _out_name(path: str) -> str:
-  stem, ext = os.path.splitext(path)
-  return path if ext.lower() in ARCHIVE_EXTENSIONS else stem + ".png"
+def output_name(relative_path: str) -> str:
+  """The output's name for an input's path relative to the input folder: a page -> .png, a
+  .cbz keeps its name (the batch job on Dataflow names its outputs by this rule too)."""
+  stem, ext = os.path.splitext(relative_path)
+  return relative_path if ext.lower() in ARCHIVE_EXTENSIONS else stem + ".png"
+
+
+def kept_colour_name(output: str, source: str) -> str:
+  """Where a page that is already in colour goes: its coloured output's name with the source's
+  own extension, since its bytes are copied unchanged."""
+  return os.path.splitext(output)[0] + os.path.splitext(source)[1]
+
+
+def archive_entry_name(entry: str, data: bytes) -> str:
+  """A page's name inside the coloured .cbz: a coloured (PNG) page is renamed to .png; a page
+  kept in colour keeps its name. Readers sort pages by name, so the stem never changes."""
+  return entry if data[:8] != b"\x89PNG\r\n\x1a\n" else os.path.splitext(entry)[0] + ".png"
 
 
 def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]:
@@ -133,10 +147,10 @@ def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]
           path = os.path.join(root, name)
           if is_page_name(name) or name.lower().endswith(ARCHIVE_EXTENSIONS):
             rel = os.path.relpath(path, item)
-            jobs.append(_job(path, os.path.join(output_dir, _out_name(rel))))
+            jobs.append(_job(path, os.path.join(output_dir, output_name(rel))))
     elif os.path.isfile(item):
       if is_page_name(item) or item.lower().endswith(ARCHIVE_EXTENSIONS):
-        jobs.append(_job(item, os.path.join(output_dir, _out_name(os.path.basename(item)))))
+        jobs.append(_job(item, os.path.join(output_dir, output_name(os.path.basename(item)))))
       else:
         problems.append(f"{item}: not a page ({', '.join(IMAGE_EXTENSIONS)}) or a .cbz archive")
     else:
@@ -208,7 +222,7 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
         data = f.read()
     else:
       data = archives.read_entry(job.source, entry)
-    if skip_colour and _safe_is_colour(data):
+    if skip_colour and safe_is_colour(data):
       with lock:
         report.kept_colour.append(label(job, entry))
       return data
@@ -228,8 +242,7 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
       else:
         if entry is None:
           kept = label(job, entry) in report.kept_colour
-          out = job.output if not kept else os.path.splitext(job.output)[0] + \
-              os.path.splitext(job.source)[1]
+          out = job.output if not kept else kept_colour_name(job.output, job.source)
           write_atomic(out, data)
           report.done.append(out)
         else:
@@ -242,7 +255,7 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
   return report
 
 
-def _safe_is_colour(data: bytes) -> bool:
+def safe_is_colour(data: bytes) -> bool:
   try:
     return is_colour(data)
   except Exception:   # undecodable here: let the model's own decoder give the error
@@ -269,9 +282,8 @@ def _write_archive(job: Job, results: dict, report: Report) -> None:
       for member in members:
         if member.name in pages:
           data = results[(id(job), member.name)]
-          name = member.name if data[:8] != b"\x89PNG\r\n\x1a\n" else \
-              os.path.splitext(member.name)[0] + ".png"
-          dst.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+          dst.writestr(archive_entry_name(member.name, data), data,
+                       compress_type=zipfile.ZIP_STORED)
         elif not member.reason:   # ComicInfo.xml and other non-pages, copied
           entry = next(copies)
           if entry.data is None:    # refused only once inflated

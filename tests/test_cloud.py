@@ -87,14 +87,18 @@ def test_dataflow_job_graph_is_built_without_submitting(emulator, gcs_input, tmp
       "--runner=DataflowRunner", "--project=koala-test", "--region=us-central1",
       f"--temp_location=gs://{BUCKET}/tmp", f"--sdk_container_image={image}",
       "--embedder_weights=random", "--dry_run=True", "--no_auth"])
+  assert_dataflow_job(result, image, (
+      "MatchFiles", "HashFiles", "GroupByHash", "DropDuplicates", "Prepare", "Embed",
+      "ToExample", "Write_train", "Write_val", "Write_test", "WriteRejected", "WriteManifest"))
+
+
+def assert_dataflow_job(result, image: str, steps) -> None:
+  """A Dataflow dry run's job: a batch job with these steps, every environment the worker
+  image (shared with tests/test_colorize.py)."""
   proto = result.job.proto_pipeline
   names = {t.unique_name.split("/")[0] for t in proto.components.transforms.values()}
-  for step in ("MatchFiles", "HashFiles", "GroupByHash", "DropDuplicates", "Prepare", "Embed",
-               "ToExample", "Write_train", "Write_val", "Write_test", "WriteRejected",
-               "WriteManifest"):
-    assert step in names
+  assert set(steps) <= names, set(steps) - names
   envs = list(proto.components.environments.values())
   assert envs and all(e.urn == "beam:env:docker:v1" for e in envs)
   assert any(image.encode() in e.payload for e in envs)
-  job = json.loads(result.job.json())
-  assert job["type"] == "JOB_TYPE_BATCH"
+  assert json.loads(result.job.json())["type"] == "JOB_TYPE_BATCH"
