@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from koala import embedder, images, schema
-from pipeline import preprocess
+from koala import embedder, gray, images, schema
 
 
 class KoalaOptions(PipelineOptions):
@@ -37,7 +36,7 @@ class KoalaOptions(PipelineOptions):
                         help="Salt of the content-hash draw that assigns train/val/test "
                              "(recorded in manifest.json); change it only to reshuffle.")
     parser.add_argument("--gray_chroma_threshold", type=float,
-                        default=preprocess.DEFAULT_GRAY_CHROMA,
+                        default=gray.DEFAULT_GRAY_CHROMA,
                         help="Images whose 99th-percentile chroma (LAB units) is below this are "
                              "skipped as already gray. 0 keeps everything.")
     parser.add_argument("--min_side", type=int, default=images.DEFAULT_MIN_SIDE)

@@ -10,17 +10,14 @@ import hashlib
 
 import numpy as np
 
-from koala import colour, images, schema
-
-DEFAULT_GRAY_CHROMA = 6.0     # LAB units: JPEG noise on a gray scan stays below this.
-GRAY_PERCENTILE = 99.0        # so that a small coloured area is enough to count as colour.
+from koala import colour, gray, images, schema
 
 
 @dataclasses.dataclass(frozen=True)
 class PrepareConfig:
   max_pixels: int = images.DEFAULT_MAX_PIXELS
   min_side: int = images.DEFAULT_MIN_SIDE
-  gray_chroma_threshold: float = DEFAULT_GRAY_CHROMA
+  gray_chroma_threshold: float = gray.DEFAULT_GRAY_CHROMA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,23 +35,12 @@ class SkipGray(Exception):
   """The image is already grayscale: counted and listed, not an error, not a record."""
 
   def __init__(self, chroma: float):
-    super().__init__(f"already grayscale: chroma p{GRAY_PERCENTILE:g} = {chroma:.2f}")
+    super().__init__(f"already grayscale: chroma p{gray.GRAY_PERCENTILE:g} = {chroma:.2f}")
     self.chroma = chroma
 
 
 def content_hash(data: bytes) -> str:
   return hashlib.sha256(data).hexdigest()
-
-
-def image_chroma(ab: np.ndarray, height: int, width: int) -> float:
-  """How colourful an image is: a high percentile of per-pixel chroma, padding excluded."""
-  inside = images.unletterbox(ab, height, width)
-  return float(np.percentile(colour.chroma(inside), GRAY_PERCENTILE))
-
-
-def lab_at(rgb: np.ndarray, size: int) -> np.ndarray:
-  """The letterboxed LAB tensor of an RGB image at `size` (resize in sRGB, then convert)."""
-  return colour.rgb_to_lab(images.letterbox(rgb, size))
 
 
 def embedder_input(rgb: np.ndarray) -> np.ndarray:
@@ -68,8 +54,8 @@ def prepare_image(data: bytes, source_path: str, config: PrepareConfig = Prepare
   rgb = images.decode_image(data, max_pixels=config.max_pixels, min_side=config.min_side,
                             reduce_to=schema.EMBEDDER_SIZE)
   h, w = rgb.shape[:2]
-  lab = lab_at(rgb, schema.IMAGE_SIZE)
-  chroma = image_chroma(lab[..., 1:], h, w)
+  lab = gray.lab_at(rgb, schema.IMAGE_SIZE)
+  chroma = gray.image_chroma(lab[..., 1:], h, w)
   if chroma < config.gray_chroma_threshold:
     raise SkipGray(chroma)
   return PreparedImage(

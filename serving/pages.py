@@ -14,7 +14,7 @@ Rules:
   * an output that exists already is skipped, so a rerun resumes; outputs are written to a
     temporary name and renamed, so an interrupted run never leaves a half file to be skipped.
   * with skip_colour, pages that are already in colour are copied unchanged, by the same test
-    the pipeline uses to call an image gray (`pipeline.preprocess.image_chroma`).
+    the pipeline uses to call an image gray (`koala.gray`).
   * archives are read only through `koala.archives` (page byte cap, streaming, no names that
     escape the folder): a refused entry is reported with its reason and left out of the coloured
     archive (a rerun would refuse it again), and the other pages go through.
@@ -33,7 +33,7 @@ import threading
 import zipfile
 from typing import Callable
 
-from koala import archives, images
+from koala import archives, gray, images
 
 IMAGE_EXTENSIONS = images.PAGE_EXTENSIONS   # koala.images.FORMATS, the pipeline's formats too
 ARCHIVE_EXTENSIONS = (".cbz",)
@@ -173,12 +173,7 @@ def _list_archive(job: Job) -> None:
 
 def is_colour(data: bytes) -> bool:
   """True when a page is already in colour, by the pipeline's own gray test."""
-  from koala import images, schema
-  from pipeline import preprocess
-  rgb = images.decode_image(data)
-  lab = preprocess.lab_at(rgb, schema.IMAGE_SIZE)
-  chroma = preprocess.image_chroma(lab[..., 1:], *rgb.shape[:2])
-  return chroma >= preprocess.DEFAULT_GRAY_CHROMA
+  return gray.is_colour(images.decode_image(data))
 
 
 def write_atomic(path: str, data: bytes) -> None:

@@ -20,7 +20,7 @@ and one comparison on alpha.
 
 Reference (`reference_bytes`): any image; alpha is composited on white, it is letterboxed to
 schema.IMAGE_SIZE and converted to LAB exactly as the pipeline makes a record of it
-(`pipeline.preprocess.lab_at`), and its palette is `koala.guidance.palette_tf` of that. An empty
+(`koala.gray.lab_at`), and its palette is `koala.guidance.palette_tf` of that. An empty
 string gives `NO_PALETTE`.
 
 Both are checked like the page (`tf_page.check_header`: format, truncation, the pixel cap), and

@@ -16,8 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from koala import colour, guidance, images, schema
-from pipeline import preprocess
+from koala import colour, gray, guidance, images, schema
 from tests import serving_support as support
 
 SIZE = support.SMALL["image_size"]
@@ -118,7 +117,7 @@ def test_reference_palette_matches_the_trainers_palette_of_the_same_image(refere
           "RGBA PNG": encoded(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "PNG"),
           "gray PNG": encoded(rgb[..., 1], "PNG")}[fmt]
   got = tf_guidance.reference_palette(tf.constant(data), 10 ** 8).numpy()
-  lab = preprocess.lab_at(images.decode_image(data), schema.IMAGE_SIZE)
+  lab = gray.lab_at(images.decode_image(data), schema.IMAGE_SIZE)
   want = guidance.palette_np(lab[..., 0], lab[..., 1:])
   assert got.shape == (guidance.PALETTE_SIZE,)
   np.testing.assert_allclose(got, want, atol=0.02)   # LAB conversions agree within ~1 unit

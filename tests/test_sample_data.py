@@ -1,8 +1,8 @@
 """The generated sample set that the demo and the README's main command run on."""
 import numpy as np
 
-from koala import colour, images
-from pipeline import preprocess, sample_data
+from koala import colour, gray, images
+from pipeline import sample_data
 
 
 def test_generate_writes_colour_scenes_photos_and_gray_pages(tmp_path):
@@ -13,7 +13,7 @@ def test_generate_writes_colour_scenes_photos_and_gray_pages(tmp_path):
     with open(path, "rb") as f:
       rgb = images.decode_image(f.read())
     lab = colour.rgb_to_lab(rgb)
-    assert preprocess.image_chroma(lab[..., 1:], *rgb.shape[:2]) > 10, path   # real colour
+    assert gray.image_chroma(lab[..., 1:], *rgb.shape[:2]) > 10, path   # real colour
   for path in written["gray_pages"]:
     with open(path, "rb") as f:
       rgb = images.decode_image(f.read())
