@@ -39,6 +39,7 @@ Without --runner it runs on Beam's FnApiRunner in one process, as pipeline.run d
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -129,9 +130,18 @@ def list_folder(folder: str) -> list[str]:
   return found
 
 
+def read_guidance_file(path: str) -> bytes:
+  """read_file, with a missing file an OSError as on local disk (gs:// raises its client's
+  NotFound), so pages.Guidance's rules see the same error everywhere."""
+  if not FileSystems.exists(path):
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+  return read_file(path)
+
+
 def load_guidance(hints_dir: Optional[str], reference: Optional[str]) -> pages.Guidance:
   """serving.client's guidance, read through Beam's file system; ValueError says what is wrong."""
-  return pages.Guidance.load(hints_dir, reference, read=read_file, list_files=list_folder)
+  return pages.Guidance.load(hints_dir, reference, read=read_guidance_file,
+                             list_files=list_folder)
 
 
 def open_archive(path: str):

@@ -14,9 +14,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from koala import schema
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from koala import schema, storage
+from pipeline import colorize
 from serving import client
 from tests import serving_support as support
+from tests.test_cloud import BUCKET, emulator  # noqa: F401 (a fixture)
 from tests.test_colorize import manifest_counts, pixels, run_job
 from tests.test_guidance_serving import rgba_png
 
@@ -127,3 +132,23 @@ def test_an_export_without_colorize_guided_is_refused_before_launch(library, tmp
   assert r.returncode == 2, r.stderr
   assert "no colorize_guided signature" in r.stderr.strip().splitlines()[-1], r.stderr
   assert not (tmp_path / "out").exists()
+
+
+def test_hints_and_the_reference_are_read_from_gs(emulator, library):  # noqa: F811
+  """The job's guidance goes through Beam's file system: the Cloud Storage emulator here."""
+  FileSystems.set_options(PipelineOptions(["--no_auth"]))
+  storage.upload_dir(str(library / "hints"), f"gs://{BUCKET}/guided/hints", emulator)
+  storage.upload_dir(str(library / "hints"), f"gs://{BUCKET}/guided/hints/old", emulator)
+  emulator.bucket(BUCKET).blob("guided/cover.png").upload_from_filename(library / "cover.png")
+  guidance = colorize.load_guidance(f"gs://{BUCKET}/guided/hints/", f"gs://{BUCKET}/guided/cover.png")
+  assert guidance.hints == {s: f"gs://{BUCKET}/guided/hints/{s}.png"     # not old/: one level
+                            for s in ("001", "p1", "p2", "p4")}
+  assert guidance.reference == (library / "cover.png").read_bytes()
+  assert guidance.for_page("x/001.png")["hints"] == (   # an archive entry, by its stem
+      library / "hints" / "001.png").read_bytes()
+  with pytest.raises(ValueError, match=f"hints file gs://{BUCKET}/guided/hints/p2.png: "):
+    guidance.for_page("ch/p2.jpg")
+  with pytest.raises(ValueError, match="no such folder"):
+    colorize.load_guidance(f"gs://{BUCKET}/nowhere", None)
+  with pytest.raises(ValueError, match=f"reference gs://{BUCKET}/guided/nothing.png: "):
+    colorize.load_guidance(None, f"gs://{BUCKET}/guided/nothing.png")
