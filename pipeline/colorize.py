@@ -12,10 +12,11 @@ inside Beam's RunInference, so the same job runs on a laptop or on Dataflow's CP
 
 Why this shape:
   * the model is the export's `serving_default` signature (image_bytes -> png_bytes), or with
-    guidance its `colorize_guided`, the very graph TF Serving runs, so each page is the same PNG, byte for byte, that serving.client gets
-    from the same export. RunInference loads it once per worker process (shared by the
-    process's threads) and feeds it batches; a batch the model refuses (one truncated page) is
-    retried page by page, so only the bad page is rejected.
+    guidance its `colorize_guided`, the very graph TF Serving runs, so each page is the same
+    PNG, byte for byte, that serving.client gets from the same export. RunInference loads it
+    once per worker process (shared by the process's threads) and feeds it batches; a batch the
+    model refuses (one truncated page, or hint image) is retried page by page, so only the bad
+    page is rejected.
   * names, the "already in colour" test and the output layout are serving/pages.py's, so the
     batch job, the client and batch_colorize agree: a page -> DIR/<its relative path>.png, a
     page already in colour -> copied unchanged under its own extension, a .cbz -> DIR/<its

@@ -140,7 +140,8 @@ def test_hints_and_the_reference_are_read_from_gs(emulator, library):  # noqa: F
   storage.upload_dir(str(library / "hints"), f"gs://{BUCKET}/guided/hints", emulator)
   storage.upload_dir(str(library / "hints"), f"gs://{BUCKET}/guided/hints/old", emulator)
   emulator.bucket(BUCKET).blob("guided/cover.png").upload_from_filename(library / "cover.png")
-  guidance = colorize.load_guidance(f"gs://{BUCKET}/guided/hints/", f"gs://{BUCKET}/guided/cover.png")
+  guidance = colorize.load_guidance(f"gs://{BUCKET}/guided/hints/",
+                                    f"gs://{BUCKET}/guided/cover.png")
   assert guidance.hints == {s: f"gs://{BUCKET}/guided/hints/{s}.png"     # not old/: one level
                             for s in ("001", "p1", "p2", "p4")}
   assert guidance.reference == (library / "cover.png").read_bytes()
