@@ -1,4 +1,5 @@
-"""python -m pipeline.colorize --model=EXPORT --input=GLOB --output_dir=DIR [Beam options]
+"""python -m pipeline.colorize --model=EXPORT --input=GLOB --output_dir=DIR
+                              [--hints_dir=DIR] [--reference=IMAGE] [Beam options]
 
 Colours a whole library (pages and .cbz archives, local or gs://) with an exported SavedModel,
 inside Beam's RunInference, so the same job runs on a laptop or on Dataflow's CPU or GPU workers.
@@ -10,11 +11,12 @@ inside Beam's RunInference, so the same job runs on a laptop or on Dataflow's CP
   Expand, Triage and Sort send bad pages to rejected.jsonl; every count goes to manifest.json.
 
 Why this shape:
-  * the model is the export's `serving_default` signature (image_bytes -> png_bytes), the very
-    graph TF Serving runs, so each page is the same PNG, byte for byte, that serving.client gets
-    from the same export. RunInference loads it once per worker process (shared by the
-    process's threads) and feeds it batches; a batch the model refuses (one truncated page) is
-    retried page by page, so only the bad page is rejected.
+  * the model is the export's `serving_default` signature (image_bytes -> png_bytes), or with
+    guidance its `colorize_guided`, the very graph TF Serving runs, so each page is the same
+    PNG, byte for byte, that serving.client gets from the same export. RunInference loads it
+    once per worker process (shared by the process's threads) and feeds it batches; a batch the
+    model refuses (one truncated page, or hint image) is retried page by page, so only the bad
+    page is rejected.
   * names, the "already in colour" test and the output layout are serving/pages.py's, so the
     batch job, the client and batch_colorize agree: a page -> DIR/<its relative path>.png, a
     page already in colour -> copied unchanged under its own extension, a .cbz -> DIR/<its
@@ -23,6 +25,12 @@ Why this shape:
   * an output that exists is not redone (a killed job resumes; an archive resumes as a whole);
     outputs are written whole (renamed into place locally, one object write on gs://), so a
     killed job never leaves a half file that a rerun would take as done.
+  * guidance (--hints_dir, --reference; a guided export): serving.client's rules, by the same
+    code (pages.Guidance, with Beam's file system so gs:// works): one hint image per page,
+    matched by the file stem of the page or of the archive entry (hints/003.png steers p/003.jpg
+    and every .cbz's 003.png), one reference for every page. The job then runs the export's
+    `colorize_guided` signature for every page, with an empty hints_bytes for a page without
+    a hint file. A bad hint file rejects its page only, and the reason names the file.
   * .cbz archives are read by koala.archives, the one guarded reader (zip bombs, names that
     escape the folder); a refused page is rejected, the archive keeps its other pages.
   * counts: in = coloured + kept_colour + skipped_done + rejected, in manifest.json and as Beam
@@ -32,6 +40,7 @@ Without --runner it runs on Beam's FnApiRunner in one process, as pipeline.run d
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -63,10 +72,11 @@ _LOG = logging.getLogger(__name__)
 
 class Page(NamedTuple):
   """One page: a file (entry None) or an archive's entry. `output` is the page's file, or for an
-  archive page the coloured archive it goes into."""
+  archive page the coloured archive it goes into; `hints` its hint file, if any."""
   source: str
   entry: Optional[str]
   output: str
+  hints: Optional[str] = None
 
   @property
   def label(self) -> str:
@@ -110,6 +120,29 @@ def write_whole(path: str, data: bytes) -> None:
 def read_file(path: str) -> bytes:
   with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
     return f.read()
+
+
+def list_folder(folder: str) -> list[str]:
+  """The files directly in a folder, local or gs:// (pages.Guidance's `list_files`)."""
+  folder = folder.rstrip("/")
+  found = [m.path for m in FileSystems.match([f"{folder}/*"])[0].metadata_list]
+  if not found and not FileSystems.exists(folder):
+    raise ValueError(f"hints folder {folder}: no such folder")
+  return found
+
+
+def read_guidance_file(path: str) -> bytes:
+  """read_file, with a missing file an OSError as on local disk (gs:// raises its client's
+  NotFound), so pages.Guidance's rules see the same error everywhere."""
+  if not FileSystems.exists(path):
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+  return read_file(path)
+
+
+def load_guidance(hints_dir: Optional[str], reference: Optional[str]) -> pages.Guidance:
+  """serving.client's guidance, read through Beam's file system; ValueError says what is wrong."""
+  return pages.Guidance.load(hints_dir, reference, read=read_guidance_file,
+                             list_files=list_folder)
 
 
 def open_archive(path: str):
@@ -175,12 +208,22 @@ class Expand(beam.DoFn):
 
 class Triage(beam.DoFn):
   """(Page, bytes) -> to the model; or `kept_colour` (already in colour, the client's rule); or
-  `rejected` (not an image by its header, the client's own check before it sends a page)."""
+  `rejected` (not an image by its header, the client's own check before it sends a page; or a
+  bad hint file). With guidance (hints_dir, reference), a page goes to the model as
+  (Page, (image, hints, reference)), b"" for none; the guidance is loaded once per worker
+  (setup), not shipped inside the job graph."""
 
-  def __init__(self, colorize_colour_pages: bool):
+  def __init__(self, colorize_colour_pages: bool, guidance_flags: Optional[tuple] = None):
     self.colorize_colour_pages = colorize_colour_pages
+    self.guidance_flags = guidance_flags
+    self.guidance = None
     self.kept = Metrics.counter(NAMESPACE, KEPT)
     self.rejected = Metrics.counter(NAMESPACE, REJECTED)
+    self.hinted = Metrics.counter(NAMESPACE, "pages_with_hints")
+
+  def setup(self):
+    if self.guidance_flags:
+      self.guidance = load_guidance(*self.guidance_flags)
 
   def process(self, element):
     page, data = element
@@ -197,7 +240,19 @@ class Triage(beam.DoFn):
         page = page._replace(output=pages.kept_colour_name(page.output, page.source))
       yield beam.pvalue.TaggedOutput(KEPT, (page, data))
       return
-    yield page, data
+    if self.guidance is None:
+      yield page, data
+      return
+    try:
+      guide = self.guidance.for_page(page.entry or page.source)
+    except ValueError as e:   # the hint file's fault: this page only
+      self.rejected.inc()
+      yield beam.pvalue.TaggedOutput(REJECTED, {"path": page.label, "reason": str(e)})
+      return
+    if guide["hints"] is not None:
+      self.hinted.inc()
+      page = page._replace(hints=self.guidance.hint_path(page.entry or page.source))
+    yield page, (data, guide["hints"] or b"", guide["reference"] or b"")
 
 
 def local_copy(version_dir: str) -> str:
@@ -216,12 +271,15 @@ def local_copy(version_dir: str) -> str:
   return target
 
 
-class SavedModelPageHandler(ModelHandler[bytes, PredictionResult, Any]):
-  """Image file bytes in, the export's `serving_default` PNG bytes out (or Refused)."""
+class SavedModelPageHandler(ModelHandler[Any, PredictionResult, Any]):
+  """Image file bytes in, the export's `serving_default` PNG bytes out (or Refused); guided:
+  (image, hints, reference) bytes in, `colorize_guided`'s PNG bytes out."""
 
-  def __init__(self, version_dir: str, min_batch_size: int = 16, max_batch_size: int = 16):
+  def __init__(self, version_dir: str, min_batch_size: int = 16, max_batch_size: int = 16,
+               guided: bool = False):
     super().__init__()
     self.version_dir = version_dir
+    self.guided = guided
     self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
   def load_model(self):
@@ -233,9 +291,14 @@ class SavedModelPageHandler(ModelHandler[bytes, PredictionResult, Any]):
 
   def _colorize(self, batch: Sequence[bytes], model) -> list:
     import tensorflow as tf
-    fn = model.signatures[inference.SIGNATURE]
     try:
-      return list(fn(image_bytes=tf.constant(list(batch)))["png_bytes"].numpy())
+      if self.guided:
+        images, hints, references = (tf.constant(list(column)) for column in zip(*batch))
+        out = model.signatures[inference.GUIDED_SIGNATURE](
+            image_bytes=images, hints_bytes=hints, reference_bytes=references)
+      else:
+        out = model.signatures[inference.SIGNATURE](image_bytes=tf.constant(list(batch)))
+      return list(out["png_bytes"].numpy())
     except tf.errors.InvalidArgumentError as e:
       if len(batch) == 1:
         return [Refused(f"the model refused the image: {inference.refusal_reason(e)}")]
@@ -250,7 +313,8 @@ class SavedModelPageHandler(ModelHandler[bytes, PredictionResult, Any]):
 
 
 class Sort(beam.DoFn):
-  """(Page, PredictionResult) -> (Page, PNG bytes); pages the model refused -> `rejected`."""
+  """(Page, PredictionResult) -> (Page, PNG bytes); pages the model refused -> `rejected` (a
+  refused hint image is named by its file)."""
 
   def __init__(self):
     self.coloured = Metrics.counter(NAMESPACE, "coloured")
@@ -260,8 +324,10 @@ class Sort(beam.DoFn):
     page, result = element
     if isinstance(result.inference, Refused):
       self.rejected.inc()
-      yield beam.pvalue.TaggedOutput(REJECTED, {"path": page.label,
-                                                "reason": result.inference.reason})
+      reason = result.inference.reason
+      if page.hints and "hints_bytes" in reason:   # tf_guidance names the input it refused
+        reason = f"hints file {page.hints}: {reason}"
+      yield beam.pvalue.TaggedOutput(REJECTED, {"path": page.label, "reason": reason})
       return
     self.coloured.inc()
     yield page, result.inference
@@ -344,8 +410,9 @@ def resolve_model(model_path: str) -> str:
 def build_pipeline(p: beam.Pipeline, opts: KoalaOptions, model_opts: ColorizeOptions,
                    version_dir: str) -> None:
   out = opts.output_dir.rstrip("/")
+  guidance_flags = guidance_of(model_opts)
   handler = KeyedModelHandler(SavedModelPageHandler(version_dir, opts.min_batch_size,
-                                                    opts.max_batch_size))
+                                                    opts.max_batch_size, bool(guidance_flags)))
   paths = (p | "InputPatterns" >> beam.Create(pipeline_run.input_patterns(opts.input))
            | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
            | "Paths" >> beam.Map(lambda m: m.path)
@@ -353,7 +420,8 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions, model_opts: ColorizeOpt
   expanded = paths | "Expand" >> beam.ParDo(
       Expand(input_root(opts.input), out)).with_outputs(DONE, REJECTED, main="pages")
   triaged = (expanded.pages | "SpreadPages" >> beam.Reshuffle()
-             | "Triage" >> beam.ParDo(Triage(model_opts.colorize_colour_pages)).with_outputs(
+             | "Triage" >> beam.ParDo(Triage(model_opts.colorize_colour_pages,
+                                             guidance_flags)).with_outputs(
                  KEPT, REJECTED, main="to_colour"))
   sorted_ = (triaged.to_colour | "Colorize" >> RunInference(handler)
              | "Sort" >> beam.ParDo(Sort()).with_outputs(REJECTED, main="coloured"))
@@ -376,12 +444,43 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions, model_opts: ColorizeOpt
            "export_info": read_export_info(version_dir)}
   options = {"input": opts.input, "output_dir": opts.output_dir, "model": model_opts.model,
              "colorize_colour_pages": model_opts.colorize_colour_pages,
+             "hints_dir": model_opts.hints_dir, "reference": model_opts.reference,
              "min_batch_size": opts.min_batch_size, "max_batch_size": opts.max_batch_size}
   (counts | "AllCounts" >> beam.Flatten() | "CountsDict" >> beam.combiners.ToDict()
    | "WriteManifest" >> beam.Map(
        write_manifest, archives_written=beam.pvalue.AsSingleton(
            written | "CountArchives" >> beam.combiners.Count.Globally()),
        output_dir=out, model=model, options=options))
+
+
+def guidance_of(model_opts: ColorizeOptions) -> Optional[tuple]:
+  """(hints_dir, reference) when either is given (the job then runs colorize_guided), else None."""
+  if model_opts.hints_dir is None and model_opts.reference is None:
+    return None
+  return model_opts.hints_dir, model_opts.reference
+
+
+def export_signatures(version_dir: str) -> set:
+  """The signature names in an export's saved_model.pb (what TF Serving would offer), read
+  without loading the model."""
+  from tensorflow.core.protobuf import saved_model_pb2
+  model = saved_model_pb2.SavedModel.FromString(read_file(f"{version_dir}/saved_model.pb"))
+  return {name for graph in model.meta_graphs for name in graph.signature_def}
+
+
+def check_guidance(model_opts: ColorizeOptions, version_dir: str) -> None:
+  """Before launch, as serving.client does: the hints folder and the reference read, and the
+  export has colorize_guided; ValueError (one sentence) if not."""
+  flags = guidance_of(model_opts)
+  if flags is None:
+    return
+  guidance = load_guidance(*flags)
+  if inference.GUIDED_SIGNATURE not in export_signatures(version_dir):
+    raise ValueError(f"the export at {version_dir} takes no hints or reference: it has no "
+                     f"{inference.GUIDED_SIGNATURE} signature (train with `python -m "
+                     "trainer.task --hints`, then export)")
+  _LOG.info("guidance: %d hint files%s", len(guidance.hints),
+            ", one reference for every page" if guidance.reference else "")
 
 
 def run(argv=None, test_pipeline=None):
@@ -400,6 +499,7 @@ def run(argv=None, test_pipeline=None):
                      "recursively: a rerun would take the coloured pages for new input. Put the "
                      "output elsewhere.")
   version_dir = resolve_model(model_opts.model)   # once, so every worker runs the same version
+  check_guidance(model_opts, version_dir)
   _LOG.info("colouring with %s", version_dir)
   return pipeline_run.run_to_end(
       options, lambda p: build_pipeline(p, opts, model_opts, version_dir), test_pipeline)

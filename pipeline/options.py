@@ -60,3 +60,10 @@ class ColorizeOptions(PipelineOptions):
                         help="pipeline.colorize: colour pages that are already in colour too "
                              "(by default they are copied unchanged, as serving.client "
                              "--skip_colour_pages does).")
+    parser.add_argument("--hints_dir", default=None,
+                        help="pipeline.colorize, guided exports only: a folder (local or gs://) "
+                             "of hint images, one per page matched by file stem as serving.client "
+                             "--hints does (RGBA: pixels with alpha > 0 are colour hints).")
+    parser.add_argument("--reference", default=None,
+                        help="pipeline.colorize, guided exports only: one image (local or gs://) "
+                             "whose palette steers every page, as serving.client --reference.")

@@ -60,56 +60,74 @@ class Report:
   failed: dict[str, str] = dataclasses.field(default_factory=dict)   # page -> reason
 
 
+def _read_local(path: str) -> bytes:
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def _list_local(folder: str) -> list[str]:
+  if not os.path.isdir(folder):
+    raise ValueError(f"hints folder {folder}: no such folder")
+  return [os.path.join(folder, name) for name in os.listdir(folder)]
+
+
 @dataclasses.dataclass
 class Guidance:
-  """The user's colour guidance for a batch: hint images by page stem, one reference image."""
+  """The user's colour guidance for a batch: hint images by page stem, one reference image.
+  Files are read by `read` and folders listed by `list_files` (the local disk by default; the
+  batch job passes Beam's file system's, so gs:// hints follow the same rules)."""
   hints: dict[str, str] = dataclasses.field(default_factory=dict)     # page stem -> hint path
   reference: bytes | None = None
+  read: Callable[[str], bytes] = _read_local
 
   @classmethod
-  def load(cls, hints_dir: str | None = None, reference: str | bytes | None = None) -> "Guidance":
+  def load(cls, hints_dir: str | None = None, reference: str | bytes | None = None, *,
+           read: Callable[[str], bytes] = _read_local,
+           list_files: Callable[[str], list[str]] = _list_local) -> "Guidance":
     """Indexes hints_dir's images by stem and reads the reference; ValueError names what is
     wrong (a missing folder, two hint files for one stem, a reference that is not an image)."""
     from koala import images
     hints = {}
     if hints_dir is not None:
-      if not os.path.isdir(hints_dir):
-        raise ValueError(f"hints folder {hints_dir}: no such folder")
-      for name in sorted(os.listdir(hints_dir)):
+      for path in sorted(list_files(hints_dir), key=os.path.basename):
+        name = os.path.basename(path)
         if is_page_name(name):
           stem = os.path.splitext(name)[0]
           if stem in hints:
             raise ValueError(f"hints folder {hints_dir}: two hint files for pages named {stem!r} "
                              f"({os.path.basename(hints[stem])} and {name})")
-          hints[stem] = os.path.join(hints_dir, name)
+          hints[stem] = path
     if isinstance(reference, str):
       try:
-        with open(reference, "rb") as f:
-          reference = f.read()
+        reference = read(reference)
       except OSError as e:
-        raise ValueError(f"reference {e.filename}: {e.strerror}") from None
+        raise ValueError(f"reference {reference}: {e.strerror or e}") from None
     if reference is not None:
       try:
         images.image_size(reference)
       except images.ImageError as e:
         raise ValueError(f"reference: {e}") from None
-    return cls(hints, reference)
+    return cls(hints, reference, read)
 
   def __bool__(self) -> bool:
     return bool(self.hints) or self.reference is not None
 
+  def hint_path(self, page_name: str) -> str | None:
+    """The hint file of a page file or archive entry (by its file stem), or None."""
+    return self.hints.get(os.path.splitext(os.path.basename(page_name))[0])
+
   def for_page(self, page_name: str) -> dict:
-    """{"hints": bytes or None, "reference": bytes or None} for a page file or archive entry."""
-    path = self.hints.get(os.path.splitext(os.path.basename(page_name))[0])
+    """{"hints": bytes or None, "reference": bytes or None} for a page file or archive entry;
+    ValueError, naming the hint file, when it cannot be read or is not an image."""
+    path = self.hint_path(page_name)
     hints = None
     if path is not None:
       from koala import images
-      with open(path, "rb") as f:
-        hints = f.read()
       try:
+        hints = self.read(path)
         images.image_size(hints)
-      except images.ImageError as e:
-        raise ValueError(f"hints file {path}: {e}") from None
+      except (OSError, images.ImageError) as e:
+        raise ValueError(f"hints file {path}: {getattr(e, 'strerror', None) or e}") from None
     return {"hints": hints, "reference": self.reference}
 
 

@@ -181,23 +181,12 @@ def export_base(kind: str = "inception") -> str:
   return base
 
 
-@functools.cache
 def untrained_export() -> str:
   """models/untrained/1: a freshly initialised narrow colorizer with the tiny embedder, exported
   without training (seconds, not the minute trained_job costs), for tests of the plumbing
-  around an export (the batch job), where which colours come out does not matter."""
-  import keras
-  from trainer import artifacts, export
-  from trainer import model as model_lib
-  keras.utils.set_random_seed(0)
-  job = os.path.join(workdir(), "job_untrained")
-  colorizer = model_lib.build_colorizer(image_size=SMALL["image_size"], width=SMALL["width"])
-  artifacts.save_trained(colorizer, {"name": f"hub:{tiny_embedder()}", "weights": "",
-                                     "identity": "", "random_weights": True},
-                         artifacts.model_dir(job))
-  base = os.path.join(workdir(), "models", "untrained")
-  export.export(job, base, 1)
-  return base
+  around an export (the batch job), where which colours come out does not matter. The same
+  export as export_base("untrained") (two exports into one folder would collide)."""
+  return export_base("untrained")
 
 
 def free_port() -> int:
