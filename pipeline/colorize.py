@@ -58,7 +58,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, PredictionResult,
                                            RunInference)
 
-from koala import archives, schema
+from koala import archives, schema, signatures
 from pipeline import run as pipeline_run
 from pipeline.options import ColorizeOptions, KoalaOptions
 from serving import client, inference, pages
@@ -294,11 +294,11 @@ class SavedModelPageHandler(ModelHandler[Any, PredictionResult, Any]):
     try:
       if self.guided:
         images, hints, references = (tf.constant(list(column)) for column in zip(*batch))
-        out = model.signatures[inference.GUIDED_SIGNATURE](
+        out = model.signatures[signatures.COLORIZE_GUIDED](
             image_bytes=images, hints_bytes=hints, reference_bytes=references)
       else:
-        out = model.signatures[inference.SIGNATURE](image_bytes=tf.constant(list(batch)))
-      return list(out["png_bytes"].numpy())
+        out = model.signatures[signatures.SERVING_DEFAULT](image_bytes=tf.constant(list(batch)))
+      return list(out[signatures.PNG_BYTES].numpy())
     except tf.errors.InvalidArgumentError as e:
       if len(batch) == 1:
         return [Refused(f"the model refused the image: {inference.refusal_reason(e)}")]
@@ -475,10 +475,8 @@ def check_guidance(model_opts: ColorizeOptions, version_dir: str) -> None:
   if flags is None:
     return
   guidance = load_guidance(*flags)
-  if inference.GUIDED_SIGNATURE not in export_signatures(version_dir):
-    raise ValueError(f"the export at {version_dir} takes no hints or reference: it has no "
-                     f"{inference.GUIDED_SIGNATURE} signature (train with `python -m "
-                     "trainer.task --hints`, then export)")
+  if signatures.COLORIZE_GUIDED not in export_signatures(version_dir):
+    raise ValueError(signatures.no_guidance(f"the export at {version_dir}"))
   _LOG.info("guidance: %d hint files%s", len(guidance.hints),
             ", one reference for every page" if guidance.reference else "")
 

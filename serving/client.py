@@ -33,10 +33,10 @@ import time
 
 import requests
 
+from koala import signatures
 from serving import pages
 
 RETRY_STATUSES = (429, 503)
-GUIDED_SIGNATURE = "colorize_guided"
 
 
 class ClientError(RuntimeError):
@@ -101,9 +101,9 @@ class RestColorizer:
     if hints is None and reference is None:
       body = {"instances": [_b64(data)]}
     else:   # all three inputs in every instance, as TF Serving's row format requires
-      body = {"signature_name": GUIDED_SIGNATURE, "instances": [{
-          "image_bytes": _b64(data), "hints_bytes": _b64(hints or b""),
-          "reference_bytes": _b64(reference or b"")}]}
+      body = {"signature_name": signatures.COLORIZE_GUIDED, "instances": [{
+          signatures.IMAGE_BYTES: _b64(data), signatures.HINTS_BYTES: _b64(hints or b""),
+          signatures.REFERENCE_BYTES: _b64(reference or b"")}]}
     for attempt in range(self.retries + 1):
       try:
         r = self._session().post(self.predict_url, json=body, timeout=self.timeout)
@@ -168,10 +168,9 @@ def main(argv=None) -> int:
   try:
     guidance = pages.Guidance.load(args.hints, args.reference)
     versions = colorizer.check()
-    if (args.hints or args.reference) and GUIDED_SIGNATURE not in colorizer.signatures():
-      raise ClientError(f"model {args.model!r} takes no hints or reference: it has no "
-                        f"{GUIDED_SIGNATURE} signature (train with `python -m trainer.task "
-                        "--hints`, then export)")
+    if (args.hints or args.reference) and \
+        signatures.COLORIZE_GUIDED not in colorizer.signatures():
+      raise ClientError(signatures.no_guidance(f"model {args.model!r}"))
   except (ClientError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -20,10 +20,9 @@ import functools
 import os
 import sys
 
+from koala import signatures as names
 from serving import pages
 
-SIGNATURE = "serving_default"
-GUIDED_SIGNATURE = "colorize_guided"
 
 
 def _local_children(path: str) -> list[str]:
@@ -57,19 +56,17 @@ def load(model_path: str):
   serving_default signature, or colorize_guided when hints or a reference (bytes) are given."""
   import tensorflow as tf
   signatures = load_model(model_path).signatures
-  fn = signatures[SIGNATURE]
-  guided = signatures.get(GUIDED_SIGNATURE)
+  fn = signatures[names.SERVING_DEFAULT]
+  guided = signatures.get(names.COLORIZE_GUIDED)
 
   def colorize(data: bytes, hints: bytes | None = None, reference: bytes | None = None) -> bytes:
     try:
       if hints is None and reference is None:
-        return fn(image_bytes=tf.constant([data]))["png_bytes"][0].numpy()
+        return fn(image_bytes=tf.constant([data]))[names.PNG_BYTES][0].numpy()
       if guided is None:
-        raise ValueError(f"the model at {model_path} takes no hints or reference: it has no "
-                         f"{GUIDED_SIGNATURE} signature (train with `python -m trainer.task "
-                         "--hints`, then export)")
+        raise ValueError(names.no_guidance(f"the model at {model_path}"))
       return guided(image_bytes=tf.constant([data]), hints_bytes=tf.constant([hints or b""]),
-                    reference_bytes=tf.constant([reference or b""]))["png_bytes"][0].numpy()
+                    reference_bytes=tf.constant([reference or b""]))[names.PNG_BYTES][0].numpy()
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(f"the model refused the image: {refusal_reason(e)}") from None
   return colorize

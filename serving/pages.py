@@ -86,7 +86,6 @@ class Guidance:
            list_files: Callable[[str], list[str]] = _list_local) -> "Guidance":
     """Indexes hints_dir's images by stem and reads the reference; ValueError names what is
     wrong (a missing folder, two hint files for one stem, a reference that is not an image)."""
-    from koala import images
     hints = {}
     if hints_dir is not None:
       for path in sorted(list_files(hints_dir), key=os.path.basename):
@@ -122,7 +121,6 @@ class Guidance:
     path = self.hint_path(page_name)
     hints = None
     if path is not None:
-      from koala import images
       try:
         hints = self.read(path)
         images.image_size(hints)

@@ -45,6 +45,7 @@ import time
 import numpy as np
 from aiohttp import http_exceptions, web
 
+from koala.signatures import SERVING_DEFAULT
 from serving import rest_json
 from serving.bounded_http import SERVER_NAME, BoundedProtocol, Limits, raise_fd_limit
 from serving.rest_json import RestError, invalid
@@ -56,7 +57,6 @@ STATUS_PATH = re.compile(
 V1_PATH = re.compile(r"(?i)/v1/.*")
 # libevent lets these through to TF Serving's handler; it answers 501 to any other method.
 LIBEVENT_METHODS = ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH")
-DEFAULT_SIGNATURE = "serving_default"
 
 _LOG = logging.getLogger("serving.server")
 
@@ -231,7 +231,7 @@ class App:
   def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
     model = self.manager.get(name, version, label)
     doc = rest_json.parse_json(body)
-    signature = rest_json.signature_name(doc) or DEFAULT_SIGNATURE
+    signature = rest_json.signature_name(doc) or SERVING_DEFAULT
     if signature not in model.signatures:
       raise invalid(f'Serving signature name: "{signature}" not found in signature def')
     arrays, fmt = rest_json.parse_predict(doc, model.inputs[signature])

@@ -40,6 +40,7 @@ if ROOT not in sys.path:
 
 from koala.images import DEFAULT_MAX_PIXELS as MAX_PIXELS  # noqa: E402  (the export's default cap)
 from koala.images import FORMAT_NAMES, PAGE_EXTENSIONS  # noqa: E402
+from koala import signatures  # noqa: E402
 
 LOCAL = "Local SavedModel directory"
 REST = "TF Serving URL"
@@ -47,7 +48,7 @@ PAGE_TYPES = [ext.lstrip(".") for ext in PAGE_EXTENSIONS] + ["cbz"]
 IMAGE_TYPES = PAGE_TYPES[:-1]
 DEFAULT_HINT_COLOUR = "#D03030"
 HINTS = "koala_hints"            # session state: page key -> list of hint_dots.Dot
-GUIDED_SIGNATURE = "colorize_guided"
+GUIDED_SIGNATURE = signatures.COLORIZE_GUIDED
 MAX_PREVIEW_PAGES = 8            # pages of a .cbz shown side by side (all are coloured)
 PREVIEW_WIDTH = 420              # pixels
 RESULTS = "koala_results"

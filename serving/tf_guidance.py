@@ -32,10 +32,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from koala import colour_tf, guidance, schema
+from koala.signatures import HINTS_BYTES, REFERENCE_BYTES
 from serving import tf_page
 
-HINTS_BYTES = "hints_bytes"
-REFERENCE_BYTES = "reference_bytes"
 HINT_CHANNELS = guidance.HINT_CHANNELS      # a / 128 * mask, b / 128 * mask, mask
 
 

@@ -33,7 +33,6 @@ SavedModel embedders (`hub:<path>`) both work; TF-Hub modules are loaded with
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -43,14 +42,11 @@ import tensorflow as tf
 
 from koala import embedder as embedder_lib
 from koala import guidance, images, schema
+from koala.signatures import (COLORIZE_GUIDED, COLORIZE_TENSORS, HINTS_BYTES, IMAGE_BYTES,
+                              PNG_BYTES, REFERENCE_BYTES, SERVING_DEFAULT)
 from serving import tf_guidance, tf_page
 from trainer import artifacts, model as model_lib
 
-SERVING_DEFAULT = "serving_default"
-COLORIZE_TENSORS = "colorize_tensors"
-COLORIZE_GUIDED = "colorize_guided"
-IMAGE_BYTES = "image_bytes"
-PNG_BYTES = "png_bytes"
 # zlib level of the output PNG. 0 (stored) is lossless like every level and half the cost of
 # level 1 on an A4 page, the largest cost after the networks (docs/benchmarks.md), at about 3x the
 # bytes; --png_compression=1 trades ~0.1-0.2 s a page for the smaller file.
@@ -145,8 +141,8 @@ class KoalaServing(tf.Module):
           tf.TensorSpec([None, guidance.PALETTE_SIZE], tf.float32, name="palette"))
       self.serve_guided = tf.function(self._serve_guided, autograph=False, input_signature=[
           tf.TensorSpec([None], tf.string, name=IMAGE_BYTES),
-          tf.TensorSpec([None], tf.string, name=tf_guidance.HINTS_BYTES),
-          tf.TensorSpec([None], tf.string, name=tf_guidance.REFERENCE_BYTES)])
+          tf.TensorSpec([None], tf.string, name=HINTS_BYTES),
+          tf.TensorSpec([None], tf.string, name=REFERENCE_BYTES)])
     self.colorize_fn = tf.function(self._ab, autograph=False).get_concrete_function(
         l_spec, embedding_spec)
 
