@@ -25,7 +25,7 @@ def records(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(records, tmp_path_factory):
   job = str(tmp_path_factory.mktemp("job"))
-  config = task.TrainConfig(records_dir=records, job_dir=job, learning_rate=3e-3, epochs=3,
+  config = task.TrainConfig(records_dir=records, job_dir=job, learning_rate=1e-3, epochs=3,
                             batch_size=8, steps_per_epoch=80, seed=1, **SMALL)
   model, history = task.train(config)
   return job, model, history
@@ -40,11 +40,15 @@ def gray_val_mse(records, image_size):
 
 def test_training_beats_the_gray_baseline_clearly(records, trained):
   """240 Adam steps; the colour of each shape follows from its gray level, which a colorizer
-  can learn, while the gray baseline (ab = 0) scores the mean square of the target."""
+  can learn, while the gray baseline (ab = 0) scores the mean square of the target.
+
+  Other CPUs train other weights from the same seed: over seeds 1-14 here the last val_loss was
+  0.27-0.42x the gray MSE at this learning rate (at 3e-3 it was 0.14-0.54x, and 0.66x on CI's
+  CPU), so 0.6x holds with room for any of them."""
   _, _, history = trained
   gray = gray_val_mse(records, SMALL["image_size"])
   assert len(history["val_loss"]) == 3
-  assert history["val_loss"][-1] < 0.5 * gray, (history["val_loss"], gray)
+  assert history["val_loss"][-1] < 0.6 * gray, (history["val_loss"], gray)
   assert history["val_loss"][-1] < history["val_loss"][0]
   assert history["val_accuracy"][-1] > 0.5   # the seed's "accuracy" is logged too
 
