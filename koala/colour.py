@@ -163,7 +163,11 @@ GAMUT_ITERATIONS = 12     # bisection steps: 2 * AB_LIMIT / 2**12 = 0.06 LAB uni
 def max_chroma(l: np.ndarray, hues: int = GAMUT_HUES,
                iterations: int = GAMUT_ITERATIONS) -> np.ndarray:
   """(N,) L -> (N, hues) float32: the largest in-gamut chroma at each L along `hues` equally
-  spaced hue angles (bisection on linear RGB within [0, 1]); about 0 at L = 100 (white)."""
+  spaced hue angles (bisection on linear RGB within [0, 1]); 0 at L = 0 and L = 100.
+
+  In gamut means within [0, 1] exactly: a slack of 1e-4 in linear RGB let the sRGB matrix's
+  mixed signs put black line art under a saturated blue at (0, 0, 4).
+  """
   l = np.asarray(l, np.float32)[:, None] * np.ones((1, hues), np.float32)
   angle = np.arange(hues, dtype=np.float32) * np.float32(2.0 * np.pi / hues)
   cos, sin = np.cos(angle)[None, :], np.sin(angle)[None, :]
@@ -171,7 +175,7 @@ def max_chroma(l: np.ndarray, hues: int = GAMUT_HUES,
   for _ in range(iterations):
     mid = (lo + hi) / np.float32(2.0)
     linear = reference_lab_to_linear(np.stack([l, mid * cos, mid * sin], axis=-1))
-    ok = np.all((linear >= -1e-4) & (linear <= 1.0 + 1e-4), axis=-1)
+    ok = np.all((linear >= 0.0) & (linear <= 1.0), axis=-1)
     lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
   return lo
 

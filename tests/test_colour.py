@@ -90,9 +90,18 @@ def test_max_chroma_is_the_edge_of_the_gamut():
     return colour.reference_lab_to_linear(np.stack(
         [np.broadcast_to(l[:, None], c.shape), c * np.cos(angle), c * np.sin(angle)], -1))
   inside, beyond = linear_at(limit), linear_at(limit + 0.2)
-  assert ((inside >= -1e-4) & (inside <= 1 + 1e-4)).all()
-  assert ((beyond < -1e-4) | (beyond > 1 + 1e-4)).any(-1)[limit < 120].all()
-  assert colour.max_chroma(np.array([100.0])).max() < 0.5    # white paper takes no colour
+  assert ((inside >= 0) & (inside <= 1)).all()
+  assert ((beyond < 0) | (beyond > 1)).any(-1)[limit < 120].all()
+  assert colour.max_chroma(np.array([0.0, 100.0])).max() == 0   # ink and paper take no colour
+
+
+def test_black_stays_black_and_white_stays_white_under_any_colour():
+  """Every ab a network can predict (a whole-unit grid past the clamp): a black pixel is served
+  black and a white one white, so no weights can tint line art or paper."""
+  a, b = np.meshgrid(np.arange(-140, 141), np.arange(-140, 141))
+  ab = np.stack([a, b], -1).astype(np.float32)
+  assert colour.page_rgb(np.zeros(a.shape, np.uint8), ab).max() == 0
+  assert colour.page_rgb(np.full(a.shape, 255, np.uint8), ab).min() == 255
 
 
 def test_page_rgb_keeps_l_and_the_colours_inside_the_gamut():
