@@ -39,6 +39,7 @@ sys.path.insert(0, ROOT)
 
 from bench.common import machine  # noqa: E402
 from bench.serving_latency import A4_200DPI, a4_page  # noqa: E402
+from koala import signatures  # noqa: E402
 
 
 def export_guided(work: str) -> str:
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
           f"({args.dots} dots, hint_dots' size), {len(page_sized) / 1e3:.0f} kB at the page's "
           f"size; reference PNG {len(reference) / 1e3:.0f} kB")
     loaded = tf.saved_model.load(os.path.join(base, "1"))
-    default, guided = loaded.signatures["serving_default"], loaded.signatures["colorize_guided"]
+    default = loaded.signatures[signatures.SERVING_DEFAULT]
+    guided = loaded.signatures[signatures.COLORIZE_GUIDED]
     batch = tf.constant([page])
     none = tf.constant([b""])
     variants = {
@@ -128,7 +130,7 @@ def main(argv=None) -> int:
     for run in range(args.runs + 2):         # two warm-up rounds
       for name, fn in variants.items():
         t = time.perf_counter()
-        fn()["png_bytes"].numpy()
+        fn()[signatures.PNG_BYTES].numpy()
         if run >= 2:
           times[name].append(time.perf_counter() - t)
       for name, (h, r) in inputs.items():

@@ -40,6 +40,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from koala import signatures  # noqa: E402
+
 A4_200DPI = (2339, 1654)
 SHARED_MANGA = os.path.join(ROOT, "..", "shared", "data", "manga")
 
@@ -211,9 +213,9 @@ def main(argv=None) -> int:
           f"{p50(floor_colour):.3f} s")
     fns = {"floor": floor_fn}
     for level in levels:
-      serve = loaded[level].signatures["serving_default"]
-      size = len(serve(image_bytes=batch)["png_bytes"].numpy()[0])
-      fns[level] = lambda serve=serve: serve(image_bytes=batch)["png_bytes"].numpy()
+      serve = loaded[level].signatures[signatures.SERVING_DEFAULT]
+      size = len(serve(image_bytes=batch)[signatures.PNG_BYTES].numpy()[0])
+      fns[level] = lambda serve=serve: serve(image_bytes=batch)[signatures.PNG_BYTES].numpy()
       print(f"[zlib {level}] output {size / 1e6:.1f} MB")
     t = interleaved_timings(fns, args.runs)
     print(f"compute floor (reference, interleaved with the pages): p50 {p50(t['floor']):.3f} s")

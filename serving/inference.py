@@ -24,7 +24,6 @@ from koala import signatures as names
 from serving import pages
 
 
-
 def _local_children(path: str) -> list[str]:
   return os.listdir(path) if os.path.isdir(path) else []
 

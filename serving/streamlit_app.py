@@ -48,7 +48,6 @@ PAGE_TYPES = [ext.lstrip(".") for ext in PAGE_EXTENSIONS] + ["cbz"]
 IMAGE_TYPES = PAGE_TYPES[:-1]
 DEFAULT_HINT_COLOUR = "#D03030"
 HINTS = "koala_hints"            # session state: page key -> list of hint_dots.Dot
-GUIDED_SIGNATURE = signatures.COLORIZE_GUIDED
 MAX_PREVIEW_PAGES = 8            # pages of a .cbz shown side by side (all are coloured)
 PREVIEW_WIDTH = 420              # pixels
 RESULTS = "koala_results"
@@ -91,7 +90,7 @@ def make_colorizer(source: str, model_path: str, server: str, model_name: str):
     except Exception as e:   # a folder that is not a (loadable) SavedModel
       raise UserError(f"could not load a SavedModel from {path}: {type(e).__name__}: "
                       f"{_first_line(e)}") from None
-    guided = GUIDED_SIGNATURE in inference.load_model(path).signatures
+    guided = signatures.COLORIZE_GUIDED in inference.load_model(path).signatures
     return colorize, export_notes(inference.resolve_version_dir(path)), guided
   else:
     if not server.strip():
@@ -100,7 +99,7 @@ def make_colorizer(source: str, model_path: str, server: str, model_name: str):
                                     timeout=120)
     try:
       versions = colorize.check()
-      guided = GUIDED_SIGNATURE in colorize.signatures()
+      guided = signatures.COLORIZE_GUIDED in colorize.signatures()
     except client.ClientError as e:
       raise UserError(str(e)) from None
     return colorize, [f"Served by {server.strip()}, model {model_name or 'koala'}, version "
@@ -420,7 +419,7 @@ def main() -> None:
         check_reference(reference)
         if guidance and not guided:
           raise UserError("This model takes no hints or reference image (it has no "
-                          f"{GUIDED_SIGNATURE} signature): train one with `python -m "
+                          f"{signatures.COLORIZE_GUIDED} signature): train one with `python -m "
                           "trainer.task --hints` and export it, or clear the dots and the "
                           "reference.")
         results = colorize_uploads(uploads, colorize, skip_colour=skip_colour,
