@@ -17,7 +17,7 @@ Why this shape:
     once per worker process (shared by the process's threads) and feeds it batches; a batch the
     model refuses (one truncated page, or hint image) is retried page by page, so only the bad
     page is rejected.
-  * names, the "already in colour" test and the output layout are serving/pages.py's, so the
+  * names, the "already in colour" test and the output layout are koala/pages.py's, so the
     batch job, the client and batch_colorize agree: a page -> DIR/<its relative path>.png, a
     page already in colour -> copied unchanged under its own extension, a .cbz -> DIR/<its
     relative path>.cbz with each coloured page under its own stem (.png) and every other entry
@@ -58,10 +58,9 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, PredictionResult,
                                            RunInference)
 
-from koala import archives, schema, signatures
+from koala import archives, exports, images, pages, schema, signatures
 from pipeline import run as pipeline_run
 from pipeline.options import ColorizeOptions, KoalaOptions
-from serving import client, inference, pages
 
 NAMESPACE = "koala_colorize"
 REJECTED, DONE, KEPT = "rejected", "skipped_done", "kept_colour"
@@ -228,7 +227,7 @@ class Triage(beam.DoFn):
   def process(self, element):
     page, data = element
     try:
-      client.check_local(data)
+      images.image_size(data)   # the header check serving.client makes before it sends a page
     except ValueError as e:
       self.rejected.inc()
       yield beam.pvalue.TaggedOutput(REJECTED, {"path": page.label,
@@ -283,7 +282,7 @@ class SavedModelPageHandler(ModelHandler[Any, PredictionResult, Any]):
     self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
   def load_model(self):
-    return inference.load_model(local_copy(self.version_dir))
+    return exports.load_model(local_copy(self.version_dir))
 
   def run_inference(self, batch: Sequence[bytes], model,
                     inference_args: Optional[dict[str, Any]] = None):
@@ -301,7 +300,7 @@ class SavedModelPageHandler(ModelHandler[Any, PredictionResult, Any]):
       return list(out[signatures.PNG_BYTES].numpy())
     except tf.errors.InvalidArgumentError as e:
       if len(batch) == 1:
-        return [Refused(f"the model refused the image: {inference.refusal_reason(e)}")]
+        return [Refused(f"the model refused the image: {exports.refusal_reason(e)}")]
     # One page spoils its batch: redo the batch page by page, so only that page is refused.
     return [out for data in batch for out in self._colorize([data], model)]
 
@@ -398,13 +397,13 @@ def write_manifest(counts: dict, archives_written: int, output_dir: str, model: 
 
 
 def resolve_model(model_path: str) -> str:
-  """The newest version folder of an export, local or gs://, by serving.inference's rule."""
+  """The newest version folder of an export, local or gs://, by koala.exports' rule."""
   def children(base):
     matches = FileSystems.match([f"{base}/*/saved_model.pb"])[0].metadata_list
     return [m.path[len(base):].lstrip("/").split("/")[0] for m in matches]
   base = model_path.rstrip("/")
-  return inference.resolve_version_dir(base, exists=FileSystems.exists, children=children,
-                                       join=FileSystems.join)
+  return exports.resolve_version_dir(base, exists=FileSystems.exists, children=children,
+                                     join=FileSystems.join)
 
 
 def build_pipeline(p: beam.Pipeline, opts: KoalaOptions, model_opts: ColorizeOptions,

@@ -34,6 +34,7 @@ import time
 import requests
 
 from koala import signatures
+from koala.pages import Guidance
 from serving import pages
 
 RETRY_STATUSES = (429, 503)
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
   colorizer = RestColorizer(args.server, args.model, args.version, retries=args.retries,
                             timeout=args.timeout)
   try:
-    guidance = pages.Guidance.load(args.hints, args.reference)
+    guidance = Guidance.load(args.hints, args.reference)
     versions = colorizer.check()
     if (args.hints or args.reference) and \
         signatures.COLORIZE_GUIDED not in colorizer.signatures():

@@ -16,38 +16,15 @@ export's `colorize_guided` signature; without them, `serving_default` runs.
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 
 from koala import signatures as names
+# How an export is found, loaded (cached) and its refusals read are koala.exports', the batch
+# job's too; named here as well, since callers have always found them here.
+from koala.exports import load_model, refusal_reason, resolve_version_dir  # noqa: F401
+from koala.pages import Guidance, write_atomic
 from serving import pages
-
-
-def _local_children(path: str) -> list[str]:
-  return os.listdir(path) if os.path.isdir(path) else []
-
-
-def resolve_version_dir(model_path: str, *, exists=os.path.exists, children=_local_children,
-                        join=os.path.join) -> str:
-  """A version folder, or the highest numeric version under a base path. `exists`, `children`
-  (names in a folder) and `join` default to the local disk; the batch job passes Beam's file
-  system's, so gs:// exports resolve by the same rule."""
-  if exists(join(model_path, "saved_model.pb")):
-    return model_path
-  versions = sorted(int(n) for n in children(model_path)
-                    if n.isdigit() and exists(join(model_path, n, "saved_model.pb")))
-  if not versions:
-    raise FileNotFoundError(f"no SavedModel at {model_path}: expected saved_model.pb there or in "
-                            "numbered version folders (python -m trainer.export writes them)")
-  return join(model_path, str(versions[-1]))
-
-
-@functools.lru_cache(maxsize=2)
-def load_model(model_path: str):
-  """The loaded SavedModel (cached per path): its .signatures are TF Serving's."""
-  import tensorflow as tf
-  return tf.saved_model.load(resolve_version_dir(model_path))
 
 
 def load(model_path: str):
@@ -71,15 +48,6 @@ def load(model_path: str):
   return colorize
 
 
-def refusal_reason(e) -> str:
-  """The useful line of a graph error (the assertion text or the decoder's complaint)."""
-  lines = [l.strip() for l in e.message.splitlines() if l.strip()]
-  for l in lines:
-    if l.startswith("assertion failed") or "Invalid" in l or "corrupt" in l.lower():
-      return l.replace("assertion failed: [", "").replace("] [", " ")[:400]
-  return lines[-1][:400] if lines else str(e)
-
-
 def _read(path_or_bytes) -> bytes | None:
   if path_or_bytes is None or isinstance(path_or_bytes, bytes):
     return path_or_bytes
@@ -93,7 +61,7 @@ def process_single_image(model_path: str, image_path: str, output_path: str, *,
   hints / reference: a file path or the file's bytes (see the module's docstring)."""
   data = _read(image_path)
   guidance = {"hints": _read(hints), "reference": _read(reference)}
-  pages.write_atomic(output_path, load(model_path)(data, **guidance))
+  write_atomic(output_path, load(model_path)(data, **guidance))
   return output_path
 
 
@@ -107,7 +75,7 @@ def batch_colorize(model_path: str, input_folder: str, output_folder: str, *,
   jobs, problems = pages.find_jobs([input_folder], output_folder)
   if problems:
     raise FileNotFoundError("; ".join(problems))
-  guidance = pages.Guidance.load(hints, reference)
+  guidance = Guidance.load(hints, reference)
   return pages.run(jobs, load(model_path), concurrency=1, skip_colour=skip_colour,
                    overwrite=overwrite, progress=progress, desc="colorizing (in-process)",
                    guidance=guidance)

@@ -5,7 +5,9 @@ progress bar.
 Why one module: `serving.client` colours pages through a REST server and
 `serving.inference.batch_colorize` through an in-process SavedModel, but users expect the two to
 treat folders, archives and reruns identically. Only the `colorize(bytes) -> png bytes` function
-differs.
+differs. The page rules below (names, the colour-page test, guidance) are `koala.pages`', which
+the batch job (pipeline.colorize) follows too; this module walks local folders and archives by
+them.
 
 Rules:
   * a file -> <output_dir>/<stem>.png; a folder -> the same relative tree under output_dir;
@@ -33,10 +35,12 @@ import threading
 import zipfile
 from typing import Callable
 
-from koala import archives, gray, images
-
-IMAGE_EXTENSIONS = images.PAGE_EXTENSIONS   # koala.images.FORMATS, the pipeline's formats too
-ARCHIVE_EXTENSIONS = (".cbz",)
+from koala import archives
+# The page rules themselves are koala.pages' (the batch job's too); named here as well, since
+# callers of serving.pages have always found them here.
+from koala.pages import (ARCHIVE_EXTENSIONS, IMAGE_EXTENSIONS, Guidance,  # noqa: F401
+                         archive_entry_name, is_colour, is_page_name, kept_colour_name,
+                         output_name, safe_is_colour, write_atomic)
 
 
 @dataclasses.dataclass
@@ -58,98 +62,6 @@ class Report:
   skipped_existing: list[str] = dataclasses.field(default_factory=list)
   kept_colour: list[str] = dataclasses.field(default_factory=list)
   failed: dict[str, str] = dataclasses.field(default_factory=dict)   # page -> reason
-
-
-def _read_local(path: str) -> bytes:
-  with open(path, "rb") as f:
-    return f.read()
-
-
-def _list_local(folder: str) -> list[str]:
-  if not os.path.isdir(folder):
-    raise ValueError(f"hints folder {folder}: no such folder")
-  return [os.path.join(folder, name) for name in os.listdir(folder)]
-
-
-@dataclasses.dataclass
-class Guidance:
-  """The user's colour guidance for a batch: hint images by page stem, one reference image.
-  Files are read by `read` and folders listed by `list_files` (the local disk by default; the
-  batch job passes Beam's file system's, so gs:// hints follow the same rules)."""
-  hints: dict[str, str] = dataclasses.field(default_factory=dict)     # page stem -> hint path
-  reference: bytes | None = None
-  read: Callable[[str], bytes] = _read_local
-
-  @classmethod
-  def load(cls, hints_dir: str | None = None, reference: str | bytes | None = None, *,
-           read: Callable[[str], bytes] = _read_local,
-           list_files: Callable[[str], list[str]] = _list_local) -> "Guidance":
-    """Indexes hints_dir's images by stem and reads the reference; ValueError names what is
-    wrong (a missing folder, two hint files for one stem, a reference that is not an image)."""
-    hints = {}
-    if hints_dir is not None:
-      for path in sorted(list_files(hints_dir), key=os.path.basename):
-        name = os.path.basename(path)
-        if is_page_name(name):
-          stem = os.path.splitext(name)[0]
-          if stem in hints:
-            raise ValueError(f"hints folder {hints_dir}: two hint files for pages named {stem!r} "
-                             f"({os.path.basename(hints[stem])} and {name})")
-          hints[stem] = path
-    if isinstance(reference, str):
-      try:
-        reference = read(reference)
-      except OSError as e:
-        raise ValueError(f"reference {reference}: {e.strerror or e}") from None
-    if reference is not None:
-      try:
-        images.image_size(reference)
-      except images.ImageError as e:
-        raise ValueError(f"reference: {e}") from None
-    return cls(hints, reference, read)
-
-  def __bool__(self) -> bool:
-    return bool(self.hints) or self.reference is not None
-
-  def hint_path(self, page_name: str) -> str | None:
-    """The hint file of a page file or archive entry (by its file stem), or None."""
-    return self.hints.get(os.path.splitext(os.path.basename(page_name))[0])
-
-  def for_page(self, page_name: str) -> dict:
-    """{"hints": bytes or None, "reference": bytes or None} for a page file or archive entry;
-    ValueError, naming the hint file, when it cannot be read or is not an image."""
-    path = self.hint_path(page_name)
-    hints = None
-    if path is not None:
-      try:
-        hints = self.read(path)
-        images.image_size(hints)
-      except (OSError, images.ImageError) as e:
-        raise ValueError(f"hints file {path}: {getattr(e, 'strerror', None) or e}") from None
-    return {"hints": hints, "reference": self.reference}
-
-
-def is_page_name(name: str) -> bool:
-  return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith(".")
-
-
-def output_name(relative_path: str) -> str:
-  """The output's name for an input's path relative to the input folder: a page -> .png, a
-  .cbz keeps its name (the batch job on Dataflow names its outputs by this rule too)."""
-  stem, ext = os.path.splitext(relative_path)
-  return relative_path if ext.lower() in ARCHIVE_EXTENSIONS else stem + ".png"
-
-
-def kept_colour_name(output: str, source: str) -> str:
-  """Where a page that is already in colour goes: its coloured output's name with the source's
-  own extension, since its bytes are copied unchanged."""
-  return os.path.splitext(output)[0] + os.path.splitext(source)[1]
-
-
-def archive_entry_name(entry: str, data: bytes) -> str:
-  """A page's name inside the coloured .cbz: a coloured (PNG) page is renamed to .png; a page
-  kept in colour keeps its name. Readers sort pages by name, so the stem never changes."""
-  return entry if data[:8] != b"\x89PNG\r\n\x1a\n" else os.path.splitext(entry)[0] + ".png"
 
 
 def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]:
@@ -185,19 +97,6 @@ def _list_archive(job: Job) -> None:
   members = archives.members(job.source)
   job.refused = {m.name: m.reason for m in members if m.reason}
   job.entries = sorted(m.name for m in members if not m.reason and is_page_name(m.name))
-
-
-def is_colour(data: bytes) -> bool:
-  """True when a page is already in colour, by the pipeline's own gray test."""
-  return gray.is_colour(images.decode_image(data))
-
-
-def write_atomic(path: str, data: bytes) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.part-{os.getpid()}-{threading.get_ident()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
 
 
 def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int = 1,
@@ -264,13 +163,6 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
     if job.is_archive:
       _write_archive(job, results, report)
   return report
-
-
-def safe_is_colour(data: bytes) -> bool:
-  try:
-    return is_colour(data)
-  except Exception:   # undecodable here: let the model's own decoder give the error
-    return False
 
 
 def _write_archive(job: Job, results: dict, report: Report) -> None:

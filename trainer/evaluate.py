@@ -23,62 +23,16 @@ import logging
 import sys
 
 import numpy as np
-import tensorflow as tf
 
-from koala import colour, guidance, images, schema
-from trainer import artifacts, callbacks, metrics
+from koala import colour, images, schema
+from trainer import artifacts, callbacks, guided_eval, metrics
 from trainer import input as trainer_input
-from trainer.model import is_guided, model_image_size
+from trainer.model import is_guided
+# Shared with guided_eval; mean_ab and predict_ab stay importable from here, as callers expect.
+from trainer.predict import MAX_MEAN_EXAMPLES, crop_to_image, mean_ab, predict_ab  # noqa: F401
 
 PREDICTORS = ("model", "gray", "mean_colour")
-MAX_MEAN_EXAMPLES = 5000
 _LOG = logging.getLogger(__name__)
-
-
-def mean_ab(info: trainer_input.RecordsInfo, split: str = "train",
-            max_examples: int = MAX_MEAN_EXAMPLES) -> np.ndarray:
-  """The split's mean ab (LAB units) over every pixel of up to max_examples records."""
-  ds = trainer_input.make_dataset(info, split, 64, training=False).unbatch().take(max_examples)
-  total, n = np.zeros(2, np.float64), 0
-  for batch in ds.batch(64):
-    ab = batch[1].numpy().astype(np.float64) * colour.AB_SCALE
-    total += ab.sum(axis=(0, 1, 2))
-    n += ab.shape[0] * ab.shape[1] * ab.shape[2]
-  if n == 0:
-    raise ValueError(f"no {split} records to compute the mean colour from")
-  return (total / n).astype(np.float32)
-
-
-def predict_ab(model, inputs: dict) -> np.ndarray:
-  """ab / 128 at 224, whatever size the model works at (a smaller one is fed area-averaged L and
-  its chroma upsampled bilinearly, as serving puts small chroma on a full-size L).
-
-  A guided model gets the inputs' "hints" (at 224, resized to its size) and "palette", or none
-  (automatic mode) where the inputs have none."""
-  size = model_image_size(model)
-  l = inputs["l"]
-  if size != schema.IMAGE_SIZE:
-    l = tf.image.resize(l, (size, size), method="area")
-  feed = {"l": l, "embedding": inputs["embedding"]}
-  if is_guided(model):
-    n = int(l.shape[0])
-    hints = inputs.get("hints")
-    feed["hints"] = (np.zeros((n, size, size, guidance.HINT_CHANNELS), np.float32)
-                     if hints is None else guidance.resize_hints_tf(hints, size))
-    palette = inputs.get("palette")
-    feed["palette"] = (np.zeros((n, guidance.PALETTE_SIZE), np.float32)
-                       if palette is None else palette)
-  pred = model.predict_on_batch(feed)
-  pred = tf.convert_to_tensor(np.asarray(pred, np.float32))
-  if size != schema.IMAGE_SIZE:
-    pred = tf.image.resize(pred, (schema.IMAGE_SIZE, schema.IMAGE_SIZE), method="bilinear")
-  return np.asarray(pred, np.float32)
-
-
-def _crop_to_image(height: int, width: int):
-  """The image's own box inside its 224 x 224 letterboxed square."""
-  box = images.letterbox_box(height, width, schema.IMAGE_SIZE)
-  return lambda a: a[box.top:box.top + box.height, box.left:box.left + box.width]
 
 
 def evaluate(model, info: trainer_input.RecordsInfo, split: str = "test", batch_size: int = 32,
@@ -98,8 +52,8 @@ def evaluate(model, info: trainer_input.RecordsInfo, split: str = "test", batch_
              "gray": np.zeros_like(true_norm),
              "mean_colour": np.broadcast_to(mean_colour / colour.AB_SCALE, true_norm.shape)}
     for i in range(len(true_norm)):
-      crop = _crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]),
-                            int(meta[schema.ORIGINAL_WIDTH][i]))
+      crop = crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]),
+                           int(meta[schema.ORIGINAL_WIDTH][i]))
       true_rgb = callbacks.colorize_lab(l_batch[i], true_norm[i])
       truth_cf.append(metrics.colorfulness(crop(true_rgb)))
       row = []
@@ -195,7 +149,6 @@ def main(argv=None) -> dict:
                              mean_colour=mean_ab(train_info), samples=args.samples)
     table, outputs = format_table(results), "metrics.json and samples.png"
   else:
-    from trainer import guided_eval
     if not is_guided(model):
       raise ValueError(f"--hints needs a guided model (trainer.task --hints); the model in "
                        f"{args.job_dir} takes no hints")

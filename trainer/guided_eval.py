@@ -17,9 +17,10 @@ import io
 
 import numpy as np
 
-from koala import colour, guidance, images, schema
+from koala import colour, guidance, schema
 from trainer import callbacks, levin, metrics
 from trainer import input as trainer_input
+from trainer.predict import crop_to_image, mean_ab, predict_ab
 
 PALETTE_ROW = "own palette"
 # Zhang et al. 2017 on ImageNet (SPEC.md, "Guidance"): hints -> PSNR, for the plot.
@@ -30,9 +31,7 @@ SAMPLE_HINTS = 10
 
 def _crop(meta, i):
   """The i-th image's own box inside its 224 x 224 letterboxed square."""
-  box = images.letterbox_box(int(meta[schema.ORIGINAL_HEIGHT][i]),
-                             int(meta[schema.ORIGINAL_WIDTH][i]), schema.IMAGE_SIZE)
-  return lambda a: a[box.top:box.top + box.height, box.left:box.left + box.width]
+  return crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]), int(meta[schema.ORIGINAL_WIDTH][i]))
 
 
 def _draw_dots(gray_rgb: np.ndarray, hints: np.ndarray) -> np.ndarray:
@@ -49,7 +48,6 @@ def evaluate_guided(model, info, split: str, hint_counts, batch_size: int = 16,
                     max_examples: int | None = None, mean_colour=None, seed: int = 0,
                     samples: int = 4, with_levin: bool = True):
   """-> (results dict, sample grid uint8). See the module docstring for what is measured."""
-  from trainer.evaluate import mean_ab, predict_ab   # evaluate imports this module lazily
   hint_counts = sorted({int(n) for n in hint_counts})
   max_hints = max(max(hint_counts), 1)
   mean_colour = mean_ab(info) if mean_colour is None else np.asarray(mean_colour, np.float32)

@@ -1,0 +1,48 @@
+"""An exported SavedModel on disk, as everything that runs one finds, loads and reads it: the
+in-process API (serving.inference), the Streamlit page and the batch job (pipeline.colorize).
+
+Why here: TF Serving serves the highest numeric version folder under a base path, and every
+tool that runs an export locally must pick the same one, or a page coloured by the batch job
+would differ from the one the server colours. A graph's refusal (a truncated page, a bad hint
+image) is read the same way everywhere too, so a rejected page gives the same reason in the
+batch job's rejected.jsonl as from batch_colorize.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+
+def _local_children(path: str) -> list[str]:
+  return os.listdir(path) if os.path.isdir(path) else []
+
+
+def resolve_version_dir(model_path: str, *, exists=os.path.exists, children=_local_children,
+                        join=os.path.join) -> str:
+  """A version folder, or the highest numeric version under a base path. `exists`, `children`
+  (names in a folder) and `join` default to the local disk; the batch job passes Beam's file
+  system's, so gs:// exports resolve by the same rule."""
+  if exists(join(model_path, "saved_model.pb")):
+    return model_path
+  versions = sorted(int(n) for n in children(model_path)
+                    if n.isdigit() and exists(join(model_path, n, "saved_model.pb")))
+  if not versions:
+    raise FileNotFoundError(f"no SavedModel at {model_path}: expected saved_model.pb there or in "
+                            "numbered version folders (python -m trainer.export writes them)")
+  return join(model_path, str(versions[-1]))
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(model_path: str):
+  """The loaded SavedModel (cached per path): its .signatures are TF Serving's."""
+  import tensorflow as tf
+  return tf.saved_model.load(resolve_version_dir(model_path))
+
+
+def refusal_reason(e) -> str:
+  """The useful line of a graph error (the assertion text or the decoder's complaint)."""
+  lines = [l.strip() for l in e.message.splitlines() if l.strip()]
+  for l in lines:
+    if l.startswith("assertion failed") or "Invalid" in l or "corrupt" in l.lower():
+      return l.replace("assertion failed: [", "").replace("] [", " ")[:400]
+  return lines[-1][:400] if lines else str(e)
