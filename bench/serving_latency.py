@@ -130,16 +130,21 @@ def stage_timings(page: bytes, runs: int, levels: list[int]) -> dict:
   from serving import tf_page
   data = tf.constant(page)
   gray = tf.function(lambda d: tf_page.decode_gray(d, 10**9))(data)
+  from koala import colour
   table = tf.constant(tf_page.lab_rgb_table())
+  manga_table = tf.constant(tf_page.lab_rgb_table(colour.COMPOSE_MANGA))
   ab = tf.random.uniform((224, 224, 2), -30, 30)
   rgb = tf_page.colour_page(gray, ab, table)
   steps = {
       "decode+gray": tf.function(lambda d: tf_page.decode_gray(d, 10**9)),
       "letterbox 224+299": tf.function(lambda g: tf_page.model_inputs(g, 224, 299)),
       "ab upsample+LAB->sRGB": tf.function(lambda g, a: tf_page.colour_page(g, a, table)),
+      # a manga job's full-resolution composition: the same gather from its own table
+      "ab upsample+manga composition": tf.function(
+          lambda g, a: tf_page.colour_page(g, a, manga_table)),
   }
   args = {"decode+gray": (data,), "letterbox 224+299": (gray,),
-          "ab upsample+LAB->sRGB": (gray, ab)}
+          "ab upsample+LAB->sRGB": (gray, ab), "ab upsample+manga composition": (gray, ab)}
   for level in levels:
     steps[f"PNG encode (zlib {level})"] = tf.function(
         lambda x, level=level: tf.io.encode_png(x, compression=level))

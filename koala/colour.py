@@ -220,6 +220,95 @@ def page_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
   return to_uint8(reference_lab_to_rgb(lab))
 
 
+# The composition of a coloured manga page. On white paper (L = 100) the sRGB gamut holds no
+# chroma at all, so `page_rgb`, which keeps the page's L, can put no colour there: a skin tone on
+# paper comes out white. Colourists lay flat colours on a layer under the line art and set the
+# line art to Multiply (paper x colour = colour, ink x colour = ink); Style2Paints multiplies the
+# lines back in over its prediction the same way. `manga_page_rgb` does exactly that with the
+# predicted ab: the flat colour is `paper_colour(ab)`, the lightest colour of that chroma (L
+# lowered from 100 only as far as the chroma needs to fit the gamut, `manga_lab`), and the page
+# multiplies it, in sRGB as a paint program's Multiply layer does. So black stays exactly black,
+# paper with ab = 0 stays the page, ink lines and lettering only get darker (never lighter, never
+# a coloured fringe worth the name: a gray-40 line pixel under a saturated red is (40, 15, 13)),
+# and screentone is kept as texture under the colour: its black dots stay black and the paper
+# between them takes the colour, as on a printed colour page, which a reader's eye averages at
+# reading distance. Dissolving the screen would need the screen's pattern to be told from the
+# drawing's, which only a full-resolution network could learn.
+COMPOSE_KEEP_L = "keep_l"        # gray jobs: the page's own L, ab fitted at that L (`page_rgb`)
+COMPOSE_MANGA = "manga"          # manga jobs: `manga_page_rgb`
+COMPOSITIONS = (COMPOSE_KEEP_L, COMPOSE_MANGA)
+MANGA_L_STEPS = 1024             # L grid of the lightness search: 0.1 L units a step
+
+
+def composition_for(rendering: str) -> str:
+  """The page composition of a job trained on `rendering` records (koala.schema.RENDERING)."""
+  return COMPOSE_KEEP_L if rendering == "gray" else COMPOSE_MANGA
+
+
+@functools.lru_cache(maxsize=1)
+def _l_grid_max_chroma() -> tuple[np.ndarray, np.ndarray]:
+  """(L grid (MANGA_L_STEPS,), max_chroma on it (MANGA_L_STEPS, GAMUT_HUES)), read-only."""
+  grid = np.linspace(0.0, L_MAX, MANGA_L_STEPS).astype(np.float32)
+  table = max_chroma(grid)
+  grid.flags.writeable = table.flags.writeable = False
+  return grid, table
+
+
+def manga_lab(l: np.ndarray, ab: np.ndarray) -> np.ndarray:
+  """L (...) and ab (..., 2) -> in-gamut LAB (..., 3) by the manga rule above (L never rises)."""
+  grid, table = _l_grid_max_chroma()
+  l = np.clip(np.asarray(l, np.float32), 0.0, L_MAX)
+  ab = np.asarray(ab, np.float32)
+  a, b = clamp_ab(ab[..., 0]), clamp_ab(ab[..., 1])
+  c = np.sqrt(a * a + b * b)
+  hues = table.shape[1]
+  pos = np.mod(np.arctan2(b, a), np.float32(2.0 * np.pi)) / np.float32(2.0 * np.pi / hues)
+  h0 = np.floor(pos).astype(np.int64) % hues
+  h1 = (h0 + 1) % hues
+  limit = lambda i: np.minimum(table[i, h0], table[i, h1])
+  top = np.floor(l / L_MAX * (MANGA_L_STEPS - 1)).astype(np.int64)   # grid L <= the page's
+  # The hue's cusp (the L of most chroma) at or below the page's L, from the per-hue argmax.
+  cusp = np.minimum(np.argmax(np.minimum(table, np.roll(table, -1, axis=1)), axis=0)[h0], top)
+  # Above the cusp max chroma falls with L: bisect for the highest grid L that still holds c.
+  lo, hi = cusp, top
+  linear = reference_lab_to_linear(np.stack([l, a, b], axis=-1))
+  fits = np.all((linear >= 0.0) & (linear <= 1.0), axis=-1)   # in gamut at the page's own L
+  for _ in range(int(np.ceil(np.log2(MANGA_L_STEPS))) + 1):
+    mid = (lo + hi + 1) // 2
+    ok = limit(mid) >= c
+    lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid - 1)
+  out_l = np.where(fits, l, grid[lo])
+  scale = np.where(fits, np.float32(1.0), np.minimum(
+      np.float32(1.0), limit(lo) / np.maximum(c, np.float32(1e-6))))
+  return np.stack([out_l, a * scale, b * scale], axis=-1)
+
+
+def paper_colour(ab: np.ndarray) -> np.ndarray:
+  """ab (..., 2) in LAB units -> the flat colour (..., 3) sRGB float in [0, 1] that `ab` paints
+  on white paper: `manga_lab` at L = 100."""
+  ab = np.asarray(ab, np.float32)
+  return reference_lab_to_rgb(manga_lab(np.full(ab.shape[:-1], L_MAX, np.float32), ab))
+
+
+def manga_page_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
+  """A coloured manga page: uint8 gray (...) + ab (..., 2) in LAB units -> uint8 sRGB (...,
+  3): the page multiplies `paper_colour(ab)` (the colour reaches the paper; ink stays ink). ab
+  is rounded to whole units first, as in `page_rgb`, so the served graph reads every pixel from
+  one 256**3 table."""
+  gray = np.asarray(gray, np.uint8)
+  ab = np.floor(np.asarray(ab, np.float32) + np.float32(0.5))
+  return to_uint8(paper_colour(ab) * (gray.astype(np.float32)[..., None] / np.float32(255.0)))
+
+
+def compose_page(gray: np.ndarray, ab: np.ndarray, composition: str = COMPOSE_KEEP_L) -> np.ndarray:
+  """`page_rgb` or `manga_page_rgb`, by name (a job's composition, see `composition_for`)."""
+  if composition == COMPOSE_KEEP_L:
+    return page_rgb(gray, ab)
+  if composition == COMPOSE_MANGA:
+    return manga_page_rgb(gray, ab)
+  raise ValueError(f"unknown composition {composition!r}; choose one of {COMPOSITIONS}")
+
+
 def l_to_neutral_gray(l: np.ndarray) -> np.ndarray:
   """L (...) -> the sRGB gray (...) in [0, 1] of LAB (L, 0, 0).
 

@@ -1,9 +1,13 @@
 """The pipeline's own command-line options, next to Beam's (runner, workers, Dataflow, ...)."""
 from __future__ import annotations
 
+import difflib
+
+from apache_beam.options import pipeline_options as beam_options
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from koala import embedder, gray, images, schema
+from pipeline import preprocess
 
 
 class KoalaOptions(PipelineOptions):
@@ -45,6 +49,14 @@ class KoalaOptions(PipelineOptions):
     parser.add_argument("--num_shards", type=int, default=0,
                         help="Shards per split; 0 lets the runner decide.")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none")
+    parser.add_argument("--render", default=schema.GRAY,
+                        help="What the model will see: 'gray' (the colour image's own L, the "
+                             "seed's rendering) or 'manga' (koala.manga: ink lines, white paper, "
+                             "screentone; the target stays the colour image's L and ab).")
+    parser.add_argument("--renderings_per_image", type=int, default=1,
+                        help="With --render=manga: this many differently seeded renderings of "
+                             f"each image, 1 to {preprocess.MAX_RENDERINGS} (all in the image's "
+                             "split).")
 
 
 class ColorizeOptions(PipelineOptions):
@@ -67,3 +79,32 @@ class ColorizeOptions(PipelineOptions):
     parser.add_argument("--reference", default=None,
                         help="pipeline.colorize, guided exports only: one image (local or gs://) "
                              "whose palette steers every page, as serving.client --reference.")
+
+
+def _all_options_parser():
+  """Beam's parser with every direct PipelineOptions subclass's arguments (Beam's and ours), as
+  Beam's own `PipelineOptions.get_all_options` builds it; the parser class is Beam's private
+  one, and tests/test_pipeline.py catches a Beam upgrade that changes it."""
+  parser = beam_options._BeamArgumentParser(allow_abbrev=False)
+  for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+    cls._add_argparse_args(parser)  # pylint: disable=protected-access
+  return parser
+
+
+def unknown_flags(argv) -> list[str]:
+  """The arguments that no PipelineOptions class defines. Beam only logs "Unparseable
+  argument" for these and runs on with the defaults, so a typo such as --rendr=manga would
+  silently make gray records."""
+  return _all_options_parser().parse_known_args(list(argv))[1]
+
+
+def refuse_unknown_flags(argv, prog: str) -> None:
+  """Raises ValueError, one sentence naming the first unknown flag, before any work is done."""
+  unknown = unknown_flags(argv)
+  if not unknown:
+    return
+  name = unknown[0].split("=", 1)[0]
+  known = [o for action in _all_options_parser()._actions for o in action.option_strings]
+  close = difflib.get_close_matches(name, known, n=1)
+  hint = f" (did you mean {close[0]}?)" if close else ""
+  raise ValueError(f"unknown flag {unknown[0]}{hint}: neither {prog} nor Beam defines it")

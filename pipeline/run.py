@@ -1,7 +1,8 @@
 """python -m pipeline.run --input=GLOB --output_dir=DIR [options] [Beam options]
 
-Images (local or gs://) -> de-duplicated, decoded, letterboxed L / ab tensors -> Inception-ResNet-v2
-embeddings (RunInference) -> tf.train.Examples -> sharded TFRecords per split, plus
+Images (local or gs://) -> de-duplicated, decoded, letterboxed L / ab tensors (and with
+--render=manga, seeded manga renderings of each image: what the model will see) -> Inception-ResNet-v2
+embeddings of what the model sees (RunInference) -> tf.train.Examples -> sharded TFRecords per split, plus
 `rejected.jsonl`, `skipped_gray.jsonl`, `duplicates.jsonl` and `manifest.json`.
 
 Without --runner it runs on Beam's FnApiRunner (the engine under the DirectRunner) in one
@@ -28,7 +29,7 @@ from koala import embedder as koala_embedder
 from koala import images, schema
 from pipeline import preprocess
 from pipeline.embed import EmbedderModelHandler
-from pipeline.options import KoalaOptions
+from pipeline.options import KoalaOptions, refuse_unknown_flags
 
 NAMESPACE = "koala"
 REJECTED = "rejected"
@@ -102,13 +103,14 @@ class PrepareImage(beam.DoFn):
     self.config = config
     self.rejected = Metrics.counter(NAMESPACE, "rejected")
     self.gray = Metrics.counter(NAMESPACE, "skipped_gray")
+    self.rendered = Metrics.counter(NAMESPACE, "renderings")
 
   def process(self, element):
     digest, path = element
     try:
       with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         data = f.read()
-      prepared = preprocess.prepare_image(data, path, self.config, digest=digest)
+      renderings = preprocess.prepare_images(data, path, self.config, digest=digest)
     except preprocess.SkipGray as e:
       self.gray.inc()
       yield beam.pvalue.TaggedOutput(GRAY, {"path": path, "chroma": round(e.chroma, 3)})
@@ -117,7 +119,9 @@ class PrepareImage(beam.DoFn):
       self.rejected.inc()
       yield beam.pvalue.TaggedOutput(REJECTED, {"path": path, "reason": str(e)})
       return
-    yield prepared, prepared.embedder_input
+    for prepared in renderings:
+      self.rendered.inc()
+      yield prepared, prepared.embedder_input
 
 
 class ToExample(beam.DoFn):
@@ -137,7 +141,9 @@ class ToExample(beam.DoFn):
     yield split, schema.encode_example(
         l_u8=prepared.l_u8, ab_u8=prepared.ab_u8, embedding=result.inference,
         source_path=prepared.source_path, content_hash=prepared.content_hash,
-        original_size=prepared.original_size, embedder_id=result.model_id)
+        original_size=prepared.original_size, embedder_id=result.model_id,
+        input_u8=prepared.input_u8, rendering=prepared.rendering,
+        rendering_seed=prepared.rendering_seed)
 
 
 def write_jsonl(pcoll, output_dir: str, filename: str, label: str):
@@ -147,10 +153,13 @@ def write_jsonl(pcoll, output_dir: str, filename: str, label: str):
               f"{output_dir}/{filename}", shard_name_template="", num_shards=1))
 
 
-def write_manifest(counts: dict, identities: list, output_dir: str, options: dict):
-  """Writes manifest.json; runs once, after every count is known."""
+def write_manifest(counts: dict, identities: list, output_dir: str, options: dict,
+                   rendering: dict):
+  """Writes manifest.json; runs once, after every count is known. `written` counts records;
+  with several renderings an image, images = records / renderings_per_image."""
   ids = sorted(set(identities))
   manifest = {
+      "rendering": rendering,
       "schema_version": schema.SCHEMA_VERSION,
       "image_size": schema.IMAGE_SIZE,
       "embedder_size": schema.EMBEDDER_SIZE,
@@ -187,8 +196,7 @@ def count(pcoll, name: str):
 
 def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
   out = opts.output_dir.rstrip("/")
-  config = preprocess.PrepareConfig(max_pixels=opts.max_pixels, min_side=opts.min_side,
-                                    gray_chroma_threshold=opts.gray_chroma_threshold)
+  config = prepare_config(opts)
   handler = KeyedModelHandler(EmbedderModelHandler(
       opts.embedder, opts.embedder_weights, opts.embedder_seed,
       opts.min_batch_size, opts.max_batch_size))
@@ -229,10 +237,29 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
   options = {k: getattr(opts, k) for k in (
       "input", "output_dir", "embedder", "embedder_weights", "embedder_seed", "val_fraction",
       "test_fraction", "split_salt", "gray_chroma_threshold", "min_side", "max_pixels",
-      "num_shards", "compression", "min_batch_size", "max_batch_size")}
+      "num_shards", "compression", "min_batch_size", "max_batch_size", "render",
+      "renderings_per_image")}
   (counts | "AllCounts" >> beam.Flatten() | "CountsDict" >> beam.combiners.ToDict()
    | "WriteManifest" >> beam.Map(write_manifest, identities=beam.pvalue.AsList(identities),
-                                 output_dir=out, options=options))
+                                 output_dir=out, options=options,
+                                 rendering=rendering_section(config)))
+
+
+def prepare_config(opts: KoalaOptions) -> preprocess.PrepareConfig:
+  """The per-image settings from the flags; ValueError (one sentence) when out of range."""
+  return preprocess.PrepareConfig(max_pixels=opts.max_pixels, min_side=opts.min_side,
+                                  gray_chroma_threshold=opts.gray_chroma_threshold,
+                                  render=opts.render, renderings=opts.renderings_per_image)
+
+
+def rendering_section(config: preprocess.PrepareConfig) -> dict:
+  """manifest.json's "rendering": what the model sees (trainer.input reads "name")."""
+  return {"kind": config.render, "name": config.rendering_name,
+          "per_image": config.renderings,
+          "input": "the colour image's own L" if config.render == schema.GRAY else
+                   "koala.manga.render_manga(image, seed=koala.manga.rendering_seed(content "
+                   "hash, index)), letterboxed to 224 (L) and 299 (embedder)",
+          "target": "the colour image's own L and ab"}
 
 
 def pipeline_options(argv) -> PipelineOptions:
@@ -245,6 +272,7 @@ def pipeline_options(argv) -> PipelineOptions:
   docs/benchmarks.md). `--direct_running_mode=multi_threading --direct_num_workers=N` or
   `multi_processing` remain available, e.g. with a small hub embedder on a many-core machine.
   """
+  refuse_unknown_flags(argv, "Koala")
   options = PipelineOptions(argv)
   standard = options.view_as(StandardOptions)
   if standard.runner is None:
@@ -263,6 +291,7 @@ def run(argv=None, test_pipeline=None):
   argv = list(sys.argv[1:] if argv is None else argv)
   options = pipeline_options(argv)
   opts = options.view_as(KoalaOptions)
+  prepare_config(opts)   # a rendering option out of range fails here, before any work
   if opts.embedder_weights == koala_embedder.RANDOM and not opts.embedder.startswith(
       koala_embedder.HUB_PREFIX):
     _LOG.warning("=" * 78 + "\n" + koala_embedder.RANDOM_WARNING + "\n" + "=" * 78)
@@ -283,4 +312,8 @@ def run_to_end(options: PipelineOptions, build, test_pipeline=None):
 
 if __name__ == "__main__":
   logging.getLogger().setLevel(logging.INFO)
-  run()
+  try:
+    run()
+  except (ValueError, FileNotFoundError) as e:   # bad flags, no inputs: one sentence, exit 2
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

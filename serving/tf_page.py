@@ -27,6 +27,10 @@ one definition of a coloured page's pixels (the tests' NumPy reference path call
 Rounding ab to whole units is the precision the training records store ab at anyway. The
 table also brings out-of-gamut colours back at constant L and hue instead of clipping RGB, so
 black line art stays black and white paper white under any predicted colour.
+
+A job trained on manga renderings composes its pages by `koala.colour.manga_page_rgb` instead
+(the page multiplies the flat colour, so the colour reaches white paper and ink stays ink): the
+same table, filled by the other rule, so a manga page costs what a gray job's page costs.
 """
 from __future__ import annotations
 
@@ -219,20 +223,29 @@ def gray_to_l(gray_u8: tf.Tensor) -> tf.Tensor:
   return tf.gather(tf.constant(gray_l_table()), tf.cast(gray_u8, tf.int32))
 
 
-@functools.lru_cache(maxsize=1)
-def lab_rgb_table(levels_per_chunk: int = 16) -> np.ndarray:
-  """(256**3, 3) uint8: `koala.colour.page_rgb` of every gray level and whole a, b in
-  [-128, 127]: ab clamped, brought into the gamut at constant L and hue, so the output keeps the
-  page's L exactly. The graph only gathers from it, so the served pixels and the NumPy reference
-  path have one definition, the one in `koala.colour`."""
+@functools.lru_cache(maxsize=2)
+def lab_rgb_table(composition: str = colour.COMPOSE_KEEP_L, levels_per_chunk: int = 16) -> np.ndarray:
+  """(256**3, 3) uint8: `koala.colour.compose_page` of every gray level and whole a, b in
+  [-128, 127], by the job's composition: `page_rgb` (ab clamped, brought into the gamut at
+  constant L and hue, so the output keeps the page's L exactly) or `manga_page_rgb`. The graph
+  only gathers from it, so the served pixels and the NumPy reference path have one definition,
+  the one in `koala.colour`."""
   ab = np.arange(TABLE_SIDE, dtype=np.float32) - AB_OFFSET
   a, b = np.meshgrid(ab, ab, indexing="ij")
-  ab = np.tile(np.stack([a.ravel(), b.ravel()], axis=-1), (levels_per_chunk, 1))
-  chunks = []
-  for start in range(0, TABLE_SIDE, levels_per_chunk):   # a few levels at a time: small temporaries
-    gray = np.repeat(np.arange(start, start + levels_per_chunk, dtype=np.uint8), TABLE_SIDE ** 2)
-    chunks.append(colour.page_rgb(gray, ab))
-  table = np.concatenate(chunks)
+  ab = np.stack([a.ravel(), b.ravel()], axis=-1)
+  if composition == colour.COMPOSE_MANGA:
+    # manga_page_rgb is the page times the flat colour of ab: the colours once, then each level.
+    flat = colour.paper_colour(ab)
+    levels = np.arange(TABLE_SIDE, dtype=np.float32)[:, None, None] / np.float32(255.0)
+    table = colour.to_uint8(flat[None] * levels).reshape(-1, 3)
+  else:
+    colour.compose_page(np.zeros(1, np.uint8), np.zeros((1, 2)), composition)   # checks the name
+    ab = np.tile(ab, (levels_per_chunk, 1))
+    chunks = []
+    for start in range(0, TABLE_SIDE, levels_per_chunk):   # a few levels at a time: small temporaries
+      gray = np.repeat(np.arange(start, start + levels_per_chunk, dtype=np.uint8), TABLE_SIDE ** 2)
+      chunks.append(colour.compose_page(gray, ab, composition))
+    table = np.concatenate(chunks)
   table.flags.writeable = False
   return table
 

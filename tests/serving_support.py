@@ -161,11 +161,15 @@ def export_base(kind: str = "inception") -> str:
   """models/<kind>/1 from the trained job; kind "tiny" uses the tiny hub-style embedder;
   "saturated" is "tiny" with the last layer's weights times SATURATION, so that most predicted
   colours lie far outside the sRGB gamut, as other trained weights may put them; "guided" and
-  "untrained" are untrained_job's."""
+  "untrained" are untrained_job's; "manga" is manga_job's."""
   from trainer import artifacts, export
   if kind in ("guided", "untrained"):
     base = os.path.join(workdir(), "models", kind)
     export.export(untrained_job(kind == "guided"), base, 1)
+    return base
+  if kind == "manga":
+    base = os.path.join(workdir(), "models", kind)
+    export.export(manga_job(), base, 1)
     return base
   job = trained_job()
   if kind in ("tiny", "saturated"):
@@ -179,6 +183,39 @@ def export_base(kind: str = "inception") -> str:
   base = os.path.join(workdir(), "models", kind)
   export.export(job, base, 1)
   return base
+
+
+MANGA_TRAIN_IMAGES = 48
+
+
+@functools.cache
+def manga_records() -> str:
+  """pipeline.run --render=manga on the hint task's colour art (two renderings an image)."""
+  from PIL import Image
+  from pipeline import run as pipeline_run
+  from tests import trainer_records
+  art = os.path.join(workdir(), "manga_art")
+  os.makedirs(art, exist_ok=True)
+  rng = np.random.default_rng(5)
+  for i in range(MANGA_TRAIN_IMAGES):
+    Image.fromarray(trainer_records.hint_task_art(rng)).save(os.path.join(art, f"s{i}.png"))
+  out = os.path.join(workdir(), "manga_records")
+  pipeline_run.run([f"--input={art}", f"--output_dir={out}", f"--embedder=hub:{tiny_embedder()}",
+                    "--render=manga", "--renderings_per_image=2", "--val_fraction=0.15",
+                    "--test_fraction=0.1", "--direct_running_mode=in_memory",
+                    "--direct_num_workers=1"])
+  return out
+
+
+@functools.cache
+def manga_job() -> str:
+  """trainer.task --hints on manga_records (narrow, 56 x 56, ~1 min on 2 cores)."""
+  from trainer import task
+  job = os.path.join(workdir(), "job_manga")
+  task.train(task.TrainConfig(records_dir=manga_records(), job_dir=job, learning_rate=1e-3,
+                              epochs=3, batch_size=8, steps_per_epoch=100, seed=0, verbose=0,
+                              hints=True, **SMALL))
+  return job
 
 
 def untrained_export() -> str:

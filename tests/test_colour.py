@@ -121,3 +121,50 @@ def test_page_rgb_keeps_l_and_the_colours_inside_the_gamut():
   moved = ~kept & (colour.chroma(mapped) > 10)
   turn = np.angle(np.exp(1j * (hue(mapped[moved]) - hue(np.clip(ab[moved], -127, 127)))))
   assert np.abs(turn).max() < 1e-3
+
+
+def whole_unit_ab_grid(limit: int = 140) -> np.ndarray:
+  a, b = np.meshgrid(np.arange(-limit, limit + 1), np.arange(-limit, limit + 1))
+  return np.stack([a, b], -1).astype(np.float32)
+
+
+def test_manga_composition_puts_any_colour_on_paper_and_keeps_ink_ink():
+  """The manga page rule for every ab a network can predict: black stays black, paper with no
+  colour stays white, paper under a colour takes that colour (any colour of chroma <= 30, which
+  skin, sky and hair tones are, exactly to within rounding), and no pixel gets lighter than the
+  page, so ink lines and lettering stay as dark as they are."""
+  ab = whole_unit_ab_grid()
+  shape = ab.shape[:2]
+  assert colour.manga_page_rgb(np.zeros(shape, np.uint8), ab).max() == 0
+  assert (colour.manga_page_rgb(np.full(shape, 255, np.uint8), np.zeros_like(ab)) == 255).all()
+  on_paper = colour.reference_rgb_to_lab(colour.manga_page_rgb(np.full(shape, 255, np.uint8), ab))
+  c = colour.chroma(ab)
+  modest = c <= 30
+  assert np.abs(on_paper[..., 1:] - ab)[modest].max() < 2.5
+  assert (colour.chroma(on_paper[..., 1:])[c >= 10] >= 9).all()   # every colour reaches paper
+  for level in (0, 10, 40, 128, 200, 255):
+    page = np.full(shape, level, np.uint8)
+    served = colour.manga_page_rgb(page, ab)
+    y_page = colour.relative_luminance(page[..., None].repeat(3, -1))
+    assert (colour.relative_luminance(served) <= y_page + 1e-3).all()   # never lighter
+
+
+def test_manga_composition_keeps_screentone_as_texture_under_the_colour():
+  """Multiply: a screen's black dots stay black, the paper between them takes the colour."""
+  screen = np.full((8, 8), 255, np.uint8)
+  screen[::2, ::2] = 0
+  served = colour.manga_page_rgb(screen, np.broadcast_to(np.float32([15, 20]), (8, 8, 2)))
+  assert served[screen == 0].max() == 0
+  skin = colour.reference_rgb_to_lab(served[screen == 255])
+  assert np.abs(skin[:, 1:] - [15, 20]).max() < 2.5 and (skin[:, 0] < 95).all()
+
+
+def test_compositions_by_name_and_rendering():
+  gray, ab = np.array([255], np.uint8), np.array([[15.0, 20.0]], np.float32)
+  assert colour.compose_page(gray, ab, colour.COMPOSE_KEEP_L).tolist() == [[255, 255, 255]]
+  assert colour.compose_page(gray, ab, colour.COMPOSE_MANGA).tolist() == (
+      colour.manga_page_rgb(gray, ab).tolist())
+  assert colour.composition_for("gray") == colour.COMPOSE_KEEP_L
+  assert colour.composition_for("manga-v1") == colour.COMPOSE_MANGA
+  with pytest.raises(ValueError, match="unknown composition"):
+    colour.compose_page(gray, ab, "overlay")

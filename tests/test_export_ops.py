@@ -109,6 +109,19 @@ def test_colour_table_is_koala_colour_page_rgb():
   assert white.min() >= 254 and black.max() <= 1
 
 
+def test_manga_colour_table_is_koala_colour_manga_page_rgb():
+  """A manga job's table (built by its fast path) holds manga_page_rgb's pixels exactly."""
+  table = tf_page.lab_rgb_table(colour.COMPOSE_MANGA)
+  rng = np.random.default_rng(3)
+  g = rng.integers(0, 256, 20000)
+  a, b = rng.integers(-128, 128, 20000), rng.integers(-128, 128, 20000)
+  got = table[(g * 256 + a + 128) * 256 + b + 128]
+  np.testing.assert_array_equal(
+      got, colour.manga_page_rgb(g.astype(np.uint8), np.stack([a, b], -1)))
+  skin_on_paper = table[(255 * 256 + 128 + 15) * 256 + 128 + 20]
+  assert skin_on_paper.tolist() != [255, 255, 255] and skin_on_paper.min() > 150
+
+
 def test_colour_page_is_the_numpy_page_for_out_of_gamut_ab():
   """The served colours are koala.colour.page_rgb's, also where the predicted ab lies far outside
   the gamut (the NumPy reference path clipped RGB there, and the two paths disagreed)."""

@@ -94,7 +94,9 @@ def example_feed(signature) -> dict:
 @pytest.mark.parametrize("kind,signatures", [
     ("inception", {"serving_default", "colorize_tensors"}),
     # the guided model's export adds colorize_guided (page + hint image + reference)
-    ("guided", {"serving_default", "colorize_tensors", "colorize_guided"})])
+    ("guided", {"serving_default", "colorize_tensors", "colorize_guided"}),
+    # a manga job: the same signatures, its pages composed by the manga rule
+    ("manga", {"serving_default", "colorize_tensors", "colorize_guided"})])
 def test_every_signature_gives_the_same_result_on_the_pinned_tf_serving_version(
     tmp_path, kind, signatures):
   import tensorflow as tf

@@ -100,12 +100,16 @@ def test_evaluate_reports_model_and_baselines(records, trained, capsys):
   assert "mean_colour" in out and "AuC" in out and "random weights" in out
 
 
-def test_evaluate_refuses_records_of_another_embedder(trained, tmp_path):
+def test_evaluate_refuses_records_of_another_embedder(trained, tmp_path, capsys):
   job, _, _ = trained
   other = str(tmp_path / "other")
   trainer_records.write_records(other, {"test": 2}, shards=1, embedder_id="hub:x:1")
   with pytest.raises(trainer_input.RecordsMismatchError, match="trained on"):
+    evaluate.run(evaluate.parse_args([f"--records_dir={other}", f"--job_dir={job}"]))
+  with pytest.raises(SystemExit) as exit_info:
     evaluate.main([f"--records_dir={other}", f"--job_dir={job}"])
+  assert exit_info.value.code == 2
+  assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_flags_override_the_preset():
@@ -139,3 +143,48 @@ def test_cli_on_a_remote_job_dir_with_vertex_dirs_mirrored_and_mixed_precision(r
   model, _ = artifacts.load_trained(job)
   assert model.get_layer("ab").dtype_policy.compute_dtype == "float32"
   assert model.get_layer("encoder_0").dtype_policy.name == "mixed_bfloat16"
+
+
+def test_max_minutes_stops_after_the_first_epoch_past_it_and_keeps_the_best(records, tmp_path):
+  """A budget spent within the first epoch: that epoch is finished (validated, checkpointed),
+  no other starts, and the saved model is the best checkpoint."""
+  job = str(tmp_path / "budget")
+  config = task.TrainConfig(records_dir=records, job_dir=job, learning_rate=1e-3, epochs=4,
+                            batch_size=8, steps_per_epoch=5, seed=1, verbose=0,
+                            max_minutes=1e-4, **SMALL)
+  _, history = task.train(config)
+  assert len(history["val_loss"]) == 1
+  saved, _ = artifacts.load_trained(job)
+  best = artifacts.load_model_file(f"{job}/checkpoints/best.keras")
+  for a, b in zip(saved.get_weights(), best.get_weights()):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_epoch_time_budget_stops_only_at_an_epoch_end(monkeypatch):
+  from trainer import callbacks
+  clock = iter([0.0, 30.0, 61.0]).__next__
+  monkeypatch.setattr(callbacks.time, "monotonic", clock)
+  budget = callbacks.EpochTimeBudget(60.0)
+  budget.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+  budget.model.stop_training = False
+  budget.on_train_begin()
+  budget.on_epoch_end(0)            # 30 s: within the budget
+  assert not budget.model.stop_training
+  budget.on_epoch_end(1)            # 61 s: past it, stop after this epoch
+  assert budget.model.stop_training
+
+
+def test_the_cpu_preset_sets_size_width_rate_and_batch_and_flags_override_it():
+  args = ["--records_dir=r", "--job_dir=j", "--preset=Koala_cpu", "--max_minutes=20"]
+  config = task.config_from_args(task.parse_args(args))
+  cpu = presets.get(presets.CPU)
+  assert (config.width, config.image_size, config.learning_rate, config.batch_size) == (
+      cpu.width, cpu.image_size, cpu.learning_rate, cpu.batch_size)
+  assert config.max_minutes == 20
+  config = task.config_from_args(task.parse_args(args + ["--width=0.5", "--image_size=64"]))
+  assert (config.width, config.image_size) == (0.5, 64)
+  default = task.config_from_args(task.parse_args(["--records_dir=r", "--job_dir=j"]))
+  assert (default.width, default.image_size, default.max_minutes) == (1.0, 224, None)
+  with pytest.raises(SystemExit) as e:
+    task.main(["--records_dir=r", "--job_dir=j", "--max_minutes=0"])
+  assert e.value.code == 2

@@ -121,3 +121,27 @@ def write_hint_task_records(out_dir: str, counts=None, seed: int = 0) -> dict:
   """Records of the hint task (make_hint_task_image), one shard per split, with a manifest."""
   return write_records(out_dir, counts, shards=1, seed=seed, make=make_hint_task_image,
                        name="hint_task")
+
+
+HINT_ART_L = (55.0, 70.0, 85.0)   # cell lightness: the manga renderer makes paper or tone of it
+
+
+def hint_task_art(rng: np.random.Generator, height: int = 240, width: int = 240) -> np.ndarray:
+  """The hint task as colour art for koala.manga (uint8 RGB): 2 x 2 to 3 x 3 flat cells of a
+  random lightness of HINT_ART_L and a random colour of HINT_TASK_COLOURS, separated by 6 px
+  ink lines. Rendered as manga, a cell is white paper or screentone whatever its colour, so
+  only a hint can say which colour it has."""
+  from koala import colour
+  cells = int(rng.integers(2, 4))
+  ys = np.linspace(0, height, cells + 1).astype(int)
+  xs = np.linspace(0, width, cells + 1).astype(int)
+  lab = np.zeros((height, width, 3), np.float32)
+  for i in range(cells):
+    for j in range(cells):
+      a, b = HINT_TASK_COLOURS[rng.integers(len(HINT_TASK_COLOURS))]
+      lab[ys[i]:ys[i + 1], xs[j]:xs[j + 1]] = (rng.choice(HINT_ART_L), a, b)
+  for e in ys[1:-1]:
+    lab[e - 3:e + 3, :] = (5.0, 0.0, 0.0)
+  for e in xs[1:-1]:
+    lab[:, e - 3:e + 3] = (5.0, 0.0, 0.0)
+  return colour.to_uint8(colour.lab_to_rgb(lab))

@@ -7,6 +7,9 @@ one small module so that neither side spells a path or a file name on its own:
   <model_dir>/embedder.json     the records' manifest "embedder" section (name, weights,
                                 identity, random_weights) plus "embedder_seed", so the export
                                 can rebuild exactly the embedder that made the training records
+  <model_dir>/rendering.json    what the model was trained to see ("gray", or a manga
+                                rendering's name) and so how its pages are composed
+                                (koala.colour.composition_for); absent in older jobs: gray
 
 model_dir is $AIP_MODEL_DIR when Vertex AI sets it, else <job_dir>/model. Checkpoints and
 TensorBoard logs follow Vertex's AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR the same way.
@@ -19,6 +22,7 @@ import os
 
 MODEL_FILENAME = "colorizer.keras"
 EMBEDDER_FILENAME = "embedder.json"
+RENDERING_FILENAME = "rendering.json"
 HISTORY_FILENAME = "history.json"
 CURVES_FILENAME = "training_curves.png"
 
@@ -86,8 +90,9 @@ def embedder_info(manifest: dict) -> dict:
   return info
 
 
-def save_trained(model, info: dict, out_dir: str) -> str:
-  """Writes colorizer.keras and embedder.json into out_dir; returns the model's path.
+def save_trained(model, info: dict, out_dir: str, rendering: str = "gray") -> str:
+  """Writes colorizer.keras, embedder.json and rendering.json into out_dir; returns the model's
+  path.
 
   Keras writes the .keras zip to a local temporary file first and we copy it, so a gs://
   out_dir works even where Keras's own remote-path support does not reach.
@@ -102,7 +107,24 @@ def save_trained(model, info: dict, out_dir: str) -> str:
     tf.io.gfile.makedirs(out_dir)
     tf.io.gfile.copy(local, path, overwrite=True)
   write_json(join(out_dir, EMBEDDER_FILENAME), info)
+  write_json(join(out_dir, RENDERING_FILENAME), rendering_info(rendering))
   return path
+
+
+def rendering_info(rendering: str) -> dict:
+  """What rendering.json holds: the rendering the model learned from, and the composition of
+  its pages that follows from it."""
+  from koala import colour
+  return {"rendering": rendering, "composition": colour.composition_for(rendering)}
+
+
+def load_rendering(job_dir: str) -> dict:
+  """rendering.json of a finished job; a job from before it existed was trained on gray."""
+  import tensorflow as tf
+  path = join(model_dir(job_dir), RENDERING_FILENAME)
+  if not tf.io.gfile.exists(path):
+    return rendering_info("gray")
+  return json.loads(read_text(path))
 
 
 def load_model_file(path: str):

@@ -95,6 +95,24 @@ class HistoryFile(keras.callbacks.Callback):
     plot_curves(self.epochs, self.curves, title=self.config.get("preset", ""))
 
 
+class EpochTimeBudget(keras.callbacks.Callback):
+  """Stops training at the end of the first epoch that ends more than `seconds` after training
+  began (trainer.task --max_minutes): whole epochs only, so every epoch is validated and
+  checkpointed, and the time past the budget is at most one epoch."""
+
+  def __init__(self, seconds: float):
+    super().__init__()
+    self.seconds = float(seconds)
+    self.start = None
+
+  def on_train_begin(self, logs=None):
+    self.start = time.monotonic()
+
+  def on_epoch_end(self, epoch, logs=None):
+    if time.monotonic() - self.start > self.seconds:
+      self.model.stop_training = True
+
+
 def colorize_lab(l: np.ndarray, ab_norm: np.ndarray) -> np.ndarray:
   """L (..., H, W, 1) in [0, 100] and ab / 128 -> sRGB uint8, via koala.colour."""
   lab = np.concatenate([l, colour.denormalize_ab(ab_norm)], axis=-1)

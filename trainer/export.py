@@ -23,6 +23,10 @@ Signatures:
                     steers the colours; an empty string means none (serving/tf_guidance.py).
                     serving_default and colorize_tensors of a guided model run it unguided.
 
+A job trained on manga records (pipeline.run --render=manga; model/rendering.json) composes its
+pages by koala.colour.manga_page_rgb, so colour reaches the white paper and ink stays ink; a gray
+job keeps the page's own L (koala.colour.page_rgb). Both are one table gather in the graph.
+
 Why the embedder is inside: the colorizer needs the Inception-ResNet-v2 embedding of the very
 page it colours, and TF Serving runs one SavedModel per request. The export rebuilds exactly the
 embedder that made the training records (embedder.json: name, weights, seed) and refuses to
@@ -41,7 +45,7 @@ import time
 import tensorflow as tf
 
 from koala import embedder as embedder_lib
-from koala import guidance, images, schema
+from koala import colour, guidance, images, schema
 from koala.signatures import (COLORIZE_GUIDED, COLORIZE_TENSORS, HINTS_BYTES, IMAGE_BYTES,
                               PNG_BYTES, REFERENCE_BYTES, SERVING_DEFAULT)
 from serving import tf_guidance, tf_page
@@ -115,14 +119,17 @@ class KoalaServing(tf.Module):
   """What the SavedModel holds: colorizer, embedder, the LAB -> sRGB table, and the two
   signatures. One page at a time inside tf.map_fn, because pages differ in size."""
 
-  def __init__(self, colorizer, embed: _Embed, *, max_pixels: int, png_compression: int):
+  def __init__(self, colorizer, embed: _Embed, *, max_pixels: int, png_compression: int,
+               composition: str = colour.COMPOSE_KEEP_L):
     super().__init__(name="koala")
     self.colorizer = colorizer
     self.embed = embed
     self.size = _colorizer_size(colorizer)
     self.max_pixels = int(max_pixels)
     self.png_compression = int(png_compression)
-    self.rgb_table = tf.Variable(tf_page.lab_rgb_table(), trainable=False, name="lab_rgb_table")
+    self.composition = composition
+    self.rgb_table = tf.Variable(tf_page.lab_rgb_table(composition), trainable=False,
+                                 name="lab_rgb_table")
     # Each network is traced once, as a concrete function that both signatures call: tracing
     # Inception-ResNet-v2's ~800 Keras layers is the slow part of an export. autograph=False
     # throughout: the graph uses explicit tf.cond / tf.case, and autograph-converting Keras's
@@ -227,9 +234,11 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
     raise ExportError(f"{final} exists already; TF Serving versions are immutable, pick another "
                       "--version or leave it out to take the next one")
   colorizer, info = artifacts.load_trained(job_dir)
+  rendering = artifacts.load_rendering(job_dir)
   embed, identity = rebuild_embedder(info)
   _LOG.info("loaded the model and rebuilt the embedder in %.1f s", time.time() - started)
-  module = KoalaServing(colorizer, embed, max_pixels=max_pixels, png_compression=png_compression)
+  module = KoalaServing(colorizer, embed, max_pixels=max_pixels, png_compression=png_compression,
+                        composition=rendering["composition"])
   _LOG.info("built the LAB -> sRGB table at %.1f s", time.time() - started)
   signatures = {SERVING_DEFAULT: module.serve, COLORIZE_TENSORS: module.colorize_fn}
   if module.guided:
@@ -241,7 +250,7 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
   artifacts.write_json(artifacts.join(target, "assets.extra", EXPORT_INFO), {
       "embedder": info, "embedder_identity": identity, "colorizer_size": module.size,
       "max_pixels": module.max_pixels, "png_compression": module.png_compression,
-      "job_dir": job_dir, "signatures": sorted(signatures)})
+      "job_dir": job_dir, "signatures": sorted(signatures), "rendering": rendering})
   if local:
     os.rename(target, final)
   _LOG.info("exported %s in %.1f s", final, time.time() - started)

@@ -10,7 +10,9 @@ that a handful of cores can feed one GPU):
   * prefetch overlaps the input with the training step.
 
 Elements are (inputs, target): inputs = {"l": L in [0, 100], "embedding": 1536-d}, the model's
-own input convention, and target = ab / 128 in [-1, 1], the seed's loss space. With a `Guidance`
+own input convention, and target = ab / 128 in [-1, 1], the seed's loss space. "l" is what the
+model sees: the image's own L for gray records, the manga rendering's L for manga records
+(koala.schema.INPUT); the target is the colour image's ab either way. With a `Guidance`
 (the guided model, trainer.task --hints), inputs also hold "hints" and "palette", drawn on the fly
 from each record's own true ab (koala.guidance), so the same records serve both models.
 
@@ -32,7 +34,10 @@ import tensorflow as tf
 from koala import colour, guidance, schema
 
 DEFAULT_SHUFFLE_BUFFER = 1024
-METADATA = (schema.SOURCE_PATH, schema.ORIGINAL_HEIGHT, schema.ORIGINAL_WIDTH)
+# schema.L is the colour image's own L: the truth's lightness, which for manga records is not
+# the model's input "l".
+METADATA = (schema.SOURCE_PATH, schema.ORIGINAL_HEIGHT, schema.ORIGINAL_WIDTH, schema.L,
+            schema.RENDERING)
 GZIP_SUFFIX = ".gz"
 
 
@@ -42,12 +47,14 @@ class RecordsMismatchError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class RecordsInfo:
-  """What check_records found: one schema version, one embedder identity, the shards per split."""
+  """What check_records found: one schema version, one embedder identity, one rendering, the
+  shards per split."""
   records_dir: str
   schema_version: int
   embedder_id: str
   files: dict            # split -> sorted list of shard paths
   manifest: dict | None  # manifest.json, when the directory has one
+  rendering: str = schema.GRAY   # what the model sees: schema.GRAY or koala.manga's name
 
   def count(self, split: str) -> int:
     """Examples in a split: from the manifest when it has the count, else by reading the shards."""
@@ -98,37 +105,51 @@ def _describe(groups: dict, what: str) -> str:
 
 
 def check_records(records_dir: str, splits=schema.SPLITS) -> RecordsInfo:
-  """Opens the first record of every shard; refuses mixed schema versions or embedders."""
+  """Opens the first record of every shard; refuses mixed schema versions, embedders or
+  renderings (a batch of gray and manga records cannot be parsed together, and a model should
+  learn one kind of input per job)."""
   files = {split: list_shards(records_dir, split) for split in splits}
   if not any(files.values()):
     raise FileNotFoundError(f"no records match {schema.shard_pattern(records_dir, '<split>')} "
                             f"for splits {list(splits)}; run pipeline.run first")
-  versions, embedders = defaultdict(list), defaultdict(list)
+  versions, embedders, renderings = defaultdict(list), defaultdict(list), defaultdict(list)
   for split_files in files.values():
     for path in split_files:
       record = first_record(path)
       if record is not None:
         versions[record.schema_version].append(path)
         embedders[record.embedder_id].append(path)
+        renderings[record.rendering].append(path)
   manifest = read_manifest(records_dir)
   if manifest is not None:
     versions[manifest.get("schema_version")].append(f"{records_dir}/{schema.MANIFEST}")
     identity = (manifest.get("embedder") or {}).get("identity")
     for ident in identity if isinstance(identity, list) else [identity]:
       embedders[ident].append(f"{records_dir}/{schema.MANIFEST}")
+    renderings[manifest_rendering(manifest)].append(f"{records_dir}/{schema.MANIFEST}")
   if len(versions) > 1:
     raise RecordsMismatchError(_describe(versions, "the schema version"))
   if len(embedders) > 1:
     raise RecordsMismatchError(_describe(embedders, "the embedder identity") + (
         "\nA model learns one embedder's features; re-run the pipeline with one embedder."))
+  if len(renderings) > 1:
+    raise RecordsMismatchError(_describe(renderings, "the rendering") + (
+        "\nGray and manga records cannot be mixed in one records directory; write each "
+        "--render to its own --output_dir."))
   if not versions:
     raise FileNotFoundError(f"every shard under {records_dir} is empty")
-  (version,), (embedder_id,) = versions, embedders
+  (version,), (embedder_id,), (rendering,) = versions, embedders, renderings
   if version != schema.SCHEMA_VERSION:
     raise RecordsMismatchError(
         f"records under {records_dir} have schema version {version}; this trainer reads "
         f"version {schema.SCHEMA_VERSION}: re-run the pipeline with this code")
-  return RecordsInfo(records_dir, version, embedder_id, files, manifest)
+  return RecordsInfo(records_dir, version, embedder_id, files, manifest, rendering)
+
+
+def manifest_rendering(manifest: dict) -> str:
+  """The rendering a manifest names (pipeline.run writes "rendering": {"name": ...}); a
+  manifest from before renderings existed is gray."""
+  return ((manifest or {}).get("rendering") or {}).get("name", schema.GRAY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,14 +229,19 @@ def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: b
                                 message=f"a record's embedder is not {embedder_id}"),
   ]
   with tf.control_dependencies(checks):
-    l, ab = tf.identity(parsed[schema.L]), parsed[schema.AB] / colour.AB_SCALE
+    l, ab = tf.identity(parsed[schema.INPUT]), parsed[schema.AB] / colour.AB_SCALE
+  true_l = parsed[schema.L]
   if image_size != schema.IMAGE_SIZE:
     # Area averaging, as the pipeline shrinks images: no moire from screentone.
     l = tf.image.resize(l, (image_size, image_size), method="area")
     ab = tf.image.resize(ab, (image_size, image_size), method="area")
+    true_l = tf.image.resize(true_l, (image_size, image_size), method="area")
+    parsed[schema.L] = true_l
   inputs = {"l": l, "embedding": parsed[schema.EMBEDDING]}
   if guided is not None:
-    inputs.update(add_guidance(l, ab * colour.AB_SCALE,
+    # Hints are drawn where the colour image is flat, from its own L and ab: the user's dots
+    # carry the colour of a region, whatever the page shows there (paper, screentone).
+    inputs.update(add_guidance(true_l, ab * colour.AB_SCALE,
                                example_seeds(parsed[schema.CONTENT_HASH], guided), guided))
   if with_metadata:
     return inputs, ab, {k: parsed[k] for k in METADATA}

@@ -61,6 +61,8 @@ class TrainConfig:
   verbose: int = 2
   hints: bool = False                     # True: the guided colorizer (hints + palette)
   architecture: str = GUIDED_ARCHITECTURES[0]   # the guided model's, see build_guided_colorizer
+  max_minutes: float | None = None        # stop at the end of the first epoch past it; the
+                                          # best checkpoint becomes the model
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -82,8 +84,15 @@ def parse_args(argv) -> argparse.Namespace:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--shuffle_buffer", type=int, default=trainer_input.DEFAULT_SHUFFLE_BUFFER)
   p.add_argument("--cache", action="store_true", help="Cache the records in memory.")
-  p.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)
-  p.add_argument("--image_size", type=int, default=schema.IMAGE_SIZE, help=argparse.SUPPRESS)
+  p.add_argument("--width", type=float,
+                 help="Channel multiplier of every layer (default: the preset's, 1 but for "
+                      "Koala_cpu).")
+  p.add_argument("--image_size", type=int,
+                 help="Train at this side (records are area-averaged down; default: the "
+                      "preset's, 224 but for Koala_cpu).")
+  p.add_argument("--max_minutes", type=float,
+                 help="Time budget: training stops at the end of the first epoch that ends "
+                      "past it, and the best checkpoint (lowest val_loss) becomes the model.")
   p.add_argument("--verbose", type=int, default=2)
   p.add_argument("--hints", action="store_true",
                  help="Train the guided colorizer (colour hints and a reference palette).")
@@ -94,15 +103,18 @@ def parse_args(argv) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
   preset = presets.get(args.preset).override(
-      learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size)
+      learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size,
+      width=args.width, image_size=args.image_size)
+  if args.max_minutes is not None and not args.max_minutes > 0:
+    raise ValueError(f"--max_minutes must be positive, got {args.max_minutes}")
   return TrainConfig(
       records_dir=args.records_dir, job_dir=args.job_dir, preset=preset.name,
       learning_rate=preset.learning_rate, epochs=preset.epochs, batch_size=preset.batch_size,
       steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
       mixed_precision=args.mixed_precision, distribute=args.distribute, seed=args.seed,
-      shuffle_buffer=args.shuffle_buffer, cache=args.cache, width=args.width,
-      image_size=args.image_size, verbose=args.verbose, hints=args.hints,
-      architecture=args.architecture)
+      shuffle_buffer=args.shuffle_buffer, cache=args.cache, width=preset.width,
+      image_size=preset.image_size, verbose=args.verbose, hints=args.hints,
+      architecture=args.architecture, max_minutes=args.max_minutes)
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
@@ -204,6 +216,8 @@ def _train(config: TrainConfig, extra_callbacks: list):
       keras.callbacks.BackupAndRestore(artifacts.join(ckpt_dir, "backup"), save_freq="epoch",
                                        delete_checkpoint=False),
   ]
+  if config.max_minutes is not None:
+    cbs.append(callbacks.EpochTimeBudget(config.max_minutes * 60.0))
   if callbacks.tensorboard_available():
     cbs += [keras.callbacks.TensorBoard(tb_dir, write_graph=False, update_freq="epoch"),
             callbacks.SampleColorizations(tb_dir, *_sample_batch(info, config))]
@@ -214,7 +228,11 @@ def _train(config: TrainConfig, extra_callbacks: list):
   model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=val_ds,
             validation_steps=val_steps, callbacks=cbs + extra_callbacks, verbose=config.verbose)
 
-  path = artifacts.save_trained(model, _embedder_info(info), artifacts.model_dir(job))
+  if config.max_minutes is not None:
+    model = artifacts.load_model_file(artifacts.join(ckpt_dir, "best.keras"))
+    _LOG.info("the time budget's model is the best checkpoint (val_loss %.5f)", best.best)
+  path = artifacts.save_trained(model, _embedder_info(info), artifacts.model_dir(job),
+                                rendering=info.rendering)
   _LOG.info("saved %s", path)
   epochs = callbacks.read_history(history_cb.path)
   return model, callbacks.history_lists(epochs)
@@ -222,7 +240,11 @@ def _train(config: TrainConfig, extra_callbacks: list):
 
 def main(argv=None):
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-  config = config_from_args(parse_args(sys.argv[1:] if argv is None else argv))
+  try:
+    config = config_from_args(parse_args(sys.argv[1:] if argv is None else argv))
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   _LOG.info("config: %s", config)
   train(config)
 
