@@ -70,22 +70,27 @@ def a4_page(path: str | None) -> tuple[bytes, str]:
   return buf.getvalue(), what
 
 
-def export_full_size(work: str, png_compression: int | None = None) -> str:
-  """The SPEC-size export (random weights) under work/models/, made once per PNG level and kept
-  between runs with --keep_dir; the export's default level unless `png_compression` is given."""
+def export_full_size(work: str, png_compression: int | None = None,
+                     composition: str = "keep_l") -> str:
+  """The SPEC-size export (random weights) under work/models/, made once per PNG level and
+  composition and kept between runs with --keep_dir; the export's default level unless
+  `png_compression` is given. composition "manga" exports it as a manga job (its table and its
+  line-aware upsampling: the full-resolution composition)."""
   from koala import embedder as embedder_lib
+  from koala import manga
   from trainer import artifacts, export, model as model_lib
   if png_compression is None:
     png_compression = export.DEFAULT_PNG_COMPRESSION
-  job = os.path.join(work, "job")
+  job = os.path.join(work, f"job_{composition}")
   if not os.path.exists(artifacts.model_dir(job)):
     emb = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)
     model = model_lib.build_colorizer()
     model.compile(optimizer="adam", loss="mse")
     artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
                                    "identity": emb.identity, "random_weights": True,
-                                   "embedder_seed": 0}, artifacts.model_dir(job))
-  base = os.path.join(work, "models", f"koala_png{png_compression}")
+                                   "embedder_seed": 0}, artifacts.model_dir(job),
+                          rendering="gray" if composition == "keep_l" else manga.RENDERING_NAME)
+  base = os.path.join(work, "models", f"koala_{composition}_png{png_compression}")
   if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
     t = time.time()
     export.export(job, base, 1, png_compression=png_compression)
@@ -140,11 +145,12 @@ def stage_timings(page: bytes, runs: int, levels: list[int]) -> dict:
       "letterbox 224+299": tf.function(lambda g: tf_page.model_inputs(g, 224, 299)),
       "ab upsample+LAB->sRGB": tf.function(lambda g, a: tf_page.colour_page(g, a, table)),
       # a manga job's full-resolution composition: the same gather from its own table
-      "ab upsample+manga composition": tf.function(
-          lambda g, a: tf_page.colour_page(g, a, manga_table)),
+      "ab line-aware upsample+manga composition": tf.function(
+          lambda g, a: tf_page.colour_page(g, a, manga_table, line_aware=True)),
   }
   args = {"decode+gray": (data,), "letterbox 224+299": (gray,),
-          "ab upsample+LAB->sRGB": (gray, ab), "ab upsample+manga composition": (gray, ab)}
+          "ab upsample+LAB->sRGB": (gray, ab),
+          "ab line-aware upsample+manga composition": (gray, ab)}
   for level in levels:
     steps[f"PNG encode (zlib {level})"] = tf.function(
         lambda x, level=level: tf.io.encode_png(x, compression=level))
@@ -189,17 +195,27 @@ def main(argv=None) -> int:
   p.add_argument("--keep_dir", default=None, help="reuse/keep the exports here")
   p.add_argument("--png_compression", default=None,
                  help="zlib levels to export and measure, comma-separated (default: the export's)")
+  p.add_argument("--compositions", default="keep_l",
+                 help="keep_l (a gray job), manga (a manga job: its table and line-aware "
+                      "upsampling), or both comma-separated, measured in the same rounds; "
+                      "with several, only the first zlib level")
   args = p.parse_args(argv)
   import tensorflow as tf
   from trainer import export
 
   levels = ([int(v) for v in args.png_compression.split(",")] if args.png_compression
             else [export.DEFAULT_PNG_COMPRESSION])
+  compositions = args.compositions.split(",")
+  if len(compositions) > 1:
+    levels = levels[:1]
   work = args.keep_dir or tempfile.mkdtemp(prefix="koala-bench-")
   p50 = lambda a: float(np.percentile(a, 50))
   p95 = lambda a: float(np.percentile(a, 95))
   try:
-    bases = {level: export_full_size(work, level) for level in levels}
+    # one export per (zlib level, composition); the keys stay the zlib level for a gray job
+    bases = {(level if c == "keep_l" else f"{level} {c}"): export_full_size(work, level, c)
+             for level in levels for c in compositions}
+    levels = list(bases)
     page, what = a4_page(args.page)
     print(f"page: {what}, {len(page) / 1e6:.1f} MB PNG")
     loaded = {level: tf.saved_model.load(os.path.join(base, "1")) for level, base in bases.items()}
@@ -227,7 +243,7 @@ def main(argv=None) -> int:
     for level in levels:
       print(f"[zlib {level}] in-process page: p50 {p50(t[level]):.3f} s, "
             f"p95 {p95(t[level]):.3f} s; {ratio_text(t[level], t['floor'])} (target <= 1.5)")
-    stages = stage_timings(page, args.runs, levels)
+    stages = stage_timings(page, args.runs, sorted({int(str(l).split()[0]) for l in levels}))
     print("in-process stages alone (p50): " + ", ".join(f"{k} {p50(v):.3f} s"
                                                     for k, v in stages.items()))
     for level in levels:

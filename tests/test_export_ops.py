@@ -154,3 +154,44 @@ def test_colour_page_keeps_full_resolution_l_and_places_ab():
   assert np.abs(lab[..., 0] - colour.gray_to_l(gray)).max() < 2.0
   mid = lab[gray == 128]
   assert np.abs(mid[:, 1:].mean(0) - [30.0, -20.0]).max() < 2.0
+
+
+def voronoi_line_art(height=800, width=600, cells=16, seed=0):
+  """White regions bounded by 3 px ink lines, one flat ab each: (page, per-pixel ab, regions)."""
+  import cv2
+  rng = np.random.default_rng(seed)
+  pts = rng.uniform(0, 1, (cells, 2)) * [height, width]
+  yy, xx = np.mgrid[:height, :width]
+  label = ((yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2).argmin(-1)
+  edge = np.zeros((height, width), bool)
+  edge[:-1] |= label[:-1] != label[1:]
+  edge[:, :-1] |= label[:, :-1] != label[:, 1:]
+  ink = cv2.dilate(edge.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+  colours = rng.uniform(-60, 60, (cells, 2)).astype(np.float32)
+  return np.where(ink, 0, 255).astype(np.uint8), colours[label], ink
+
+
+def test_line_aware_upsampling_stops_colour_at_the_lines():
+  """A perfect fill made at the model's size: bilinear upsampling blends each line's two sides
+  over a model pixel; the line-aware one refills the pixels near a line from their own side,
+  and leaves the pixels far from any line as bilinear upsampling has them."""
+  import cv2
+  page, truth, ink = voronoi_line_art()
+  h, w = page.shape
+  small = cv2.resize(truth, (round(w * 112 / h), 112), interpolation=cv2.INTER_AREA)
+  dist = cv2.distanceTransform((~ink).astype(np.uint8), cv2.DIST_L2, 5)
+  band = (dist >= 2) & (dist <= 8)
+  plain = tf.image.resize(small, (h, w), method="bilinear").numpy()
+  aware = tf_page.line_aware_upsample(tf.constant(page), tf.constant(small)).numpy()
+  off = lambda ab: (np.linalg.norm(ab - truth, axis=-1)[band] > 5).mean()
+  # 0.20 and 0.02 here; the issue's target for the band is 10 % at most
+  assert off(plain) > 0.15 and off(aware) < 0.1, (off(plain), off(aware))
+  far = dist > 30
+  assert np.abs(aware - plain)[far].max() < 0.5
+  # No ink, nothing to stop at: a smooth field comes out as bilinear upsampling gives it.
+  blank = np.full((h, w), 255, np.uint8)
+  ramp = np.stack(np.meshgrid(np.linspace(-40, 40, small.shape[1]),
+                              np.linspace(-30, 30, small.shape[0])), -1).astype(np.float32)
+  np.testing.assert_allclose(
+      tf_page.line_aware_upsample(tf.constant(blank), tf.constant(ramp)).numpy(),
+      tf.image.resize(ramp, (h, w), method="bilinear").numpy(), atol=0.5)

@@ -96,24 +96,25 @@ def test_rest_round_trip_keeps_the_page_and_its_ink(server, page):
 def test_a_dot_on_paper_colours_the_paper_around_it(server, art_and_page):
   """A dot of the art's colour, on a paper cell of a page whose cell colours only hints can
   tell: the paper around it takes colour (under the gray jobs' composition it would stay white)
-  and comes out nearer the truth than without the dot. Measured over training seeds 1-3 here:
-  guided / automatic ab error 0.41-0.55 and mean chroma 21-31 around the dot, against the
-  bounds 0.8 and 10."""
+  and comes out nearer the truth than without the dot. The dot is 48 px wide, 3 of the model's
+  56 pixels, as a click in the Streamlit page draws it. Measured here: guided / automatic ab
+  error 0.40 and mean chroma 27 within 60 px of the dot (training seed 0); with a dot a third as
+  wide, 0.41-0.65 over seeds 0-3 and chroma 9-31: the bounds are 0.75 and 10."""
   art, page = art_and_page
   h, w = page.shape
   centre = paper_spot(page)
   rgb_dot = tuple(int(v) for v in art[centre])
-  hints = dot_png(h, w, centre, radius=8, rgb=rgb_dot)
+  hints = dot_png(h, w, centre, radius=24, rgb=rgb_dot)
   png = serving_support.png_bytes(page)
   body = {"signature_name": "colorize_guided", "instances": [
       {"image_bytes": b64(png), "hints_bytes": b64(hints), "reference_bytes": b64(b"")},
       {"image_bytes": b64(png), "hints_bytes": b64(b""), "reference_bytes": b64(b"")}]}
   guided, automatic = (decoded(p) for p in predict(server, body))
   yy, xx = np.mgrid[:h, :w]
-  near = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 20 ** 2) & (page >= 250)
+  near = ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 60 ** 2) & (page >= 250)
   truth_ab = colour.rgb_to_lab(art)[near][:, 1:]
   lab_guided = colour.rgb_to_lab(guided)[near]
   err = lambda lab: np.linalg.norm(lab[:, 1:] - truth_ab, axis=-1).mean()
   err_guided, err_auto = err(lab_guided), err(colour.rgb_to_lab(automatic)[near])
   assert colour.chroma(lab_guided[:, 1:]).mean() > 10
-  assert err_guided < 0.8 * err_auto, (err_guided, err_auto)
+  assert err_guided < 0.75 * err_auto, (err_guided, err_auto)

@@ -15,6 +15,14 @@ mean colour | ground truth), and prints the table.
 colour hints instead, beside Levin et al.'s propagation of the same hints and the baselines, plus
 a row with each example's own palette (trainer.guided_eval); psnr_vs_hints.png joins the outputs. It refuses records made with another embedder
 than the one the model was trained on (embedder.json), as the trainer refuses mixed records.
+
+A manga job (model/rendering.json names a manga rendering, trainer.artifacts.load_rendering) is
+scored by trainer.manga_eval instead: coloured pages composed by the manga rule against the
+colour art, per number of dots (default 0,1,2,5,10,20,50,100 for a guided job, 0 for an
+unguided one), beside a classical flat fill, the page itself, the baselines and two ceilings;
+psnr_vs_dots.png joins the outputs. Records of another rendering than the job's are refused
+both ways (a gray job on manga pages, a manga job on gray records): scores across renderings
+would mean nothing. Refusals print "error: ..." and exit with status 2.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ import sys
 import numpy as np
 
 from koala import colour, images, schema
-from trainer import artifacts, callbacks, guided_eval, metrics
+from trainer import artifacts, callbacks, guided_eval, manga_eval, metrics
 from trainer import input as trainer_input
 from trainer.model import is_guided
 # Shared with guided_eval; mean_ab and predict_ab stay importable from here, as callers expect.
@@ -107,6 +115,15 @@ def check_embedder(info: trainer_input.RecordsInfo, embedder: dict) -> None:
         f"was trained on {trained!r}: its scores on them would mean nothing")
 
 
+def check_rendering(info: trainer_input.RecordsInfo, rendering: dict, job_dir: str) -> None:
+  """Refuses records of another rendering than the one the job was trained on."""
+  if info.rendering != rendering["rendering"]:
+    raise trainer_input.RecordsMismatchError(
+        f"records under {info.records_dir} are {info.rendering!r} renderings, but the job in "
+        f"{job_dir} was trained on {rendering['rendering']!r} records: its scores on them "
+        f"would mean nothing")
+
+
 def write_outputs(results: dict, grid: np.ndarray, out_dir: str) -> None:
   artifacts.write_json(artifacts.join(out_dir, "metrics.json"), results)
   artifacts.write_bytes(artifacts.join(out_dir, "samples.png"), images.encode_png(grid))
@@ -135,16 +152,49 @@ def parse_args(argv) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
+  """Runs the evaluation; a records mismatch prints "error: ..." and exits with status 2."""
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    return run(args)
+  except trainer_input.RecordsMismatchError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _evaluate_manga(model, info, train_info, args, out_dir):
+  """trainer.manga_eval on a manga job -> (results, grid, table, outputs)."""
+  guided = is_guided(model)
+  if args.hints is not None and not guided:
+    raise ValueError(f"--hints needs a guided model (trainer.task --hints); the model in "
+                     f"{args.job_dir} takes no hints")
+  hints = args.hints if args.hints is not None else manga_eval.GUIDED_HINTS
+  results, grid = manga_eval.evaluate_manga(
+      model, info, args.split, hints, min(args.batch_size, 16), args.max_examples,
+      mean_colour=mean_ab(train_info), seed=args.hint_seed, samples=args.samples,
+      guided=guided, with_flat_fill=not args.no_levin)
+  artifacts.write_bytes(artifacts.join(out_dir, "psnr_vs_dots.png"), manga_eval.plot_psnr(results))
+  results["targets"] = manga_eval.check_targets(results)
+  table = manga_eval.format_table(results)
+  if results["targets"]:
+    table += "\ntargets:\n" + manga_eval.format_targets(results["targets"])
+  return results, grid, table, "metrics.json, samples.png and psnr_vs_dots.png"
+
+
+def run(args: argparse.Namespace) -> dict:
   model, embedder = artifacts.load_trained(args.job_dir)
+  rendering = artifacts.load_rendering(args.job_dir)
   info = trainer_input.check_records(args.records_dir)
   check_embedder(info, embedder)
+  check_rendering(info, rendering, args.job_dir)
   train_info = info if not args.train_records_dir else trainer_input.check_records(
       args.train_records_dir)
   check_embedder(train_info, embedder)
+  check_rendering(train_info, rendering, args.job_dir)
   out_dir = args.output_dir or artifacts.join(args.job_dir, "evaluation", args.split)
-  if args.hints is None:
+  if rendering["composition"] == colour.COMPOSE_MANGA:
+    results, grid, table, outputs = _evaluate_manga(model, info, train_info, args, out_dir)
+  elif args.hints is None:
     results, grid = evaluate(model, info, args.split, args.batch_size, args.max_examples,
                              mean_colour=mean_ab(train_info), samples=args.samples)
     table, outputs = format_table(results), "metrics.json and samples.png"
@@ -162,6 +212,7 @@ def main(argv=None) -> dict:
     outputs = "metrics.json, samples.png and psnr_vs_hints.png"
   results["model"] = artifacts.join(artifacts.model_dir(args.job_dir), artifacts.MODEL_FILENAME)
   results["embedder"] = embedder
+  results["job_rendering"] = rendering
   if embedder.get("random_weights"):
     results["warning"] = ("the embedder had random weights: these records' embeddings carry "
                           "no semantics")

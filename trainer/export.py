@@ -24,8 +24,10 @@ Signatures:
                     serving_default and colorize_tensors of a guided model run it unguided.
 
 A job trained on manga records (pipeline.run --render=manga; model/rendering.json) composes its
-pages by koala.colour.manga_page_rgb, so colour reaches the white paper and ink stays ink; a gray
-job keeps the page's own L (koala.colour.page_rgb). Both are one table gather in the graph.
+pages by koala.colour.manga_page_rgb, so colour reaches the white paper and ink stays ink, and
+upsamples its colour so that it stops at the ink lines (serving/tf_page.line_aware_upsample); a
+gray job keeps the page's own L (koala.colour.page_rgb) and plain bilinear upsampling. Both
+compositions are one table gather in the graph.
 
 Why the embedder is inside: the colorizer needs the Inception-ResNet-v2 embedding of the very
 page it colours, and TF Serving runs one SavedModel per request. The export rebuilds exactly the
@@ -175,7 +177,8 @@ class KoalaServing(tf.Module):
   def _page(self, data, predict_ab=None):
     return tf_page.page_png(data, predict_ab or self._predict_ab, self.rgb_table, size=self.size,
                             embedder_size=schema.EMBEDDER_SIZE, max_pixels=self.max_pixels,
-                            png_compression=self.png_compression)
+                            png_compression=self.png_compression,
+                            line_aware=self.composition == colour.COMPOSE_MANGA)
 
   def _guided_page(self, args):
     data, hints, reference = args

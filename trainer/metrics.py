@@ -11,6 +11,11 @@
     with d <= t, AuC = mean of A(t) over t = 0, 1, ..., 150.
   * colorfulness: Hasler & Suesstrunk 2003, on sRGB in 0..255: rg = R - G, yb = (R + G) / 2 - B,
     CF = sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2).
+  * at reading distance (manga pages, trainer.manga_eval): a printed page's screentone is
+    dissolved by the reader's eye, so `psnr_quarter` and `ab_error_quarter` compare both images
+    after an area average to 1/4 scale (cv2.INTER_AREA), where a screen's dots and the paper
+    between them become the tone they stand for; `paper_colour_counts` says how much of a
+    page's white paper (gray >= 250) the colouring reached (chroma >= 5 LAB units).
 
 `Accumulator` streams batches and averages the per-image metrics over images and the per-pixel
 ones over pixels, so an evaluation never holds a whole split in memory.
@@ -82,6 +87,46 @@ def colorfulness(rgb: np.ndarray) -> float:
   rg, yb = r - g, 0.5 * (r + g) - b
   return float(np.sqrt(rg.std() ** 2 + yb.std() ** 2)
                + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
+
+
+QUARTER = 4              # reading-distance scale: 1/4 of the evaluation's side
+PAPER_GRAY = 250         # a page pixel this light or lighter is bare paper
+COLOURED_CHROMA = 5.0    # LAB chroma from which a pixel counts as coloured
+
+
+def quarter(rgb: np.ndarray) -> np.ndarray:
+  """uint8 RGB (H, W, 3) -> its area average at 1/4 scale (at least 1 x 1), float32 0..255:
+  what a reader's eye sees of screentone. Floats, so that the average is not rounded twice."""
+  import cv2
+  rgb = np.asarray(rgb, np.float32)
+  h, w = rgb.shape[:2]
+  size = (max(1, round(w / QUARTER)), max(1, round(h / QUARTER)))
+  return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def psnr_quarter(rgb_true: np.ndarray, rgb_pred: np.ndarray) -> float:
+  """PSNR (MAX = 255) of the two images' 1/4-scale area averages."""
+  return psnr(quarter(rgb_true), quarter(rgb_pred))
+
+
+def ab_error_quarter(rgb_true: np.ndarray, rgb_pred: np.ndarray) -> float:
+  """Mean Euclidean ab distance (LAB units) between the two images' 1/4-scale area averages:
+  the colour error at reading distance, where the screen no longer counts."""
+  from koala import colour
+  lab_t = colour.rgb_to_lab(quarter(rgb_true) / np.float32(255.0))
+  lab_p = colour.rgb_to_lab(quarter(rgb_pred) / np.float32(255.0))
+  d = lab_p[..., 1:].astype(np.float64) - lab_t[..., 1:]
+  return float(np.mean(np.sqrt(np.sum(d * d, axis=-1))))
+
+
+def paper_colour_counts(page_gray: np.ndarray, rgb_pred: np.ndarray) -> tuple[int, int]:
+  """-> (paper pixels that took colour, paper pixels): paper is page gray >= PAPER_GRAY, coloured
+  is output LAB chroma >= COLOURED_CHROMA. Counts, so that a split pools them over pixels."""
+  from koala import colour
+  paper = np.asarray(page_gray) >= PAPER_GRAY
+  lab = colour.rgb_to_lab(np.asarray(rgb_pred, np.uint8))
+  coloured = np.hypot(lab[..., 1], lab[..., 2]) >= COLOURED_CHROMA
+  return int(np.count_nonzero(coloured & paper)), int(np.count_nonzero(paper))
 
 
 def _nanmean(values: list) -> float | None:
