@@ -18,6 +18,9 @@ Predictors (per hint count where they take dots, else once):
   mean_colour     the train split's mean ab everywhere, composed by the manga rule
   keep_l_ceiling  colour.page_rgb(page, true ab): the old composition's best (no colour on paper)
   manga_ceiling   colour.manga_page_rgb(page, true ab): the manga rule's best
+  multiply_ceiling  the colour art times the page (sRGB Multiply): the best of the other design
+                  the issue offered, a network that predicts L as well as ab and lays the page's
+                  ink over it; what predicting L could add at most over the manga rule
 Dots: trainer.input.eval_guidance(n), seeded per record, nested across counts, the same for the
 model and the flat fill. An unguided job is scored at 0 dots only.
 
@@ -41,7 +44,8 @@ from trainer.predict import crop_to_image, mean_ab, predict_ab
 
 GUIDED_HINTS = (0, 1, 2, 5, 10, 20, 50, 100)   # the default list for a manga guided job
 DOTTED = ("model", "flat_fill")                # predictors that take the dots
-FIXED = ("page", "gray", "mean_colour", "keep_l_ceiling", "manga_ceiling")
+FIXED = ("page", "gray", "mean_colour", "keep_l_ceiling", "manga_ceiling",
+         "multiply_ceiling")
 SAMPLE_HINTS = 10
 # Descreening before the flat fill: a Gaussian blur of sigma 1.25 px at 224. The renderer's
 # screens have pitches of 4-10 px at its 896 px work side, 1-2.5 px here after the area
@@ -109,6 +113,9 @@ def _fixed_predictions(page, true_l, true_ab, mean_colour) -> dict:
       "mean_colour": colour.manga_page_rgb(page, np.broadcast_to(mean_colour, true_ab.shape)),
       "keep_l_ceiling": colour.page_rgb(page, true_ab),
       "manga_ceiling": colour.manga_page_rgb(page, true_ab),
+      "multiply_ceiling": colour.to_uint8(
+          callbacks.colorize_lab(true_l, true_ab / colour.AB_SCALE) / 255.0
+          * (page[..., None] / 255.0)),
   }
 
 
