@@ -186,7 +186,10 @@ class KoalaServing(tf.Module):
     def predict_ab(l, unit, page_hw):
       planes, palette = tf_guidance.guidance_inputs(hints, reference, page_hw, self.size,
                                                     self.max_pixels)
-      return self.guided_fn(l, self.embed_fn(unit), planes[None], palette[None])["ab"][0]
+      ab = self.guided_fn(l, self.embed_fn(unit), planes[None], palette[None])["ab"][0]
+      if self.composition == colour.COMPOSE_MANGA:   # a manga page lays the dots as given
+        ab = guidance.paint_hints(ab / colour.AB_SCALE, planes) * colour.AB_SCALE
+      return ab
 
     return self._page(data, predict_ab)
 

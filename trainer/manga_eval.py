@@ -9,7 +9,8 @@ image's own box (letterbox cut away). The page is the model's input L (the rende
 turned back into gray levels (colour.l_to_neutral_gray, to uint8), as the served graph sees it.
 
 Predictors (per hint count where they take dots, else once):
-  model           the job's model, composed by the manga rule on the page
+  model           the job's model, its dots painted over its prediction as the served page
+                  does (koala.guidance.paint_hints), composed by the manga rule on the page
   flat_fill       Levin et al. 2004 (trainer.levin) spreading the same dots over the descreened
                   page (`descreen`), composed by the manga rule: the classical flat fill
   page            the page as it is (gray RGB): what the reader has without us
@@ -144,8 +145,11 @@ def evaluate_manga(model, info, split: str = "test", hint_counts=GUIDED_HINTS,
     for inputs, target, meta in ds:
       l_in, true_ab = inputs["l"].numpy(), target.numpy() * colour.AB_SCALE
       true_l = meta[schema.L].numpy()
-      model_ab = predict_ab(model, inputs) * colour.AB_SCALE
+      model_ab = predict_ab(model, inputs)
       hints = inputs["hints"].numpy() if guided else None
+      if guided:   # as the served manga page does: the dots are laid as given
+        model_ab = guidance.paint_hints(model_ab, hints)
+      model_ab = model_ab * colour.AB_SCALE
       for i in range(len(true_ab)):
         crop = crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]),
                              int(meta[schema.ORIGINAL_WIDTH][i]))
