@@ -1,10 +1,17 @@
-"""The demo's "user": a few colour dots per page, picked from the page's colour original.
+"""The demo's "user": a few colour dots per page, on bare paper, in colours the automatic result
+does not have there.
 
-Why from the original: the demo has no person to click, and a person who knows the colours
-drops a dot in the middle of a flat region (sky, roof, grass), in that region's colour. So a
-dot goes where the original's colour is flat over a small neighbourhood and not gray (not on
-line art, paper or screentone), dots spread over the page, and its colour is the original's
-there. The hint images are `serving.hint_dots`'s, the same the Streamlit page sends.
+Why there and in those colours: on a manga page most of the picture is white paper (SPEC,
+"Manga pages"), and a colourist's first complaint is a hint that changes nothing. A dot in the
+middle of a large paper area, in a colour the model did not already put there, is the case
+where a hint must show: the paper around it takes the dot's colour (the page multiplies the
+flat colour), or guidance does not work. A dot in a colour the automatic result already has
+would show nothing either way. So a dot goes to the centre of the page's largest paper areas
+(spread over the page), and takes, of a fixed list of saturated colours, the one farthest in
+ab from the automatic output's mean colour around it.
+
+The hint images are `serving.hint_dots`'s, the same the Streamlit page sends: each dot a disc
+the size of the trainer's hint patch.
 """
 from __future__ import annotations
 
@@ -16,49 +23,79 @@ import numpy as np
 from koala import colour
 from serving import hint_dots
 
-FLAT_WINDOW = 9            # pixels: the neighbourhood whose colour must be flat
-MAX_AB_SPREAD = 2.0        # LAB units: the ab standard deviation over that window
-MIN_CHROMA = 12.0          # LAB units: gray (ink, paper, screentone) takes no dot
+PAPER = 250                # gray level: paper (the manga SPEC's count of white paper)
+AROUND = 20                # pixels: the neighbourhood whose automatic colour a dot must differ from
+SATURATED = ((220, 40, 40), (245, 140, 20), (235, 205, 20), (40, 170, 60), (20, 175, 200),
+             (40, 80, 220), (190, 50, 190))
 
 
-def _local_std(x: np.ndarray) -> np.ndarray:
-  mean = cv2.blur(x, (FLAT_WINDOW, FLAT_WINDOW))
-  return np.sqrt(np.maximum(cv2.blur(x * x, (FLAT_WINDOW, FLAT_WINDOW)) - mean * mean, 0.0))
+def paper_clearance(gray: np.ndarray) -> np.ndarray:
+  """Per pixel, the distance (px) to the nearest non-paper pixel: large in big bare areas."""
+  paper = (np.asarray(gray) >= PAPER).astype(np.uint8)
+  paper[[0, -1], :] = 0      # the page's edge bounds its paper like ink does
+  paper[:, [0, -1]] = 0
+  return cv2.distanceTransform(paper, cv2.DIST_L2, 5)
 
 
-def pick_dots(truth_rgb: np.ndarray, count: int, seed: int = 0) -> list[hint_dots.Dot]:
-  """Up to `count` dots in flat coloured places of the original, at least a sixth of the
-  page's longer side apart, in the original's colour there. Same seed, same dots."""
-  lab = colour.rgb_to_lab(truth_rgb).astype(np.float32)
-  spread = np.maximum(_local_std(lab[..., 1]), _local_std(lab[..., 2]))
-  ok = (spread <= MAX_AB_SPREAD) & (colour.chroma(lab[..., 1:]) >= MIN_CHROMA)
-  margin = FLAT_WINDOW
-  ok[:margin], ok[-margin:], ok[:, :margin], ok[:, -margin:] = False, False, False, False
-  ys, xs = np.nonzero(ok)
-  order = np.random.default_rng(seed).permutation(len(ys))
-  apart = max(truth_rgb.shape[:2]) / 6.0
-  dots: list[hint_dots.Dot] = []
-  for i in order:
-    y, x = int(ys[i]), int(xs[i])
-    if all((d.x - x) ** 2 + (d.y - y) ** 2 >= apart ** 2 for d in dots):
-      dots.append(hint_dots.Dot(x, y, tuple(int(c) for c in truth_rgb[y, x])))
-      if len(dots) == count:
-        break
+def paper_spots(gray: np.ndarray, count: int) -> list[tuple[int, int]]:
+  """Up to `count` (y, x): the centres of the largest paper areas, greedily, at least a sixth of
+  the page's longer side apart, each with bare paper at least AROUND px all around it."""
+  clear = paper_clearance(gray)
+  apart = max(gray.shape) / 6.0
+  yy, xx = np.mgrid[:gray.shape[0], :gray.shape[1]]
+  spots = []
+  while len(spots) < count:
+    y, x = np.unravel_index(int(np.argmax(clear)), clear.shape)
+    if clear[y, x] < AROUND:
+      break
+    spots.append((int(y), int(x)))
+    clear[(yy - y) ** 2 + (xx - x) ** 2 < apart ** 2] = 0
+  return spots
+
+
+def near(shape, y: int, x: int, radius: float = AROUND) -> np.ndarray:
+  yy, xx = np.mgrid[:shape[0], :shape[1]]
+  return (yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2
+
+
+def unlike(automatic_ab: np.ndarray) -> tuple[int, int, int]:
+  """The colour of SATURATED farthest in ab from `automatic_ab` (2,)."""
+  ab = colour.rgb_to_lab(np.array(SATURATED, np.uint8)[None])[0, :, 1:]
+  return SATURATED[int(np.argmax(np.linalg.norm(ab - automatic_ab, axis=-1)))]
+
+
+def pick_dots(gray: np.ndarray, automatic_rgb: np.ndarray, count: int) -> list[hint_dots.Dot]:
+  """Dots on the page's largest paper areas, each in the saturated colour least like the
+  automatic output's mean colour on the paper around it. A pure function of its inputs."""
+  lab = colour.rgb_to_lab(automatic_rgb)
+  paper = np.asarray(gray) >= PAPER
+  dots = []
+  for y, x in paper_spots(gray, count):
+    around = near(gray.shape, y, x) & paper
+    dots.append(hint_dots.Dot(x, y, unlike(lab[around][:, 1:].mean(axis=0))))
   return dots
 
 
-def write_hint_images(truth_dir: str, hints_dir: str, count: int) -> dict[str, list]:
-  """A hint image per original in truth_dir, under the same name in hints_dir (so the client's
-  --hints matches it to the gray page by stem); returns {stem: dots}."""
+def _read(path: str, mode: str) -> np.ndarray:
   from PIL import Image
+  with Image.open(path) as img:
+    return np.asarray(img.convert(mode))
+
+
+def write_hint_images(pages_dir: str, automatic_dir: str, hints_dir: str,
+                      count: int) -> dict[str, list]:
+  """A hint image per gray page that has an automatic result, under the same name in hints_dir
+  (so the client's --hints matches it to the page by stem); returns {stem: dots}."""
   os.makedirs(hints_dir, exist_ok=True)
   picked = {}
-  for name in sorted(os.listdir(truth_dir)):
+  for name in sorted(os.listdir(pages_dir)):
     stem = os.path.splitext(name)[0]
-    with Image.open(os.path.join(truth_dir, name)) as img:
-      rgb = np.asarray(img.convert("RGB"))
-    dots = pick_dots(rgb, count, seed=len(picked))
+    automatic = os.path.join(automatic_dir, stem + ".png")
+    if not os.path.exists(automatic):
+      continue
+    gray = _read(os.path.join(pages_dir, name), "L")
+    dots = pick_dots(gray, _read(automatic, "RGB"), count)
     with open(os.path.join(hints_dir, stem + ".png"), "wb") as f:
-      f.write(hint_dots.hint_png(rgb.shape[0], rgb.shape[1], dots))
+      f.write(hint_dots.hint_png(gray.shape[0], gray.shape[1], dots))
     picked[stem] = dots
   return picked

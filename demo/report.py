@@ -1,5 +1,11 @@
 """The demo's before/after report: one PNG grid (gray page | Koala's colour, and with a guided
-model also | with a few hints, dots drawn on | with a reference palette) and an HTML page.
+model also | with a few hints, dots drawn on | with a reference palette; then | the truth, the
+page's colour original, when there is one) and an HTML page.
+
+Why the truth next to them: the pages are manga renderings of generated scenes, so a person can
+see what the model could not know from the page (a cell of white paper may be a yellow sun or a
+cream wall) and that the dots, on bare paper in colours the automatic result lacks there, put
+colour where it would otherwise stay white.
 
 Why both: the PNG is what the README shows and what fits in a chat message; the HTML page adds
 what a picture cannot carry honestly: the full-size pages, the scores next to the two baselines
@@ -37,6 +43,7 @@ class Page:
   dots: list = dataclasses.field(default_factory=list)   # serving.hint_dots.Dot, page pixels
   reference_path: str | None = None   # coloured with a reference image's palette
   guided: bool = False             # the guided panels are shown (a placeholder if one failed)
+  truth_path: str | None = None    # the page's colour original, shown last when given
 
 
 @dataclasses.dataclass
@@ -81,7 +88,7 @@ def _wrap(text: str, width: int) -> str:
 def _pair(page: Page) -> Image.Image:
   """gray | colour (| with hints | with a reference), with their captions above."""
   gray = _thumb(page.gray_path)
-  panels = [(f"{page.name}: gray page", gray)]
+  panels = [(f"{page.name}: manga page", gray)]
 
   def panel(caption, path, error="no output", dots=()):
     panels.append((caption, _thumb(path, dots=dots) if path else
@@ -89,8 +96,10 @@ def _pair(page: Page) -> Image.Image:
   panel("automatic" if page.guided else "Koala's colour", page.colour_path,
         page.error or "no output")
   if page.guided:
-    panel(f"{len(page.dots)} hint dots", page.hinted_path, dots=page.dots)
+    panel(f"with {len(page.dots)} dots on paper", page.hinted_path, dots=page.dots)
     panel("reference palette", page.reference_path)
+  if page.truth_path:
+    panel("truth (colour original)", page.truth_path)
   caption_h = 26
   pair = Image.new("RGB", (sum(p.width for _, p in panels) + 4 * (len(panels) - 1),
                            gray.height + caption_h), BACKGROUND)
@@ -104,11 +113,26 @@ def _pair(page: Page) -> Image.Image:
   return pair
 
 
+def predictors(metrics: dict) -> dict:
+  """{name: scores} of metrics.json: the plain evaluation's "predictors", or for the guided
+  evaluation (`rows` by hint count, `baselines` beside them) the automatic row (0 hints) with
+  the gray and mean-colour baselines, so the report shows the same comparison either way."""
+  if "predictors" in metrics:
+    return metrics["predictors"]
+  rows = [r for r in metrics.get("rows", []) if r.get("hints") == 0]
+  found = dict(rows[0]["predictors"]) if rows else {}
+  found = {k: v for k, v in found.items() if k == "model"}
+  for name in ("gray", "mean_colour"):
+    if name in metrics.get("baselines", {}):
+      found[name] = metrics["baselines"][name]
+  return found
+
+
 def metrics_line(metrics: dict | None) -> str:
   """One line for the picture: the model against the gray baseline and the truth."""
   if not metrics:
     return ""
-  p = metrics["predictors"]
+  p = predictors(metrics)
   def fmt(name, key, spec):
     value = p.get(name, {}).get(key)
     return "-" if value is None else spec.format(value)
@@ -122,7 +146,9 @@ def render_grid(pages: list[Page], info: ReportInfo) -> Image.Image:
   if not pages:
     raise ValueError("no pages to put in the report")
   pairs = [_pair(p) for p in pages]
-  rows = [pairs[i:i + PAIRS_PER_ROW] for i in range(0, len(pairs), PAIRS_PER_ROW)]
+  # Five panels a page are a row's worth already.
+  per_row = 1 if any(p.guided and p.truth_path for p in pages) else PAIRS_PER_ROW
+  rows = [pairs[i:i + per_row] for i in range(0, len(pairs), per_row)]
   row_sizes = [(sum(p.width for p in r) + GAP * (len(r) - 1), max(p.height for p in r))
                for r in rows]
   width = max(max(w for w, _ in row_sizes) + 2 * GAP, 900)
@@ -198,7 +224,7 @@ def _metrics_table(metrics: dict) -> str:
   rows = []
   names = {"model": "Koala (this run)", "gray": "gray baseline (ab = 0)",
            "mean_colour": "mean colour baseline"}
-  for name, values in metrics["predictors"].items():
+  for name, values in predictors(metrics).items():
     cells = "".join(
         f"<td>{'-' if values.get(k) is None else html.escape(spec.format(values[k]))}</td>"
         for k, _, spec in METRICS)
@@ -231,6 +257,9 @@ def render_html(pages: list[Page], info: ReportInfo, report_dir: str) -> str:
         else '<td class="warning">failed</td>'
         for label, path in ((f"{len(p.dots)} hint dots", p.hinted_path),
                             ("reference palette", p.reference_path))) if p.guided else ""
+    if any(q.truth_path for q in pages):
+      guided += (f'<td><a href="{_rel(p.truth_path, report_dir)}">truth</a></td>' if p.truth_path
+                 else "<td></td>")
     rows.append(f'<tr><td>{html.escape(p.name)}</td>'
                 f'<td><a href="{_rel(p.gray_path, report_dir)}">gray</a></td><td>{out}</td>'
                 f'{guided}</tr>')
@@ -240,6 +269,7 @@ def render_html(pages: list[Page], info: ReportInfo, report_dir: str) -> str:
   metrics = _metrics_table(info.metrics) if info.metrics else ""
   guided_heads = ("<th>with a few hints</th><th>with a reference</th>"
                   if any(p.guided for p in pages) else "")
+  guided_heads += "<th>truth</th>" if any(p.truth_path for p in pages) else ""
   return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(info.title)}</title>
 <style>
@@ -255,7 +285,7 @@ code {{ font-size: 90%; }}
 <h1>{html.escape(info.title)}</h1>
 {warning}
 <p>{html.escape(info.config_text)}</p>
-<p><img class="grid" src="demo_report.png" alt="gray pages and their colorized versions, side by side"></p>
+<p><img class="grid" src="demo_report.png" alt="manga pages and their colorized versions, side by side"></p>
 <h2>Pages (full size)</h2>
 <table><tr><th>page</th><th>input</th><th>output</th>{guided_heads}</tr>{''.join(rows)}</table>
 {'<h2>Scores</h2>' + metrics if metrics else ''}

@@ -7,8 +7,11 @@ The whole system on generated sample data, offline, in one command (`make demo`)
   client -> again with a few hint dots (client --hints) and with a reference palette (client
   --reference) -> before/after report (PNG grid + HTML) -> stop the server
 
-The hint dots stand in for a user's clicks: `demo.hints` picks them from each page's colour
-original (sample/page_truth), in flat coloured places, as a person who knows the colours would.
+The sample pages are manga pages (white paper, ink, screentone) of scenes the model never saw,
+and the model is trained on manga renderings of the other scenes (pipeline.run --render=manga).
+The hint dots stand in for a user's clicks: `demo.hints` puts them on each page's largest paper
+areas, in colours the automatic result does not have there, so the report shows whether a dot
+colours the paper around it. The report ends with each page's colour original (the truth).
 
 Why subprocesses: every stage is the documented command a user would type (each is printed),
 so the demo proves the commands, not a private shortcut, and each stage's noisy output goes to
@@ -187,15 +190,17 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
              "show that the system runs, not how well it colours real manga.")
   prog.say("")
 
-  with prog.stage("sample data: procedural scenes + gray pages", "sample_data") as st:
+  with prog.stage("sample data: procedural scenes + manga pages", "sample_data") as st:
     cmd = [py, "-m", "pipeline.sample_data", f"--output_dir={out.sample}",
            f"--count={cfg.scenes}", f"--pages={cfg.pages}"]
     prog.run(st, cmd + ([] if cfg.photos else ["--no_photos"]), cwd=ROOT)
 
-  with prog.stage("Beam pipeline: images -> TFRecords with embeddings", "pipeline") as st:
+  with prog.stage(f"Beam pipeline: images -> {cfg.renderings_per_image} manga rendering(s) each "
+                  "-> TFRecords with embeddings", "pipeline") as st:
     prog.run(st, [py, "-m", "pipeline.run", f"--input={out.colour}", f"--output_dir={out.records}",
                   f"--embedder_weights={cfg.embedder_weights}", f"--val_fraction={cfg.held_out}",
-                  f"--test_fraction={cfg.held_out}"], cwd=ROOT)
+                  f"--test_fraction={cfg.held_out}", "--render=manga",
+                  f"--renderings_per_image={cfg.renderings_per_image}"], cwd=ROOT)
   manifest = _read_json(os.path.join(out.records, schema.MANIFEST)) or {}
   embedder = manifest.get("embedder", {})
   random_weights = bool(embedder.get("random_weights"))
@@ -218,7 +223,9 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
     with prog.stage("evaluation on the test split, next to the gray and mean-colour baselines",
                     "evaluate") as st:
       prog.run(st, [py, "-m", "trainer.evaluate", f"--records_dir={out.records}",
-                    f"--job_dir={out.job}"], cwd=ROOT)
+                    f"--job_dir={out.job}"]
+               + ([f"--hints={cfg.eval_hints}"] if cfg.hints else [])
+               + ([] if cfg.eval_flat_fill else ["--no_levin"]), cwd=ROOT)
     metrics = _read_json(os.path.join(out.job, "evaluation", "test", "metrics.json"))
 
   with prog.stage("export: TF Serving SavedModel (embedder inside)", "export") as st:
@@ -234,7 +241,7 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
       prog.say(f"    listening at {url}")
 
     gray_pages = sorted(f for f in os.listdir(out.gray_pages) if f.endswith(".png"))
-    with prog.stage(f"colorize {len(gray_pages)} gray pages through the REST client",
+    with prog.stage(f"colorize {len(gray_pages)} manga pages through the REST client",
                     "client") as st:
       st.status = _pages_status(out.coloured, len(gray_pages), st.log_path)
       prog.run(st, [py, "-m", "serving.client", f"--server={url}", f"--model={MODEL_NAME}",
@@ -244,9 +251,10 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
     if cfg.hints:
       with prog.stage(f"colorize again with {cfg.hint_dots} hint dots per page (client --hints) "
                       "and with a reference palette (client --reference)", "guided") as st:
-        dots = demo_hints.write_hint_images(out.page_truth, out.hints, cfg.hint_dots)
-        prog.say(f"    hint images: {_shown(out.hints)}/ (dots picked from "
-                 f"{_shown(out.page_truth)}/, as a user who knows the colours would click)")
+        dots = demo_hints.write_hint_images(out.gray_pages, out.coloured, out.hints,
+                                            cfg.hint_dots)
+        prog.say(f"    hint images: {_shown(out.hints)}/ (dots on each page's largest paper "
+                 f"areas, in colours the automatic result does not have there)")
         client = [py, "-m", "serving.client", f"--server={url}", f"--model={MODEL_NAME}",
                   out.gray_pages]
         prog.run(st, client + [f"--output_dir={out.coloured_hints}", f"--hints={out.hints}"],
@@ -268,9 +276,10 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
                                  hinted_path=guided_out(out.coloured_hints),
                                  dots=dots.get(stem, []),
                                  reference_path=guided_out(out.coloured_reference),
-                                 guided=cfg.hints))
+                                 guided=cfg.hints,
+                                 truth_path=guided_out(out.page_truth)))
       info = report.ReportInfo(
-          title="Koala demo: gray pages in, colour pages out",
+          title="Koala demo: manga pages in, colour pages out",
           random_embedder=random_weights,
           embedder_text=embedder.get("warning") or str(embedder.get("identity")),
           config_text=(f"{cfg.name} demo: trained on {written.get('train', '?')} generated images "

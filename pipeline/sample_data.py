@@ -4,10 +4,13 @@ Makes a small, offline sample set for the demo and the tests: procedurally drawn
 scenes (black line art, flat colours, screentone, hatching) plus the colour photographs that
 scikit-image ships. Nothing is downloaded and nothing comes from ../shared.
 
-The scenes follow rules a colorizer can learn from gray alone: a blue sky with screentone clouds
-on top, green hatched grass below, a yellow sun, houses with red roofs. `gray_pages/` holds gray
-renderings of scenes the colour set does not contain, as pages to colorize, and `page_truth/`
-their colour originals.
+The scenes follow rules a colorizer can learn from the page: a sky with screentone clouds on
+top (blue, at dusk or violet: only a hint can tell which on a manga page), green hatched grass below, a yellow sun, houses with red roofs. `gray_pages/` holds
+manga pages (`koala.manga.render_manga`: white paper, ink lines, screentone) of scenes the
+colour set does not contain, as pages to colorize, and `page_truth/` their colour originals at
+the page's size. Why manga renderings and not the scenes' gray: users send black-and-white
+manga pages, mostly white paper (SPEC, "Manga pages"), and the demo's model is trained on the
+same renderings (`pipeline.run --render=manga`), so the pages look like what it learned from.
 """
 from __future__ import annotations
 
@@ -17,13 +20,17 @@ import os
 import cv2
 import numpy as np
 
-from koala import colour
+from koala import manga
 
 SKY = (110, 170, 235)
 GRASS = (80, 165, 70)
 SUN = (250, 210, 60)
 WALL = (235, 225, 200)
 ROOF = (200, 50, 40)
+# The sample set's skies: mostly blue, some at dusk or violet. Rendered as manga, a sky is white
+# paper whatever its colour, so the page cannot tell them apart and only a hint can: what makes
+# the guided model follow a dot on paper rather than paint every paper sky blue.
+SKIES = ((110, 170, 235), (110, 170, 235), (245, 165, 105), (190, 150, 225))
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
                   "colorwheel")
 
@@ -37,11 +44,12 @@ def _screentone(mask: np.ndarray, rng: np.random.Generator, period: int = 6) -> 
   return mask & dots
 
 
-def draw_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def draw_scene(rng: np.random.Generator, height: int, width: int,
+               sky: tuple[int, int, int] = SKY) -> np.ndarray:
   """One cel-shaded scene, (H, W, 3) uint8 RGB."""
   img = np.zeros((height, width, 3), np.uint8)
   horizon = int(height * rng.uniform(0.45, 0.7))
-  img[:horizon] = SKY
+  img[:horizon] = sky
   img[horizon:] = GRASS
   # Screentone clouds in the sky, hatching in the grass.
   clouds = np.zeros((height, width), np.uint8)
@@ -73,9 +81,14 @@ def draw_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
   return img
 
 
-def to_gray_page(rgb: np.ndarray) -> np.ndarray:
-  """The scene as a black-and-white page: its own LAB lightness, as an 8-bit gray image."""
-  return colour.to_uint8(colour.l_to_neutral_gray(colour.rgb_to_l(rgb)))
+def page_seed(seed: int, index: int) -> int:
+  """The manga style of the index-th page of a sample set: fixed by (seed, index)."""
+  return manga.rendering_seed(f"sample-page-{seed}", index)
+
+
+def to_page(rgb: np.ndarray, seed: int) -> np.ndarray:
+  """The scene as a black-and-white manga page (koala.manga: paper, ink, screentone)."""
+  return manga.render_manga(rgb, seed=seed)
 
 
 def skimage_photos() -> dict[str, np.ndarray]:
@@ -101,8 +114,11 @@ def _write(path: str, rgb: np.ndarray) -> None:
 
 def generate(output_dir: str, count: int = 48, pages: int = 4, seed: int = 0,
              photos: bool = True, size: tuple[int, int] = (256, 320)) -> dict[str, list[str]]:
-  """Writes `colour/` (scenes and photos, for the pipeline) and `gray_pages/` (to colorize)."""
+  """Writes `colour/` (scenes and photos, for the pipeline), `gray_pages/` (manga pages to
+  colorize) and `page_truth/` (their colour originals, the same size)."""
   rng = np.random.default_rng(seed)
+  skies = np.random.default_rng([seed, 1])     # apart, so the scenes' other draws stay as they were
+  sky = lambda: SKIES[int(skies.integers(len(SKIES)))]
   colour_dir = os.path.join(output_dir, "colour")
   pages_dir = os.path.join(output_dir, "gray_pages")
   os.makedirs(colour_dir, exist_ok=True)
@@ -111,7 +127,7 @@ def generate(output_dir: str, count: int = 48, pages: int = 4, seed: int = 0,
   for i in range(count):
     h, w = size if i % 2 == 0 else size[::-1]
     path = os.path.join(colour_dir, f"scene_{i:04d}.{'png' if i % 3 else 'jpg'}")
-    _write(path, draw_scene(rng, h, w))
+    _write(path, draw_scene(rng, h, w, sky()))
     written["colour"].append(path)
   if photos:
     for name, img in skimage_photos().items():
@@ -121,10 +137,12 @@ def generate(output_dir: str, count: int = 48, pages: int = 4, seed: int = 0,
   truth_dir = os.path.join(output_dir, "page_truth")
   written["page_truth"] = []
   for i in range(pages):
-    h, w = (int(size[1] * 2.5), int(size[1] * 1.77)) if i % 2 == 0 else (size[0] * 2, size[1] * 2)
+    # Drawn at the manga renderer's work size, so that the page and its truth align pixel for
+    # pixel: portrait pages (A-series aspect) and double-page-like landscape ones.
+    h, w = manga.work_size(*((800, 566) if i % 2 == 0 else (size[0] * 2, size[1] * 2)))
     path = os.path.join(pages_dir, f"page_{i:02d}.png")
-    scene = draw_scene(rng, h, w)
-    _write(path, to_gray_page(scene))
+    scene = draw_scene(rng, h, w, sky())
+    _write(path, to_page(scene, page_seed(seed, i)))
     written["gray_pages"].append(path)
     # The gray page's colour original: not for training, for the demo's hints (a user's dots
     # stand in for knowing the true colours) and for a person to compare with.

@@ -3,8 +3,11 @@
 Why a module: the Streamlit page (a user's clicks) and the demo (dots picked from a page's true
 colours) both turn a few dots into the same thing: an RGBA PNG the size of the page, transparent
 except for filled discs of the dots' colours (serving/tf_guidance.py reads alpha > 0 as "hint
-here"). A disc of a few page pixels covers one or two cells of the model's 224 square, like the
-5 x 5 dots PaintsChainer draws and the trainer's evaluation hints.
+here"). A disc is as wide as 5 cells of the model's 224 square: the trainer's evaluation hint
+patch (koala.guidance.EVAL_PATCH) and the 5 x 5 dots PaintsChainer draws, the size of dot the
+model learned from. A smaller one (it was 1/200 of the page's side, about 2 cells) reached a
+112-pixel model as a fraction of one pixel and moved the paper around it hardly at all (the
+demo's model: mean chroma 6.5 around such a dot, 28-55 around a patch-sized one).
 
 The hint image is drawn at most HINT_SIDE pixels on its longer side (the page's aspect kept):
 the server stretches it over the page anyway and the model sees hints at 224, while decoding an
@@ -16,6 +19,8 @@ import dataclasses
 import io
 
 from PIL import Image, ImageDraw
+
+from koala import guidance, schema
 
 HINT_SIDE = 448          # pixels: twice the model's 224, so a dot's place is kept to half a cell
 
@@ -34,9 +39,9 @@ class Dot:
 
 
 def dot_radius(height: int, width: int) -> int:
-  """Page pixels: about 1/200 of the longer side, so a dot covers a cell or two of the model's
-  224 square at any page size, and at least 2."""
-  return max(2, round(max(height, width) / 200))
+  """Page pixels: half of EVAL_PATCH cells of the model's 224 square (1/90 of the longer side),
+  at least 2."""
+  return max(2, round(max(height, width) * guidance.EVAL_PATCH / 2 / schema.IMAGE_SIZE))
 
 
 def _discs(draw: ImageDraw.ImageDraw, dots, radius: int, outline=None) -> None:
@@ -61,9 +66,9 @@ def hint_png(height: int, width: int, dots, max_side: int = HINT_SIDE) -> bytes:
 
 
 def with_dots(page: Image.Image, dots) -> Image.Image:
-  """The page in RGB with each dot drawn on it, larger than the hint (about 1/90 of the longer
-  side, so it shows on a preview a few hundred pixels wide) and ringed in black."""
+  """The page in RGB with each dot drawn on it, a little larger than the hint (about 1/70 of the
+  longer side, so it shows on a preview a few hundred pixels wide) and ringed in black."""
   img = page.convert("RGB")
-  radius = max(3, round(max(img.height, img.width) / 90))
+  radius = max(3, round(max(img.height, img.width) / 70))
   _discs(ImageDraw.Draw(img), dots, radius, outline=(0, 0, 0))
   return img

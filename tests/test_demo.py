@@ -3,8 +3,10 @@ every stage for real (sample data, Beam pipeline, training, evaluation, export, 
 on a loopback port, the client, the report), as a subprocess exactly as a user runs it.
 
 What a newcomer relies on is checked: it exits 0, shows each stage, says that the embedder had
-random weights, leaves a report whose pictures are the real pages (coloured, full size, line art
-intact), stops its server, and never empties a folder it did not make.
+random weights, colours manga pages (paper, ink, screentone) through a model trained on manga
+renderings, leaves a report whose pictures are the real pages (coloured, full size, ink kept)
+and whose dots, on bare paper, colour the paper around them, stops its server, and never empties
+a folder it did not make.
 """
 import os
 import re
@@ -16,6 +18,7 @@ import pytest
 from PIL import Image
 
 from demo import config as demo_config
+from demo import hints as demo_hints
 from demo import report
 from demo import run as demo_run
 from koala import colour
@@ -68,9 +71,8 @@ def test_the_coloured_pages_are_the_gray_pages_in_colour(demo):
     gray = np.asarray(Image.open(gray_path).convert("L"))
     rgb = np.asarray(Image.open(out / "colour_pages" / gray_path.name).convert("RGB"))
     assert rgb.shape[:2] == gray.shape                        # full size, not 224 or 56
-    lab = colour.rgb_to_lab(rgb)
-    assert np.percentile(np.abs(lab[..., 0] - colour.gray_to_l(gray)), 99) <= 2.0   # line art kept
-    assert report.mean_chroma(str(out / "colour_pages" / gray_path.name)) > 5
+    assert_ink_kept(gray, rgb)
+    assert report.mean_chroma(str(out / "colour_pages" / gray_path.name)) > 2
 
 
 def test_the_report_shows_the_pages(demo):
@@ -112,11 +114,68 @@ def test_the_guided_columns_are_the_pages_steered_by_hints_and_a_reference(demo)
     for folder in ("colour_pages_hints", "colour_pages_reference"):
       steered = np.asarray(Image.open(out / folder / name).convert("RGB"), np.int32)
       assert steered.shape == auto.shape
-      lab = colour.rgb_to_lab(steered.astype(np.uint8))
-      assert np.percentile(np.abs(lab[..., 0] - colour.gray_to_l(gray)), 99) <= 2.0
+      assert_ink_kept(gray, steered.astype(np.uint8))
     hinted = np.asarray(Image.open(out / "colour_pages_hints" / name).convert("RGB"), np.int32)
     assert np.abs(hinted - auto).max() > 0             # the hints reached the model
   with open(out / "report" / "index.html") as f:
     page = f.read()
   assert "../colour_pages_hints/page_00.png" in page
   assert "../colour_pages_reference/page_00.png" in page
+  assert "../sample/page_truth/page_00.png" in page
+
+
+def assert_ink_kept(gray: np.ndarray, rgb: np.ndarray) -> None:
+  """The manga composition (the page multiplies the colour): nothing gets lighter than the
+  page, and ink stays ink."""
+  y_out = colour.relative_luminance(rgb)
+  y_page = colour.relative_luminance(np.repeat(gray[..., None], 3, -1))
+  assert (y_out <= y_page + 1e-3).all()
+  assert (rgb[gray == 0] == 0).all()
+
+
+def test_the_pipeline_trains_on_manga_renderings(demo):
+  out, stdout = demo
+  assert "--render=manga" in stdout
+  import json
+  with open(out / "records" / "manifest.json") as f:
+    manifest = json.dumps(json.load(f))
+  assert "manga" in manifest
+
+
+def test_the_pages_are_manga_pages_of_held_out_scenes(demo):
+  out, _ = demo
+  for gray_path in sorted((out / "sample" / "gray_pages").glob("*.png")):
+    gray = np.asarray(Image.open(gray_path).convert("L"))
+    paper, ink = (gray >= 250).mean(), (gray <= 40).mean()
+    assert 0.35 <= paper <= 0.95 and ink >= 0.01, (gray_path.name, paper, ink)
+    truth = np.asarray(Image.open(out / "sample" / "page_truth" / gray_path.name).convert("RGB"))
+    assert truth.shape[:2] == gray.shape
+
+
+def test_the_dots_are_on_paper_and_colour_the_paper_around_them(demo):
+  """The report's dotted column: each dot sits on bare paper in a colour the automatic result
+  lacks there, and the paper around the dots takes on the dots' colours (the page multiplies the
+  flat colour, so colour on paper shows). The margins are SMALL's, a model trained for seconds;
+  the full demo's effect is far stronger (README's picture)."""
+  out, _ = demo
+  measured = []
+  for gray_path in sorted((out / "sample" / "gray_pages").glob("*.png")):
+    gray = np.asarray(Image.open(gray_path).convert("L"))
+    auto = np.asarray(Image.open(out / "colour_pages" / gray_path.name).convert("RGB"))
+    hinted = np.asarray(Image.open(out / "colour_pages_hints" / gray_path.name).convert("RGB"))
+    dots = demo_hints.pick_dots(gray, auto, demo_config.SMALL.hint_dots)
+    assert dots
+    lab_auto, lab_hinted = colour.rgb_to_lab(auto), colour.rgb_to_lab(hinted)
+    for d in dots:
+      around = demo_hints.near(gray.shape, d.y, d.x) & (gray >= demo_hints.PAPER)
+      assert around.sum() > 600, d                           # bare paper all around
+      dot_ab = colour.rgb_to_lab(np.array([[d.rgb]], np.uint8))[0, 0, 1:]
+      off = lambda lab: float(np.linalg.norm(lab[around][:, 1:] - dot_ab, axis=-1).mean())
+      assert off(lab_auto) > 40, d                           # a colour the result lacks there
+      measured.append((off(lab_hinted), off(lab_auto),
+                       float(colour.chroma(lab_hinted[around][:, 1:]).mean())))
+  hinted_off, auto_off, hinted_chroma = np.mean(measured, axis=0)
+  print(f"\npaper around the dots: ab distance to the dot {hinted_off:.1f} with the dots, "
+        f"{auto_off:.1f} without; chroma {hinted_chroma:.1f}")
+  assert hinted_off < auto_off - 3, measured                # nearer the dots' colours
+  assert hinted_chroma > 5, measured                         # coloured, not white
