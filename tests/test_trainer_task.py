@@ -119,7 +119,9 @@ def test_flags_override_the_preset():
   assert (config.learning_rate, config.epochs, config.batch_size) == (0.0005, 3, 32)
   config = task.config_from_args(task.parse_args(["--records_dir=r", "--job_dir=j"]))
   assert (config.preset, config.learning_rate, config.epochs) == ("Koala_00001_20", 1e-5, 20)
-  assert len(presets.PRESETS) == 5
+  # the seed's five, and the CPU recipe
+  assert set(presets.PRESETS) == {"Koala_01_20", "Koala_0005_40", "Koala_0005_100",
+                                  "Koala_0001_50", "Koala_00001_20", presets.CPU}
 
 
 def test_cli_on_a_remote_job_dir_with_vertex_dirs_mirrored_and_mixed_precision(records,
