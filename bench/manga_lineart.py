@@ -3,7 +3,7 @@
   python bench/manga_lineart.py [--export=models/koala_manga] [--pages=4] [--seed=0]
 
 Each page is 1200 x 1600, white regions (a Voronoi partition) bounded by 3 px ink lines; each
-region gets one 9 px dot of its own colour, drawn from flat colours a colourist lays under line
+region gets one dot of its own colour (as wide as a click in the Streamlit page draws it), drawn from flat colours a colourist lays under line
 art (skin, sky, hair, cloth: light to mid tones). Reported, per page and in all:
   * filled: the share of regions whose interior (pixels > 8 px from any line) comes out within
     ΔE76 <= 15 of the region's dot colour, on the mean colour of the interior (target >= 90 %);
@@ -49,10 +49,13 @@ def line_art(rng: np.random.Generator, height: int = 1600, width: int = 1200, ce
   return np.where(ink, 0, 255).astype(np.uint8), label, ink, colours
 
 
-def dots_rgba(label, ink, colours, radius: int = 4) -> np.ndarray:
-  """One dot a region, at its interior's deepest point."""
+def dots_rgba(label, ink, colours) -> np.ndarray:
+  """One dot a region, at its interior's deepest point, as wide as the Streamlit page draws a
+  click (serving.hint_dots.dot_radius: the trainer's 5-cell hint patch)."""
   import cv2
+  from serving import hint_dots
   h, w = label.shape
+  radius = hint_dots.dot_radius(h, w)
   rgba = np.zeros((h, w, 4), np.uint8)
   for region in range(len(colours)):
     inside = ((label == region) & ~ink).astype(np.uint8)
