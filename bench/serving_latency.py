@@ -241,8 +241,9 @@ def main(argv=None) -> int:
     t = interleaved_timings(fns, args.runs)
     print(f"compute floor (reference, interleaved with the pages): p50 {p50(t['floor']):.3f} s")
     for level in levels:
+      target = 2.0 if "manga" in str(level) else 1.5   # a manga job's full-resolution fill
       print(f"[zlib {level}] in-process page: p50 {p50(t[level]):.3f} s, "
-            f"p95 {p95(t[level]):.3f} s; {ratio_text(t[level], t['floor'])} (target <= 1.5)")
+            f"p95 {p95(t[level]):.3f} s; {ratio_text(t[level], t['floor'])} (target <= {target})")
     stages = stage_timings(page, args.runs, sorted({int(str(l).split()[0]) for l in levels}))
     print("in-process stages alone (p50): " + ", ".join(f"{k} {p50(v):.3f} s"
                                                     for k, v in stages.items()))
