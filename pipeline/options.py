@@ -91,20 +91,21 @@ def _all_options_parser():
   return parser
 
 
-def unknown_flags(argv) -> list[str]:
+def unknown_flags(argv, parser=None) -> list[str]:
   """The arguments that no PipelineOptions class defines. Beam only logs "Unparseable
   argument" for these and runs on with the defaults, so a typo such as --rendr=manga would
   silently make gray records."""
-  return _all_options_parser().parse_known_args(list(argv))[1]
+  return (parser or _all_options_parser()).parse_known_args(list(argv))[1]
 
 
 def refuse_unknown_flags(argv, prog: str) -> None:
   """Raises ValueError, one sentence naming the first unknown flag, before any work is done."""
-  unknown = unknown_flags(argv)
+  parser = _all_options_parser()
+  unknown = unknown_flags(argv, parser)
   if not unknown:
     return
   name = unknown[0].split("=", 1)[0]
-  known = [o for action in _all_options_parser()._actions for o in action.option_strings]
+  known = [o for action in parser._actions for o in action.option_strings]
   close = difflib.get_close_matches(name, known, n=1)
   hint = f" (did you mean {close[0]}?)" if close else ""
   raise ValueError(f"unknown flag {unknown[0]}{hint}: neither {prog} nor Beam defines it")

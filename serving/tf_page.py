@@ -30,7 +30,8 @@ black line art stays black and white paper white under any predicted colour.
 
 A job trained on manga renderings composes its pages by `koala.colour.manga_page_rgb` instead
 (the page multiplies the flat colour, so the colour reaches white paper and ink stays ink): the
-same table, filled by the other rule, so a manga page costs what a gray job's page costs.
+same table, filled by the other rule, so the colour conversion costs what a gray job's does; its
+ab is upsampled by `line_aware_upsample`, which costs more (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -224,7 +225,8 @@ def gray_to_l(gray_u8: tf.Tensor) -> tf.Tensor:
 
 
 @functools.lru_cache(maxsize=2)
-def lab_rgb_table(composition: str = colour.COMPOSE_KEEP_L, levels_per_chunk: int = 16) -> np.ndarray:
+def lab_rgb_table(composition: str = colour.COMPOSE_KEEP_L,
+                  levels_per_chunk: int = 16) -> np.ndarray:
   """(256**3, 3) uint8: `koala.colour.compose_page` of every gray level and whole a, b in
   [-128, 127], by the job's composition: `page_rgb` (ab clamped, brought into the gamut at
   constant L and hue, so the output keeps the page's L exactly) or `manga_page_rgb`. The graph
@@ -238,14 +240,15 @@ def lab_rgb_table(composition: str = colour.COMPOSE_KEEP_L, levels_per_chunk: in
     flat = colour.paper_colour(ab)
     levels = np.arange(TABLE_SIDE, dtype=np.float32)[:, None, None] / np.float32(255.0)
     table = colour.to_uint8(flat[None] * levels).reshape(-1, 3)
-  else:
-    colour.compose_page(np.zeros(1, np.uint8), np.zeros((1, 2)), composition)   # checks the name
+  elif composition == colour.COMPOSE_KEEP_L:
     ab = np.tile(ab, (levels_per_chunk, 1))
     chunks = []
     for start in range(0, TABLE_SIDE, levels_per_chunk):   # a few levels at a time: small temporaries
       gray = np.repeat(np.arange(start, start + levels_per_chunk, dtype=np.uint8), TABLE_SIDE ** 2)
-      chunks.append(colour.compose_page(gray, ab, composition))
+      chunks.append(colour.page_rgb(gray, ab))
     table = np.concatenate(chunks)
+  else:
+    raise ValueError(f"unknown composition {composition!r}; choose one of {colour.COMPOSITIONS}")
   table.flags.writeable = False
   return table
 
@@ -282,8 +285,8 @@ def colour_page(gray_u8: tf.Tensor, ab_square: tf.Tensor, table: tf.Tensor,
 # and never through ink (a geodesic dilation, what Krita's Colorize Mask does up to the lines).
 # Screentone is ink too, so a screened area has no pixel beyond the blend distance and keeps the
 # plain upsampling. It runs at half the page's resolution (each fill pixel is ink when any of
-# its page pixels is, so 1-px lines stay barriers), then the result is upsampled bilinearly: what blends
-# there is within a pixel or two of the line, under the line's own anti-aliasing. (A page larger
+# its page pixels is, so 1-px lines stay barriers), then the result is upsampled bilinearly:
+# what blends there is within a pixel or two of the line, under the line's own anti-aliasing. (A page larger
 # than 4 x FILL_PIXELS is reduced by 3 or more, so that the fill costs what it costs on a
 # 1600-px page: on an A4 page at 200 dpi, a third of the time for a leak of 9 % instead of 2 %.)
 INK_BELOW = 128             # a gray level below this is ink, for the fill's barriers
