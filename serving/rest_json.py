@@ -33,6 +33,7 @@ HTTP_STATUS = {
     "UNAUTHENTICATED": 401,
 }
 ROW, COLUMNAR = "row", "columnar"
+MAX_RANK = 64                         # NumPy's most dimensions (NPY_MAXDIMS)
 
 
 class RestError(Exception):
@@ -64,14 +65,42 @@ class TensorSpec:
     return self.dtype == np.dtype(object)
 
 
-def parse_json(body: bytes) -> dict:
+def max_json_values(inputs: dict[str, TensorSpec], batch: int) -> int | None:
+  """The most JSON values (numbers, strings, lists, objects and their keys) that a request of
+  `batch` examples to a signature with these inputs can need, in either format; None when an
+  input has a dimension of unknown size (then only the body's size bounds the request)."""
+  total = 8                                     # the document, its keys, "signature_name"
+  for spec in inputs.values():
+    if spec.shape is None or any(d is None for d in spec.shape[1:]):
+      return None
+    leaves, lists = 1, 0
+    for d in spec.shape[1:]:                    # one example: its nested lists and its leaves
+      lists, leaves = lists + leaves, leaves * d
+    total += batch * (leaves + lists + 3)       # + its key, its object, a {"b64": ...} object
+  return total
+
+
+def count_json_values(body: bytes) -> int:
+  """An upper bound on the values and keys of a JSON document, without parsing it: each one
+  but the first follows a '[', '{', ',' or ':' (inside strings these overcount)."""
+  return 1 + sum(body.count(c) for c in (b"[", b"{", b",", b":"))
+
+
+def parse_json(body: bytes, max_values: int | None = None) -> dict:
+  """The request document; past `max_values` (count_json_values) it is refused unparsed."""
   if not body:
     raise invalid("JSON Parse error: The document is empty")
+  if max_values is not None and (count := count_json_values(body)) > max_values:
+    raise invalid(f"Request of about {count} JSON values, more than the {max_values} that "
+                  "--max_batch_size examples of this model's signatures can hold; refused "
+                  "before parsing")
   try:
     doc = json.loads(body)
   except (ValueError, UnicodeDecodeError) as e:
     offset = getattr(e, "pos", 0)
     raise invalid(f"JSON Parse error: Invalid value. at offset: {offset}") from None
+  except RecursionError:
+    raise invalid("JSON Parse error: The document is nested too deeply") from None
   if not isinstance(doc, dict):
     raise invalid("Is not object")
   return doc
@@ -99,21 +128,35 @@ def _decode_leaf(value, spec: TensorSpec):
         raise invalid(f"Unable to base64 decode: {value['b64'][:40]!r}") from None
     if isinstance(value, str):
       return value.encode("utf-8")
-    raise invalid(f"JSON Value: {json.dumps(value)[:80]} not formatted correctly for "
+    raise invalid(f"JSON Value: {_preview(value, 80)} not formatted correctly for "
                   "base64 data")
   if isinstance(value, (dict, str)) or value is None:
-    raise invalid(f"JSON Value: {json.dumps(value)[:80]} Type: {type(value).__name__} is not "
+    raise invalid(f"JSON Value: {_preview(value, 80)} Type: {type(value).__name__} is not "
                   f"of expected type: {spec.dtype.name}")
   return value
 
 
-def _to_array(value, spec: TensorSpec) -> np.ndarray:
-  """A JSON value (scalar or nested lists) -> ndarray of the spec's dtype, shape checked."""
-  def walk(v):
+def _preview(value, length: int) -> str:
+  """The start of a value as JSON, for an error message (a value nested past Python's
+  recursion limit is not printed)."""
+  try:
+    return json.dumps(value)[:length]
+  except RecursionError:
+    return "(nested too deeply to show)"
+
+
+def _to_array(value, spec: TensorSpec, rank: int | None) -> np.ndarray:
+  """A JSON value (scalar or nested lists) -> ndarray of the spec's dtype; lists nested deeper
+  than `rank` (NumPy's MAXDIMS when unknown) are refused before they are walked."""
+  limit = MAX_RANK if rank is None else rank
+
+  def walk(v, depth):
     if isinstance(v, list):
-      return [walk(x) for x in v]
+      if depth == limit:
+        raise invalid(f"input '{spec.name}' has lists nested deeper than its rank, {limit}")
+      return [walk(x, depth + 1) for x in v]
     return _decode_leaf(v, spec)
-  data = walk(value)
+  data = walk(value, 0)
   try:
     if spec.is_string:
       arr = np.array(data, dtype=object)
@@ -137,17 +180,31 @@ def _check_shape(arr: np.ndarray, spec: TensorSpec) -> np.ndarray:
   return arr
 
 
-def parse_predict(doc: dict, inputs: dict[str, TensorSpec]) -> tuple[dict, str]:
-  """-> ({input name: ndarray}, ROW or COLUMNAR); RestError for whatever TF Serving refuses."""
+def parse_predict(doc: dict, inputs: dict[str, TensorSpec],
+                  max_batch_size: int | None = None) -> tuple[dict, str]:
+  """-> ({input name: ndarray}, ROW or COLUMNAR); RestError for whatever TF Serving refuses,
+  a batch of more than max_batch_size examples included (before any array is built)."""
   has_instances, has_inputs = "instances" in doc, "inputs" in doc
   if has_instances and has_inputs:
     raise invalid("Not formatted correctly expecting only one of 'inputs' or 'instances' keys "
                   "to exist ")
   if has_instances:
+    _check_batch(doc["instances"], max_batch_size)
     return _parse_instances(doc["instances"], inputs), ROW
   if has_inputs:
-    return _parse_inputs(doc["inputs"], inputs), COLUMNAR
+    value = doc["inputs"]
+    columns = value.values() if isinstance(value, dict) and not _is_b64(value) else [value]
+    for column in columns:
+      _check_batch(column, max_batch_size)
+    return _parse_inputs(value, inputs), COLUMNAR
   raise invalid("Missing 'inputs' or 'instances' key")
+
+
+def _check_batch(value, max_batch_size: int | None) -> None:
+  """TF Serving's batching refuses a task larger than its max_batch_size, with this message."""
+  if max_batch_size is not None and isinstance(value, list) and len(value) > max_batch_size:
+    raise invalid(f"Task size {len(value)} is larger than maximum input batch size "
+                  f"{max_batch_size} (--max_batch_size; send the examples in several requests)")
 
 
 def _parse_instances(instances, inputs: dict[str, TensorSpec]) -> dict:
@@ -168,12 +225,12 @@ def _parse_instances(instances, inputs: dict[str, TensorSpec]) -> dict:
     values = item if objects else {next(iter(inputs)): item}
     if set(values) != set(inputs):
       raise invalid(f"Failed to process element: {i} of 'instances' list. JSON object: "
-                    f"{json.dumps(item)[:200]} must only have keys: {','.join(sorted(inputs))}")
+                    f"{_preview(item, 200)} must only have keys: {','.join(sorted(inputs))}")
     for name, value in values.items():
       columns[name].append(value)
   out = {}
   for name, spec in inputs.items():
-    per_item = [_to_array(v, spec) for v in columns[name]]
+    per_item = [_to_array(v, spec, _rank(spec, batched=False)) for v in columns[name]]
     first = per_item[0].shape
     for i, a in enumerate(per_item):
       if a.shape != first:
@@ -189,13 +246,21 @@ def _parse_inputs(value, inputs: dict[str, TensorSpec]) -> dict:
       raise invalid("inputs is a plain value/list, but expecting an object as multiple input "
                     "tensors required as per tensorinfo_map")
     name, spec = next(iter(inputs.items()))
-    return {name: _check_shape(_to_array(value, spec), spec)}
+    return {name: _check_shape(_to_array(value, spec, _rank(spec)), spec)}
   out = {}
   for name, spec in inputs.items():
     if name not in value:
       raise invalid(f"Missing named input: {name} in 'inputs' object.")
-    out[name] = _check_shape(_to_array(value[name], spec), spec)
+    out[name] = _check_shape(_to_array(value[name], spec, _rank(spec)), spec)
   return out
+
+
+def _rank(spec: TensorSpec, batched: bool = True) -> int | None:
+  """How deep a value of this input may nest lists: its rank (less the batch dimension for one
+  example of the row format), or None when the signature does not say."""
+  if spec.shape is None:
+    return None
+  return max(0, len(spec.shape) - (0 if batched else 1))
 
 
 def _encode(arr: np.ndarray, name: str):

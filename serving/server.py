@@ -18,13 +18,14 @@ Serving's (g3doc/api/api_rest.md, http_rest_api_handler.cc, http_server.cc):
 It serves the highest numeric version under the base path and, like TF Serving, picks up a
 newer one when it appears (polling every --file_system_poll_wait_seconds).
 
-Like TF Serving's libevent server it is event-driven (aiohttp): reading and writing requests
-happens on one event loop, and only the model work runs on a bounded thread pool
-(--rest_api_num_threads), so slow or hostile clients cannot hold the model threads. More than
---max_inflight predictions at once are answered 503 UNAVAILABLE, as TF Serving's full batching
-queue answers, so clients back off. Every request is bounded (`Limits`: header and body
-deadlines 408, header size 431, body size 400, open connections and buffered bodies 503, idle
-keep-alive; docs/serving.md has the table). It binds to loopback unless told otherwise, and
+Like TF Serving's libevent server it is event-driven (aiohttp, serving/http_front.py): reading
+and writing requests happens on one event loop, and only the model work runs on a bounded thread
+pool (--rest_api_num_threads), so slow or hostile clients cannot hold the model threads. Every
+request is bounded (`Limits`: header and body deadlines 408, header size 431, body size 400,
+open connections and buffered bodies 503, idle keep-alive), and so is every prediction
+(serving/admission.py: more than --max_inflight admitted at once 503, as TF Serving's full
+batching queue answers, so clients back off; more than --max_batch_size examples 400; past
+--rest_api_timeout_in_ms cancelled, 504); docs/serving.md has the table. It binds to loopback unless told otherwise, and
 SIGTERM/SIGINT let the predictions in flight finish, then exit 0. Nothing in serving/client.py
 depends on this module.
 """
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import json
 import logging
 import os
@@ -43,20 +43,19 @@ import threading
 import time
 
 import numpy as np
-from aiohttp import http_exceptions, web
+from aiohttp import web
 
 from koala.signatures import SERVING_DEFAULT
-from serving import rest_json
-from serving.bounded_http import SERVER_NAME, BoundedProtocol, Limits, raise_fd_limit
+from serving import admission, rest_json
+from serving.admission import Deadline, Slots
+from serving.bounded_http import BoundedProtocol, Limits, raise_fd_limit
+from serving.http_front import LINGER_SECONDS, SHUTDOWN_SECONDS, HttpFront
 from serving.rest_json import RestError, invalid
 
 PREDICT_PATH = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 STATUS_PATH = re.compile(
     r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
-V1_PATH = re.compile(r"(?i)/v1/.*")
-# libevent lets these through to TF Serving's handler; it answers 501 to any other method.
-LIBEVENT_METHODS = ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH")
 
 _LOG = logging.getLogger("serving.server")
 
@@ -89,8 +88,10 @@ class LoadedModel:
       self.outputs[name] = {k: _spec(k, v) for k, v in fn.structured_outputs.items()}
     self.signature_defs = _signature_defs_json(path)
 
-  def predict(self, signature: str, arrays: dict) -> dict:
+  def predict(self, signature: str, arrays: dict, deadline: Deadline | None = None) -> dict:
     tf = _tf()
+    if deadline is not None and deadline.passed:   # its answer (504) went while it was parsed
+      raise RestError("DEADLINE_EXCEEDED", deadline.message())
     fn = self.signatures[signature]
     feeds = {}
     for name, arr in arrays.items():
@@ -98,12 +99,21 @@ class LoadedModel:
       feeds[name] = tf.constant(arr.tolist() if spec.is_string else arr,
                                 dtype=tf.string if spec.is_string else spec.dtype)
     try:
-      result = fn(**feeds)
+      if deadline is None:
+        result = fn(**feeds)
+      else:
+        with deadline.running():
+          result = fn(**feeds)
     except tf.errors.OpError as e:
       raise RestError(_code_name(e), e.message) from None
     except (TypeError, ValueError) as e:
       raise invalid(str(e)) from None
     return {k: v.numpy() for k, v in result.items()}
+
+  def json_value_cap(self, max_batch_size: int) -> int | None:
+    """The most JSON values a request of max_batch_size examples to any signature can need."""
+    caps = [rest_json.max_json_values(inputs, max_batch_size) for inputs in self.inputs.values()]
+    return None if None in caps else max(caps)
 
 
 def _code_name(e) -> str:
@@ -192,29 +202,28 @@ class ModelManager:
 class App:
   """Routing and request handling, independent of the socket server."""
 
-  def __init__(self, manager: ModelManager, max_inflight: int):
+  def __init__(self, manager: ModelManager, max_batch_size: int):
     self.manager = manager
-    self.max_inflight = max_inflight
-    self._inflight = 0
-    self._lock = threading.Lock()
+    self.max_batch_size = max_batch_size
 
-  def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+  def handle(self, method: str, path: str, body: bytes,
+             deadline: Deadline | None = None) -> tuple[int, bytes]:
     try:
-      return 200, self._dispatch(method, path, body)
+      return 200, self._dispatch(method, path, body, deadline)
     except RestError as e:
       return e.http_status, rest_json.error_body(e.message)
     except Exception as e:   # a bug here must still answer, as TF Serving's INTERNAL does
-      _LOG.exception("internal error on %s %s", method, path)
+      _LOG.exception("internal error on %s %s", method, path[:200])
       return 500, rest_json.error_body(f"Internal: {type(e).__name__}: {e}")
 
-  def _dispatch(self, method: str, path: str, body: bytes) -> bytes:
+  def _dispatch(self, method: str, path: str, body: bytes, deadline: Deadline | None) -> bytes:
     m = PREDICT_PATH.fullmatch(path) if method == "POST" else None
     if m:
       name, version, label, verb = m.groups()
       if verb.lower() != "predict":
         raise RestError("UNIMPLEMENTED", f"{verb} is not implemented by this model server; "
                         "the koala model has predict signatures only")
-      return self._predict(name, _version(version), label, body)
+      return self._predict(name, _version(version), label, body, deadline)
     m = STATUS_PATH.fullmatch(path) if method == "GET" else None
     if m:
       name, version, label, metadata = m.groups()
@@ -226,155 +235,40 @@ class App:
                                      "version": str(model.version)},
                       "metadata": {"signature_def": model.signature_defs}})
       return _json(self.manager.status(name, _version(version), label))
-    raise invalid(f"Malformed request: {method} {path}")
+    raise invalid(f"Malformed request: {method} {path[:200]}")
 
-  def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> bytes:
+  def _predict(self, name: str, version: int | None, label: str | None, body: bytes,
+               deadline: Deadline | None) -> bytes:
     model = self.manager.get(name, version, label)
-    doc = rest_json.parse_json(body)
+    # Counted before parsing: json.loads makes a Python object of every value (about 32 bytes
+    # for a 4-byte number), so the body's size alone does not bound the memory.
+    doc = rest_json.parse_json(body, max_values=model.json_value_cap(self.max_batch_size))
     signature = rest_json.signature_name(doc) or SERVING_DEFAULT
     if signature not in model.signatures:
       raise invalid(f'Serving signature name: "{signature}" not found in signature def')
-    arrays, fmt = rest_json.parse_predict(doc, model.inputs[signature])
-    with self._lock:
-      if self._inflight >= self.max_inflight:
-        raise RestError("UNAVAILABLE", f"The server is busy: {self._inflight} predictions in "
-                        f"flight (--max_inflight={self.max_inflight}); retry with backoff")
-      self._inflight += 1
-    try:
-      outputs = model.predict(signature, arrays)
-    finally:
-      with self._lock:
-        self._inflight -= 1
-    return rest_json.format_predict(outputs, fmt)
+    arrays, fmt = rest_json.parse_predict(doc, model.inputs[signature], self.max_batch_size)
+    del doc
+    return rest_json.format_predict(model.predict(signature, arrays, deadline), fmt)
 
 
 def _version(text: str | None) -> int | None:
-  return None if text is None else int(text)
+  """A version from the path: an int64 as TF Serving parses it, else its INVALID_ARGUMENT."""
+  if text is None:
+    return None
+  if len(text) > 19 or int(text) >= 2 ** 63:
+    raise invalid(f"Failed to convert version: {text[:40]}{'...' if len(text) > 40 else ''} "
+                  "to numeric.")
+  return int(text)
 
 
 def _json(obj) -> bytes:
   return json.dumps(obj, indent=1).encode()
 
 
-# --- the HTTP side ----------------------------------------------------------------------------
-# aiohttp's event loop reads and writes every connection; only the model work (JSON, base64,
-# the SavedModel call) runs on the bounded thread pool. A client that is slow to send or to
-# read costs a socket and a few kilobytes, never a model thread.
-
-LINGER_SECONDS = 2.0          # after an early answer (400, 408), read and drop what still comes
-SHUTDOWN_SECONDS = 60.0       # SIGTERM: how long requests in flight may take to finish
-HTML_404 = b"<HTML><HEAD><TITLE>404 Not Found</TITLE></HEAD></HTML>"
-HTML_501 = b"<HTML><HEAD><TITLE>501 Not Implemented</TITLE></HEAD></HTML>"
-
-
-class _Refusal(Exception):
-  """An answer to send at once, without the model: (status, message, close the connection)."""
-
-  def __init__(self, status: int, message: str, close: bool = True):
-    super().__init__(message)
-    self.status, self.message, self.close = status, message, close
-
-
-class HttpFront:
-  """Reads requests on the event loop, runs the model work on the pool, writes the answers."""
-
-  def __init__(self, app: App, limits: Limits, threads: int):
-    self.app = app
-    self.limits = limits
-    self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="model")
-    self.buffered = 0                                   # body bytes held, all requests
-    self.reading: set[asyncio.Task] = set()             # requests still reading their body
-
-  async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-    protocol = request.protocol
-    if isinstance(protocol, BoundedProtocol):
-      protocol.headers_complete()
-    held = [0]
-    try:
-      try:
-        status, payload, content_type, close = await self._answer(request, held)
-      except ConnectionError:   # the client went away while sending: nobody to answer
-        raise asyncio.CancelledError() from None
-      except _Refusal as e:
-        status, payload, content_type, close = (e.status, rest_json.error_body(e.message),
-                                                "application/json", e.close)
-      response = web.Response(status=status, body=payload, content_type=content_type,
-                              headers={"Server": SERVER_NAME})
-      if close:
-        response.force_close()
-      try:
-        async with asyncio.timeout(self.limits.send_timeout):
-          await response.prepare(request)
-          await response.write_eof()
-      except TimeoutError:   # a client that does not read its answer: cut it off
-        if request.transport is not None:
-          request.transport.abort()
-      except ConnectionError:   # gone already; aiohttp notes it and closes
-        pass
-      return response
-    finally:
-      self.buffered -= held[0]
-      # A body left unread (an early answer) is drained by aiohttp and the connection closed;
-      # only after a whole request do the next bytes start the next one.
-      if isinstance(protocol, BoundedProtocol) and request.content.is_eof():
-        protocol.request_done()
-
-  async def _answer(self, request: web.BaseRequest, held: list) -> tuple[int, bytes, str, bool]:
-    method = request.method
-    path = request.raw_path.split("?", 1)[0]
-    if method not in LIBEVENT_METHODS:
-      return 501, HTML_501, "text/html", True
-    if not V1_PATH.fullmatch(path):
-      return 404, HTML_404, "text/html", False
-    body = await self._read_body(request, held)
-    if method == "POST":   # JSON, base64 and the model: on the pool, never on the event loop
-      loop = asyncio.get_running_loop()
-      status, payload = await loop.run_in_executor(self.pool, self.app.handle, method, path, body)
-    else:                  # status and metadata: small, answered at once
-      status, payload = self.app.handle(method, path, bytes(body))
-    return status, payload, "application/json", False
-
-  async def _read_body(self, request: web.BaseRequest, held: list) -> bytearray:
-    limits = self.limits
-    length = request.content_length
-    if length is not None and length > limits.max_request_bytes:
-      raise _Refusal(400, self._too_large(length))
-    if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
-      await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-      request.writer.output_size = 0
-    body = bytearray()
-    task = asyncio.current_task()
-    self.reading.add(task)
-    try:
-      async with asyncio.timeout(limits.body_timeout):
-        while chunk := await request.content.readany():
-          if len(body) + len(chunk) > limits.max_request_bytes:
-            raise _Refusal(400, self._too_large(len(body) + len(chunk)))
-          if self.buffered + len(chunk) > limits.max_buffered_bytes:
-            raise _Refusal(503, f"The server is busy: {self.buffered} bytes of request bodies "
-                           f"held (--max_buffered_bytes={limits.max_buffered_bytes}); retry "
-                           "with backoff")
-          self.buffered += len(chunk)
-          held[0] += len(chunk)
-          body += chunk
-    except TimeoutError:
-      raise _Refusal(408, f"the request body did not arrive within {limits.body_timeout:g} s "
-                     "(--body_timeout_seconds)") from None
-    except http_exceptions.HttpProcessingError as e:   # a malformed chunked body, say
-      raise _Refusal(400, f"Malformed request body: {e.message}") from None
-    finally:
-      self.reading.discard(task)
-    return body
-
-  def _too_large(self, length: int) -> str:
-    return (f"Request body of {length} bytes exceeds the limit of "
-            f"{self.limits.max_request_bytes} bytes (--max_request_bytes)")
-
-
 async def _serve(args, manager: ModelManager, limits: Limits) -> None:
   loop = asyncio.get_running_loop()
-  front = HttpFront(App(manager, max_inflight=args.max_inflight), limits,
-                    args.rest_api_num_threads)
+  front = HttpFront(App(manager, args.max_batch_size), limits, args.rest_api_num_threads,
+                    Slots(args.max_inflight), args.rest_api_timeout_in_ms)
   connections = web.Server(front.handle, loop=loop)
   access_log = logging.getLogger("serving.server.access")
   access_log.setLevel(logging.INFO if args.verbose else logging.WARNING)
@@ -440,8 +334,16 @@ def main(argv=None) -> int:
   p.add_argument("--rest_api_num_threads", type=int, default=max(16, 4 * (os.cpu_count() or 2)),
                  help="model calls at once (TF Serving's default is 4 per core); reading and "
                       "writing requests takes none of these threads")
-  p.add_argument("--max_inflight", type=int, default=64,
-                 help="predictions at once before answering 503 UNAVAILABLE")
+  p.add_argument("--max_inflight", type=int, default=None,
+                 help="predictions admitted at once, running or waiting for a model thread; "
+                      "more are answered 503 UNAVAILABLE at once (default: 2 x "
+                      "--rest_api_num_threads, one running and one waiting per thread)")
+  p.add_argument("--max_batch_size", type=int, default=admission.max_batch_size(),
+                 help="examples in one request; more are answered 400, as TF Serving with "
+                      "--batching_parameters_file (default: serving/batching.config's)")
+  p.add_argument("--rest_api_timeout_in_ms", type=int, default=admission.DEFAULT_TIMEOUT_MS,
+                 help="a prediction not answered within this, from its admission, is cancelled "
+                      "and answered 504 DEADLINE_EXCEEDED (TF Serving's flag and default)")
   p.add_argument("--max_request_bytes", type=int, default=d.max_request_bytes,
                  help="largest request body; larger ones are answered 400")
   p.add_argument("--max_buffered_bytes", type=int, default=d.max_buffered_bytes,
@@ -462,6 +364,8 @@ def main(argv=None) -> int:
                  help="how often to look for a newer version; 0 turns it off")
   p.add_argument("--verbose", action="store_true", help="log every request")
   args = p.parse_args(argv)
+  if args.max_inflight is None:
+    args.max_inflight = 2 * args.rest_api_num_threads
   logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                       format="%(asctime)s %(levelname)s %(name)s: %(message)s")
   return serve(args)

@@ -261,10 +261,11 @@ class Server:
     with open(self.log_path) as f:
       return f.read()
 
-  def rss_mib(self) -> float:
+  def rss_mib(self, field: str = "VmRSS") -> float:
+    """The process's resident memory now, or its peak so far with field="VmHWM"."""
     with open(f"/proc/{self.proc.pid}/status") as f:
       for line in f:
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
           return int(line.split()[1]) / 1024.0
     return float("nan")
 

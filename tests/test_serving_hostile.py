@@ -15,6 +15,7 @@ Timing assertions compare medians measured in the same run with wide margins, so
 loaded 2-core machine does not make them flaky; every wait is bounded.
 """
 import base64
+import concurrent.futures
 import json
 import os
 import signal
@@ -103,9 +104,9 @@ def test_each_bound_answers_as_documented(base):
         pass
       time.sleep(0.2)
     assert requests.get(server.url + "/v1/models/koala", timeout=5).status_code == 200
-    # SIGTERM with a prediction in flight (five A4 pages): it is answered, then the exit is 0.
+    # SIGTERM with a prediction in flight (four A4 pages): it is answered, then the exit is 0.
     page = support.png_bytes(support.task_page(*A4)[0])
-    body = json.dumps({"instances": [{"b64": base64.b64encode(page).decode()}] * 5}).encode()
+    body = json.dumps({"instances": [{"b64": base64.b64encode(page).decode()}] * 4}).encode()
     busy = connect(server.port, b"POST /v1/models/koala:predict HTTP/1.1\r\nHost: x\r\n"
                    b"Content-Length: %d\r\n\r\n" % len(body) + body)
     time.sleep(1.0)
@@ -240,3 +241,102 @@ def test_a_zip_bomb_is_refused_by_name_at_a_normal_peak_memory(reader, archives_
   else:
     assert json.loads(said["normal"]) == {"errors": [], "downloads": ["Download .cbz"]}
     assert json.loads(said["bomb"])["downloads"] == []
+
+
+# --- admission: in-flight slots, the deadline, memory before arrays --------------------------
+
+def predict_body(pages: list[bytes]) -> str:
+  return json.dumps({"instances": [{"b64": base64.b64encode(p).decode()} for p in pages]})
+
+
+def post_predict(url: str, body, timeout: float = 300) -> requests.Response:
+  return requests.post(url + "/v1/models/koala:predict", data=body, timeout=timeout)
+
+
+@pytest.mark.parametrize("flags", [["--max_inflight=4"], []],
+                         ids=["max_inflight=4", "max_inflight left at its default"])
+def test_12_concurrent_predictions_4_are_admitted_and_8_refused_at_once(base, flags):
+  """Against two model threads, 4 slots (the default for 2 threads: one running and one waiting
+  a thread): the 12 requests are sent at once (a barrier), each 4 pages of 6 Mpx, so the
+  admitted ones take seconds. The 8 refusals all come back before the first answer, which
+  proves the 4 were in flight together and the others were refused, not queued."""
+  server = support.Server(base, "koala", "--rest_api_num_threads=2", *flags)
+  try:
+    body = predict_body([support.png_bytes(support.task_page(3000, 2000, seed=s)[0])
+                         for s in range(4)])
+    barrier = threading.Barrier(12)
+
+    def one(_):
+      with requests.Session() as session:
+        assert session.get(server.url + "/v1/models/koala", timeout=30).ok   # connected
+        barrier.wait(30)
+        r = session.post(server.url + "/v1/models/koala:predict", data=body, timeout=300)
+        return r.status_code, time.perf_counter(), r.json()
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+      results = list(pool.map(one, range(12)))
+    answered = sorted(t for status, t, _ in results if status == 200)
+    refused = sorted(t for status, t, _ in results if status == 503)
+    if answered and refused:
+      print(f"{len(answered)} answered, {len(refused)} refused; the last refusal "
+            f"{answered[0] - refused[-1]:.2f} s before the first answer")
+    assert (len(answered), len(refused)) == (4, 8), [s for s, _, _ in results]
+    assert refused[-1] < answered[0], (refused, answered)
+    messages = {doc["error"] for status, _, doc in results if status == 503}
+    assert all("--max_inflight=4" in m for m in messages), messages
+    assert all(len(doc["predictions"]) == 4 for status, _, doc in results if status == 200)
+  finally:
+    assert server.stop() == 0, server.output()
+
+
+def test_a_prediction_past_its_deadline_is_cancelled_and_answered_504(base):
+  """One model thread, a 1 s deadline, a request of 16 pages of 4 Mpx (--max_batch_size=16):
+  it is answered 504 at its deadline, and its model work is cancelled there, not run to its
+  end: a small page sent right after gets the thread within a page's time."""
+  server = support.Server(base, "koala", "--rest_api_num_threads=1", "--max_batch_size=16",
+                          "--rest_api_timeout_in_ms=1000")
+  try:
+    big = support.png_bytes(support.task_page(2000, 2000, seed=1)[0])
+    small = predict_body([support.png_bytes(support.task_page(60, 40)[0])])
+    assert post_predict(server.url, small).status_code == 200               # warm up
+    started = time.perf_counter()
+    assert post_predict(server.url, predict_body([big])).status_code == 200
+    one_page = time.perf_counter() - started
+    started = time.perf_counter()
+    r = post_predict(server.url, predict_body([big] * 16))
+    answered = time.perf_counter() - started
+    after = post_predict(server.url, small)
+    freed = time.perf_counter() - started - answered
+    summary = f"one page {one_page:.2f} s; 504 after {answered:.2f} s; thread free {freed:.2f} s later"
+    print(summary)
+    assert r.status_code == 504, r.text[:300]
+    assert "--rest_api_timeout_in_ms" in r.json()["error"]
+    assert 1.0 <= answered < 3.0, summary
+    assert after.status_code == 200
+    assert 16 * one_page > 4.0 + answered, summary      # run to its end, it would hold the thread
+    assert freed < 2 * one_page + 0.5, summary          # cancelled: the next page runs at once
+    assert "Traceback" not in server.output()
+  finally:
+    assert server.stop() == 0, server.output()
+
+
+def test_a_48_mib_body_of_floats_is_refused_before_it_is_parsed(base):
+  """The tensor signature's inputs as 12 M numbers: json.loads would make a Python float of
+  each (about 32 bytes for a 4-byte number). The count of JSON values is refused first, so the
+  server's peak memory grows by about the body it holds, not by the objects."""
+  server = support.Server(base, "koala")
+  try:
+    body = (b'{"signature_name": "colorize_tensors", "inputs": {"l": [' + b"0.5," * (12 << 20)
+            + b'0.5], "embedding": [0.5]}}')
+    assert 48 << 20 <= len(body) < 64 << 20
+    small = predict_body([support.png_bytes(support.task_page(60, 40)[0])])
+    assert post_predict(server.url, small).status_code == 200               # warm up
+    peak = server.rss_mib("VmHWM")
+    r = post_predict(server.url, body)
+    grown = server.rss_mib("VmHWM") - peak
+    print(f"a {len(body) / 2 ** 20:.0f} MiB body of floats: peak memory +{grown:.0f} MiB")
+    assert r.status_code == 400 and "JSON values" in r.json()["error"], r.text[:300]
+    assert grown <= 2 * len(body) / 2 ** 20 + 50, grown
+    assert post_predict(server.url, small).status_code == 200
+  finally:
+    assert server.stop() == 0, server.output()

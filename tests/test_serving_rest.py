@@ -210,3 +210,53 @@ def test_bad_inputs_are_400_and_the_server_stays_up(server, page, case):
     assert "exceeds the limit" in r.json()["error"]
   assert requests.get(server.url + "/v1/models/koala").status_code == 200
   assert post(server, {"instances": [b64(page)]}).status_code == 200
+
+
+# --- hostile documents: 400 or 404 with a reason, never a 500 -------------------------------
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize("case", ["lists 100,000 deep", "objects 100,000 deep",
+                                  "lists deeper than the input's rank", "version of 5,000 digits",
+                                  "version past int64", "status of a 5,000-digit version"])
+def test_deep_json_and_absurd_versions_are_refused_without_a_traceback(server, page, case):
+  predict = "/v1/models/koala:predict"
+  if case == "lists 100,000 deep":
+    r = post(server, b'{"instances": ' + b"[" * DEEP + b"]" * DEEP + b"}", raw=True)
+  elif case == "objects 100,000 deep":
+    r = post(server, b'{"instances": [' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"]}", raw=True)
+  elif case == "lists deeper than the input's rank":   # within Python's recursion limit
+    r = post(server, {"signature_name": "colorize_tensors",
+                      "inputs": {"l": json.loads("[" * 500 + "]" * 500), "embedding": [[0.0]]}})
+  elif case == "version of 5,000 digits":
+    r = post(server, {"instances": [b64(page)]}, f"/v1/models/koala/versions/{'9' * 5000}:predict")
+  elif case == "version past int64":
+    r = post(server, {"instances": [b64(page)]}, f"/v1/models/koala/versions/{2 ** 63}:predict")
+  else:
+    r = requests.get(f"{server.url}/v1/models/koala/versions/{'9' * 5000}", timeout=30)
+  assert r.status_code in (400, 404), (case, r.status_code, r.text[:300])
+  assert r.json()["error"]
+  if "version" in case:
+    assert r.json()["error"].startswith("Failed to convert version: ") and len(r.text) < 300
+  if "rank" in case:
+    assert "nested deeper than its rank, 4" in r.json()["error"]
+  assert "Traceback" not in server.output() and "internal error" not in server.output()
+  assert requests.get(f"{server.url}/v1/models/koala/versions/{2 ** 62}").status_code == 404
+  assert post(server, {"instances": [b64(page)]}).status_code == 200
+
+
+def test_a_request_of_more_examples_than_max_batch_size_is_400(server, page):
+  """serving/batching.config's max_batch_size (4) is the default, as TF Serving run with it
+  refuses a larger task; in both formats, and for the tensor signature too (whose five
+  examples hold more numbers than four may: refused before they are parsed)."""
+  assert post(server, {"instances": [b64(page)] * 4}).status_code == 200
+  for body in ({"instances": [b64(page)] * 5}, {"inputs": [b64(page)] * 5},
+               {"inputs": {"image_bytes": [b64(page)] * 5}}):
+    r = post(server, body)
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["error"].startswith("Task size 5 is larger than maximum input batch size 4")
+  tensors = {"signature_name": "colorize_tensors", "inputs": {
+      "l": np.zeros((5, 56, 56, 1)).tolist(), "embedding": np.zeros((5, 1536)).tolist()}}
+  r = post(server, tensors)
+  assert r.status_code == 400 and "--max_batch_size" in r.json()["error"], r.text[:300]
