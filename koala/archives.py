@@ -14,6 +14,9 @@ the declared size before decoding (`Image.MAX_IMAGE_PIXELS`, `DecompressionBombE
   * entry names that escape the folder (`../x`, `/etc/x`, `C:\\x`) are refused the same way.
   * for the archive as a whole: at most `max_entries` entries and `max_total_bytes` inflated
     bytes (declared up front, and counted while reading); past either, `ArchiveError`.
+  * two entries of one name, compared without case (`001.png` twice, or `001.png` and
+    `001.PNG`), refuse the archive (`ArchiveError` naming both): which of them a comic reader or
+    an unzip shows is up to it, so no page of such an archive can be trusted to be the one meant.
 
 The page byte cap is the serving request cap (`serving.server --max_request_bytes`): a page
 larger than that could not be served anyway.
@@ -61,13 +64,14 @@ class Member:
   reason: str | None           # why it will be refused without reading, None when readable
 
 
-def unsafe_name_reason(name: str) -> str | None:
-  """Why an entry name would escape the folder it is extracted to, or None when it is safe."""
+def unsafe_name_reason(name: str, folder: str = "the archive's folder") -> str | None:
+  """Why a relative name (a zip entry's, a gs:// object's below a prefix) would escape the
+  folder it is written to, or None when it is safe."""
   path = name.replace("\\", "/")
   if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-    return f"{name}: absolute path, refused (it would escape the archive's folder)"
+    return f"{name}: absolute path, refused (it would escape {folder})"
   if ".." in path.split("/"):
-    return f"{name}: '..' in the path, refused (it would escape the archive's folder)"
+    return f"{name}: '..' in the path, refused (it would escape {folder})"
   if "\x00" in path:
     return f"{name}: NUL in the name, refused"
   return None
@@ -84,6 +88,14 @@ def _members(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipfile.Z
   infos = [i for i in zf.infolist() if not i.is_dir()]
   if len(infos) > limits.max_entries:
     raise ArchiveError(f"{len(infos)} entries, more than the limit of {limits.max_entries}")
+  seen: dict[str, str] = {}
+  for info in infos:
+    key = info.filename.replace("\\", "/").casefold()
+    if key in seen:
+      raise ArchiveError(f"two entries named {seen[key]!r} and {info.filename!r} (names "
+                         "compared without case): which one a reader shows is up to the "
+                         "reader, so the archive is refused")
+    seen[key] = info.filename
   out, declared_total = [], 0
   for info in infos:
     reason = unsafe_name_reason(info.filename)

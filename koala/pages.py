@@ -11,6 +11,15 @@ coloured them, so the rules live once, and pipeline/ and serving/ meet only in k
   * a page -> <its relative path>.png; a .cbz keeps its name, each coloured page inside under
     its own stem (.png), since readers sort pages by name; a page already in colour is copied
     unchanged under its own extension.
+  * no page is lost to a name (`clashes`): two inputs whose outputs would have one name,
+    compared without case as macOS, Windows and comic readers compare names (`001.png` and
+    `001.jpg`, `x.png` and `x.PNG`), stop the run before any page is coloured, with a sentence
+    naming both; inside a .cbz, the same two entries refuse that archive. Outputs are named
+    by the one rule above, so a rerun finds exactly what an earlier run wrote.
+  * an input tree is read as it is: a symbolic link that leads outside it is skipped and
+    reported (`outside_root`), so a shared folder cannot make a tool read other files.
+  * outputs are written whole (`atomic_file`): a file of a random name made by `tempfile`
+    (O_EXCL, never through a link planted in the folder), renamed into place.
   * a page is in colour by the pipeline's own gray test (`koala.gray`).
   * guidance (`Guidance`): a folder of hint images, one per page, matched by file stem (a page
     without one is coloured with no hints), and one reference image for every page. A hint file
@@ -18,10 +27,11 @@ coloured them, so the rules live once, and pipeline/ and serving/ meet only in k
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import threading
-from typing import Callable
+import tempfile
+from typing import Callable, Iterable
 
 from koala import gray, images
 
@@ -64,14 +74,85 @@ def safe_is_colour(data: bytes) -> bool:
     return False
 
 
+class NameClash(ValueError):
+  """Two inputs (or two entries of one .cbz) would be written under one name."""
+
+
+def clashes(outputs: Iterable[tuple[str, str]], what: str = "Inputs") -> str | None:
+  """outputs: (input, the name its output gets). A sentence naming every two inputs whose
+  outputs have one name compared without case, or None when each has its own."""
+  first: dict[str, tuple[str, str]] = {}
+  found = []
+  for source, output in outputs:
+    key = output.replace("\\", "/").casefold()
+    if key not in first:
+      first[key] = (source, output)
+    elif first[key][0] != source:
+      found.append(f"{first[key][0]} and {source} (both {first[key][1]})")
+  if not found:
+    return None
+  shown = "; ".join(found[:10]) + (f"; and {len(found) - 10} more" if len(found) > 10 else "")
+  return (f"{what} that would be written under one name (names are compared without case): "
+          f"{shown}. Rename one of each pair, so that no page is lost.")
+
+
+def check_outputs(outputs: Iterable[tuple[str, str]]) -> None:
+  """NameClash with `clashes`' sentence, before any page is coloured."""
+  sentence = clashes(outputs)
+  if sentence:
+    raise NameClash(sentence)
+
+
+def entry_clashes(entries: Iterable[str]) -> str | None:
+  """`clashes` for the entries of one .cbz (pages by their coloured names, others by theirs):
+  the reason the archive is refused, or None."""
+  sentence = clashes(((e, output_name(e) if is_page_name(e) else e) for e in entries),
+                     "Entries of the archive")
+  return sentence and f"{sentence} The archive was not coloured."
+
+
+def outside_root(path: str, root: str) -> str | None:
+  """Why a local file found under `root` is not read (a symbolic link that leads outside the
+  root, or through one), or None."""
+  target, real_root = os.path.realpath(path), os.path.realpath(root)
+  if target == real_root or target.startswith(real_root.rstrip(os.sep) + os.sep):
+    return None
+  return (f"a symbolic link to {target}, outside the input folder {root}: skipped (an input "
+          "tree is read as it is, never through links that leave it)")
+
+
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()     # what open() would have given a new file
+
+
+@contextlib.contextmanager
+def atomic_file(path: str):
+  """A binary file that appears at `path` whole when the block ends, or not at all: written
+  under a random hidden name made by tempfile (O_EXCL), then renamed over `path`, so an
+  interrupted run never leaves a half file that a rerun would take as done."""
+  folder = os.path.dirname(path) or "."
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      os.fchmod(f.fileno(), _FILE_MODE)
+      yield f
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
 def write_atomic(path: str, data: bytes) -> None:
-  """Writes to a temporary name and renames, so an interrupted run never leaves a half file
-  that a rerun would take as done."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.part-{os.getpid()}-{threading.get_ident()}"
-  with open(tmp, "wb") as f:
+  """Writes a whole file through `atomic_file`."""
+  with atomic_file(path) as f:
     f.write(data)
-  os.replace(tmp, path)
 
 
 def _read_local(path: str) -> bytes:

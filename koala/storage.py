@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from koala import archives
+
 
 def split_gs_uri(uri: str) -> tuple[str, str]:
   if not uri.startswith("gs://"):
@@ -40,17 +42,27 @@ def upload_dir(local_dir: str, uri: str, gcs_client=None) -> list[str]:
   return uploaded
 
 
+def local_path(local_dir: str, rel: str, source: str) -> str:
+  """Where an object named `rel` below a prefix is written under local_dir. Object names are
+  whatever their writer chose ('a/../../x' is a valid one): a name that would escape local_dir
+  ('..', an absolute path) is refused, ValueError naming `source`."""
+  reason = archives.unsafe_name_reason(rel, local_dir)
+  if reason:
+    raise ValueError(f"{source}: {reason}")
+  return os.path.join(local_dir, *rel.split("/"))
+
+
 def download_dir(uri: str, local_dir: str, gcs_client=None) -> list[str]:
-  """Downloads every object under `uri` into `local_dir`, keeping the tree."""
+  """Downloads every object under `uri` into `local_dir`, keeping the tree; an object whose
+  name would escape local_dir refuses the download before anything is written (local_path)."""
   gcs = gcs_client or client()
   bucket_name, prefix = split_gs_uri(uri)
-  written = []
+  todo = []
   for blob in gcs.list_blobs(bucket_name, prefix=f"{prefix}/" if prefix else None):
     rel = blob.name[len(prefix):].lstrip("/") if prefix else blob.name
-    if not rel or rel.endswith("/"):
-      continue
-    path = os.path.join(local_dir, *rel.split("/"))
+    if rel and not rel.endswith("/"):
+      todo.append((blob, local_path(local_dir, rel, f"gs://{bucket_name}/{blob.name}")))
+  for blob, path in todo:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     blob.download_to_filename(path)
-    written.append(path)
-  return written
+  return [path for _, path in todo]

@@ -21,7 +21,10 @@ Why this shape:
     batch job, the client and batch_colorize agree: a page -> DIR/<its relative path>.png, a
     page already in colour -> copied unchanged under its own extension, a .cbz -> DIR/<its
     relative path>.cbz with each coloured page under its own stem (.png) and every other entry
-    copied.
+    copied. Two inputs that would share an output name (compared without case) stop the job
+    before launch, naming both; two such entries of one .cbz reject that archive. A local link
+    that leads out of the input folder, and a gs:// object whose name escapes it ('..'), are
+    rejected, not read.
   * an output that exists is not redone (a killed job resumes; an archive resumes as a whole);
     outputs are written whole (renamed into place locally, one object write on gs://), so a
     killed job never leaves a half file that a rerun would take as done.
@@ -58,9 +61,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, PredictionResult,
                                            RunInference)
 
-from koala import archives, exports, images, pages, schema, signatures
+from koala import archives, exports, images, pages, schema, signatures, storage
 from pipeline import run as pipeline_run
 from pipeline.options import ColorizeOptions, KoalaOptions
+from pipeline.run import absolute, input_root, relative_to
 
 NAMESPACE = "koala_colorize"
 REJECTED, DONE, KEPT = "rejected", "skipped_done", "kept_colour"
@@ -87,25 +91,6 @@ class Refused(NamedTuple):
   reason: str
 
 
-def input_root(pattern: str) -> str:
-  """The folder that --input's matches are relative to (their tree is kept under --output_dir):
-  the folder above the first wildcard ('art/**/*.png' -> 'art'; a folder 'vol1' -> 'vol1'; a
-  file 'a/p.png' -> 'a')."""
-  pattern = pipeline_run.input_patterns(pattern)[0]   # a bare folder becomes folder/**
-  head = pattern[:min([pattern.index(c) for c in "*?[" if c in pattern] or [len(pattern)])]
-  root = head.rsplit("/", 1)[0] if "/" in head else ""
-  return absolute(root or ".")
-
-
-def absolute(path: str) -> str:
-  return path if "://" in path else os.path.abspath(path)
-
-
-def relative_to(path: str, root: str) -> str:
-  path = absolute(path)
-  return path[len(root):].lstrip("/") if path.startswith(root + "/") else os.path.basename(path)
-
-
 def write_whole(path: str, data: bytes) -> None:
   """Writes a file whole: renamed into place locally (pages.write_atomic); gs:// objects appear
   only when their upload completes."""
@@ -114,6 +99,24 @@ def write_whole(path: str, data: bytes) -> None:
       f.write(data)
   else:
     pages.write_atomic(path, data)
+
+
+def not_read(path: str, rel: str, root: str) -> Optional[str]:
+  """Why an input is not read: a gs:// object whose name below the input folder escapes it
+  ('..'), or a local link that leads out of it (koala.pages' rule); None when it is read."""
+  if "://" in path:
+    return archives.unsafe_name_reason(rel, "the output folder")
+  return pages.outside_root(path, root)
+
+
+def check_output_names(patterns: list[str], root: str) -> None:
+  """Before launch, as the client does: pages.NameClash, naming both, when two inputs would get
+  one output name (compared without case). Inputs that Expand refuses are left out."""
+  found = sorted({m.path for r in FileSystems.match(patterns) for m in r.metadata_list})
+  pages.check_outputs(
+      (path, pages.output_name(relative_to(path, root))) for path in found
+      if (pages.is_page_name(path) or path.lower().endswith(pages.ARCHIVE_EXTENSIONS))
+      and not not_read(path, relative_to(path, root), root))
 
 
 def read_file(path: str) -> bytes:
@@ -167,6 +170,10 @@ class Expand(beam.DoFn):
 
   def process(self, path: str):
     rel = relative_to(path, self.root)
+    refused = not_read(path, rel, self.root)
+    if refused:
+      yield self._emit(REJECTED, {"path": path, "reason": refused})
+      return
     output = f"{self.output_dir}/{pages.output_name(rel)}"
     if path.lower().endswith(pages.ARCHIVE_EXTENSIONS):
       yield from self._archive(path, output)
@@ -192,6 +199,10 @@ class Expand(beam.DoFn):
         for name in names:
           yield self._emit(DONE, {"path": f"{path}!{name}", "output": output})
         return
+      with open_archive(path) as f:
+        clash = pages.entry_clashes(m.name for m in archives.members(f) if m.reason is None)
+      if clash:
+        raise archives.ArchiveError(clash)
       with open_archive(path) as f:   # read whole first: a refusal half-way refuses it all
         entries = [e for e in archives.iter_entries(f) if pages.is_page_name(e.name)]
     except (archives.ArchiveError, OSError) as e:
@@ -254,20 +265,17 @@ class Triage(beam.DoFn):
     yield page, (data, guide["hints"] or b"", guide["reference"] or b"")
 
 
-def local_copy(version_dir: str) -> str:
-  """A local folder holding the SavedModel: the folder itself when local; else a copy made with
-  Beam's file system (gs://, and the Cloud Storage emulator in tests, which TensorFlow's own GCS
-  file system cannot reach)."""
-  if "://" not in version_dir:
-    return version_dir
-  target = tempfile.mkdtemp(prefix="koala-model-")
-  for meta in FileSystems.match([f"{version_dir}/**"])[0].metadata_list:
-    rel = meta.path[len(version_dir):].lstrip("/")
-    dest = os.path.join(target, *rel.split("/"))
+def copy_folder(remote: str, local: str) -> None:
+  """Every file below `remote` (gs://, or the Cloud Storage emulator in tests, which
+  TensorFlow's own GCS file system cannot reach) into `local`, by Beam's file system; an object
+  whose name would escape `local` refuses the copy before anything is written
+  (koala.storage.local_path)."""
+  found = [(m.path, storage.local_path(local, m.path[len(remote):].lstrip("/"), m.path))
+           for m in FileSystems.match([f"{remote}/**"])[0].metadata_list]
+  for path, dest in found:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     with open(dest, "wb") as f:
-      f.write(read_file(meta.path))
-  return target
+      f.write(read_file(path))
 
 
 class SavedModelPageHandler(ModelHandler[Any, PredictionResult, Any]):
@@ -282,7 +290,14 @@ class SavedModelPageHandler(ModelHandler[Any, PredictionResult, Any]):
     self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size}
 
   def load_model(self):
-    return exports.load_model(local_copy(self.version_dir))
+    if "://" not in self.version_dir:
+      return exports.load_model(self.version_dir)
+    import tensorflow as tf
+    # A remote export is copied here first; loading reads every file it needs (variables are
+    # restored into memory), so the copy is removed once the model is loaded.
+    with tempfile.TemporaryDirectory(prefix="koala-model-") as local:
+      copy_folder(self.version_dir, local)
+      return tf.saved_model.load(local)
 
   def run_inference(self, batch: Sequence[bytes], model,
                     inference_args: Optional[dict[str, Any]] = None):
@@ -495,6 +510,7 @@ def run(argv=None, test_pipeline=None):
     raise ValueError(f"--output_dir {opts.output_dir} is inside the folder that --input reads "
                      "recursively: a rerun would take the coloured pages for new input. Put the "
                      "output elsewhere.")
+  check_output_names(patterns, root)
   version_dir = resolve_model(model_opts.model)   # once, so every worker runs the same version
   check_guidance(model_opts, version_dir)
   _LOG.info("colouring with %s", version_dir)

@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   SetupOptions, StandardOptions)
 
 from koala import embedder as koala_embedder
-from koala import images, schema
+from koala import images, pages, schema
 from pipeline import preprocess
 from pipeline.embed import EmbedderModelHandler
 from pipeline.options import KoalaOptions, refuse_unknown_flags
@@ -61,15 +61,41 @@ def check_inputs_exist(patterns: list[str]) -> None:
     raise ValueError(f"--input matches no files: {' or '.join(patterns)}")
 
 
-class HashFile(beam.DoFn):
-  """path -> (content hash, path); unreadable files go to the `rejected` output."""
+def input_root(pattern: str) -> str:
+  """The folder that --input's matches are relative to (their tree is kept under --output_dir):
+  the folder above the first wildcard ('art/**/*.png' -> 'art'; a folder 'vol1' -> 'vol1'; a
+  file 'a/p.png' -> 'a')."""
+  pattern = input_patterns(pattern)[0]   # a bare folder becomes folder/**
+  head = pattern[:min([pattern.index(c) for c in "*?[" if c in pattern] or [len(pattern)])]
+  root = head.rsplit("/", 1)[0] if "/" in head else ""
+  return absolute(root or ".")
 
-  def __init__(self):
+
+def absolute(path: str) -> str:
+  return path if "://" in path else os.path.abspath(path)
+
+
+def relative_to(path: str, root: str) -> str:
+  path = absolute(path)
+  return path[len(root):].lstrip("/") if path.startswith(root + "/") else os.path.basename(path)
+
+
+class HashFile(beam.DoFn):
+  """path -> (content hash, path); unreadable files, and links that lead out of the input
+  folder `root` (koala.pages' rule), go to the `rejected` output."""
+
+  def __init__(self, root: str):
+    self.root = root
     self.inputs = Metrics.counter(NAMESPACE, "inputs")
     self.rejected = Metrics.counter(NAMESPACE, "rejected")
 
   def process(self, path: str):
     self.inputs.inc()
+    outside = None if "://" in path else pages.outside_root(path, self.root)
+    if outside:
+      self.rejected.inc()
+      yield beam.pvalue.TaggedOutput(REJECTED, {"path": path, "reason": outside})
+      return
     try:
       with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         data = f.read()
@@ -205,7 +231,8 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
            | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
            | "Paths" >> beam.Map(lambda m: m.path)
            | "DistinctPaths" >> beam.Distinct())
-  hashed = paths | "HashFiles" >> beam.ParDo(HashFile()).with_outputs(REJECTED, main="hashed")
+  hashed = paths | "HashFiles" >> beam.ParDo(HashFile(input_root(opts.input))).with_outputs(
+      REJECTED, main="hashed")
   unique = (hashed.hashed | "GroupByHash" >> beam.GroupByKey()
             | "DropDuplicates" >> beam.ParDo(KeepFirstOfDuplicates()).with_outputs(
                 DUPLICATE, main="unique"))

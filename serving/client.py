@@ -158,7 +158,11 @@ def main(argv=None) -> int:
                  help="one image whose palette steers every page")
   args = p.parse_args(argv)
 
-  jobs, problems = pages.find_jobs(args.inputs, args.output_dir)
+  try:
+    jobs, problems = pages.find_jobs(args.inputs, args.output_dir)
+  except pages.NameClash as e:
+    print(f"error: {e} Nothing was coloured.", file=sys.stderr)
+    return 2
   for problem in problems:
     print(f"skipped: {problem}", file=sys.stderr)
   if not jobs:
@@ -200,6 +204,8 @@ def summarize(report: pages.Report) -> int:
         file=sys.stderr)
   for page, reason in sorted(report.failed.items()):
     print(f"failed: {page}: {reason}", file=sys.stderr)
+  for problem in report.skipped_inputs:
+    print(f"skipped: {problem}", file=sys.stderr)
   return 1 if report.failed else 0
 
 

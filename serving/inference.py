@@ -71,14 +71,18 @@ def batch_colorize(model_path: str, input_folder: str, output_folder: str, *,
   """Colours every page (and .cbz) under input_folder into the same tree under output_folder,
   with a progress bar; outputs that exist are skipped, so a rerun resumes. hints: a folder of
   hint images matched to pages by file stem; reference: one image (path or bytes) for all.
-  A bad hint file fails its page only (the report says why); a bad reference raises ValueError."""
+  A bad hint file fails its page only (the report says why); a bad reference raises ValueError,
+  and so do two pages that would share an output name (pages.NameClash, naming both), before
+  any page is coloured. Links that lead out of input_folder are skipped (report.skipped_inputs)."""
+  if not os.path.isdir(input_folder):
+    raise FileNotFoundError(f"{input_folder}: no such folder")
   jobs, problems = pages.find_jobs([input_folder], output_folder)
-  if problems:
-    raise FileNotFoundError("; ".join(problems))
   guidance = Guidance.load(hints, reference)
-  return pages.run(jobs, load(model_path), concurrency=1, skip_colour=skip_colour,
-                   overwrite=overwrite, progress=progress, desc="colorizing (in-process)",
-                   guidance=guidance)
+  report = pages.run(jobs, load(model_path), concurrency=1, skip_colour=skip_colour,
+                     overwrite=overwrite, progress=progress, desc="colorizing (in-process)",
+                     guidance=guidance)
+  report.skipped_inputs.extend(problems)
+  return report
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,10 @@ Rules:
   * a file -> <output_dir>/<stem>.png; a folder -> the same relative tree under output_dir;
     a .cbz -> <output_dir>/<stem>.cbz with every page coloured (as PNG) and every other entry
     (ComicInfo.xml, ...) copied.
+  * two inputs whose outputs would share a name (compared without case) stop the run before
+    any page is coloured (`koala.pages.NameClash`, naming both); two such entries of one .cbz
+    fail that archive. A symbolic link in a folder that leads outside it is skipped and
+    reported as a problem.
   * an output that exists already is skipped, so a rerun resumes; outputs are written to a
     temporary name and renamed, so an interrupted run never leaves a half file to be skipped.
   * with skip_colour, pages that are already in colour are copied unchanged, by the same test
@@ -39,8 +43,9 @@ from koala import archives
 # The page rules themselves are koala.pages' (the batch job's too); named here as well, since
 # callers of serving.pages have always found them here.
 from koala.pages import (ARCHIVE_EXTENSIONS, IMAGE_EXTENSIONS, Guidance,  # noqa: F401
-                         archive_entry_name, is_colour, is_page_name, kept_colour_name,
-                         output_name, safe_is_colour, write_atomic)
+                         NameClash, archive_entry_name, atomic_file, check_outputs,
+                         entry_clashes, is_colour, is_page_name, kept_colour_name, output_name,
+                         outside_root, safe_is_colour, write_atomic)
 
 
 @dataclasses.dataclass
@@ -62,18 +67,26 @@ class Report:
   skipped_existing: list[str] = dataclasses.field(default_factory=list)
   kept_colour: list[str] = dataclasses.field(default_factory=list)
   failed: dict[str, str] = dataclasses.field(default_factory=dict)   # page -> reason
+  skipped_inputs: list[str] = dataclasses.field(default_factory=list)   # "path: why", not read
 
 
 def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]:
-  """-> (jobs, problems): problems are inputs that do not exist or are not pages/archives."""
+  """-> (jobs, problems): problems are inputs that do not exist or are not pages/archives, and
+  links that lead out of a folder (skipped). NameClash, before anything is read, when two
+  inputs would share an output name."""
   jobs, problems = [], []
   for item in inputs:
     if os.path.isdir(item):
-      for root, dirs, files in os.walk(item):
+      for root, dirs, files in os.walk(item):   # links to folders are not walked into
         dirs.sort()
-        for name in sorted(files):
-          path = os.path.join(root, name)
-          if is_page_name(name) or name.lower().endswith(ARCHIVE_EXTENSIONS):
+        links = [os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))]
+        pages = [os.path.join(root, name) for name in sorted(files)
+                 if is_page_name(name) or name.lower().endswith(ARCHIVE_EXTENSIONS)]
+        for path in links + pages:
+          reason = outside_root(path, item)
+          if reason:
+            problems.append(f"{path}: {reason}")
+          elif path in pages:
             rel = os.path.relpath(path, item)
             jobs.append(_job(path, os.path.join(output_dir, output_name(rel))))
     elif os.path.isfile(item):
@@ -83,6 +96,9 @@ def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]
         problems.append(f"{item}: not a page ({', '.join(IMAGE_EXTENSIONS)}) or a .cbz archive")
     else:
       problems.append(f"{item}: no such file or folder")
+  named = {(os.path.abspath(job.source), job.output): job for job in jobs}   # named twice: once
+  jobs = [job for job in jobs if named[(os.path.abspath(job.source), job.output)] is job]
+  check_outputs([(job.source, os.path.relpath(job.output, output_dir)) for job in jobs])
   return jobs, problems
 
 
@@ -93,8 +109,12 @@ def _job(path: str, output: str) -> Job:
 
 
 def _list_archive(job: Job) -> None:
-  """The job's pages (sorted) and its refused members, from the central directory alone."""
+  """The job's pages (sorted) and its refused members, from the central directory alone;
+  ArchiveError when two entries would share a name in the coloured archive."""
   members = archives.members(job.source)
+  clash = entry_clashes(m.name for m in members if not m.reason)
+  if clash:
+    raise archives.ArchiveError(clash)
   job.refused = {m.name: m.reason for m in members if m.reason}
   job.entries = sorted(m.name for m in members if not m.reason and is_page_name(m.name))
 
@@ -174,14 +194,13 @@ def _write_archive(job: Job, results: dict, report: Report) -> None:
     report.failed[job.source] = (f"{len(missing)} of {len(job.entries)} pages failed; "
                                  "the archive was not written")
     return
-  os.makedirs(os.path.dirname(job.output) or ".", exist_ok=True)
-  tmp = f"{job.output}.part-{os.getpid()}"
   pages = set(job.entries)
   try:
     members = archives.members(job.source)
     others = [m.name for m in members if m.name not in pages and not m.reason]
     copies = archives.iter_entries(job.source, names=others)   # archive order, as `members`
-    with contextlib.closing(copies), zipfile.ZipFile(tmp, "w") as dst:
+    with contextlib.closing(copies), atomic_file(job.output) as out, \
+        zipfile.ZipFile(out, "w") as dst:
       for member in members:
         if member.name in pages:
           data = results[(id(job), member.name)]
@@ -193,10 +212,7 @@ def _write_archive(job: Job, results: dict, report: Report) -> None:
             report.failed[f"{job.source}!{entry.name}"] = entry.reason
           else:
             dst.writestr(entry.name, entry.data, compress_type=zipfile.ZIP_DEFLATED)
-  except archives.ArchiveError as e:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  except archives.ArchiveError as e:   # atomic_file has removed what was written
     report.failed[job.source] = str(e)
     return
-  os.replace(tmp, job.output)
   report.done.append(job.output)

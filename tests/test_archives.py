@@ -1,6 +1,8 @@
 """koala.archives, the guarded .cbz reader, on archives built on the spot: every refusal names
 its entry and the other entries go through; the whole-archive limits raise ArchiveError."""
+import contextlib
 import io
+import os
 import zipfile
 
 import pytest
@@ -105,3 +107,75 @@ def test_serving_pages_colours_the_good_pages_and_reports_the_refused_ones(tmp_p
   assert report.failed[f"{source}!002.png"].startswith("002.png: declares 83886080 bytes")
   with zipfile.ZipFile(tmp_path / "out" / "book.cbz") as z:
     assert sorted(z.namelist()) == ["001.png", "ComicInfo.xml"]
+
+
+@pytest.mark.parametrize("second", ["001.png", "001.PNG"])
+def test_two_entries_of_one_name_refuse_the_archive_naming_both(second):
+  """A zip may hold two entries of one name (or of names a case-insensitive reader takes for
+  one); which one a reader shows is up to it, so the archive is refused, by both names."""
+  buf = io.BytesIO()
+  with zipfile.ZipFile(buf, "w") as z, pytest.warns(UserWarning) if second == "001.png" else \
+      contextlib.nullcontext():
+    z.writestr("001.png", b"one")
+    z.writestr(second, b"two")
+  for read in (archives.members, lambda f: list(archives.iter_entries(f))):
+    with pytest.raises(archives.ArchiveError, match=f"two entries named '001.png' and '{second}'"):
+      read(io.BytesIO(buf.getvalue()))
+
+
+def reencode(data: bytes) -> bytes:
+  """The 'colouring' of the serving.pages tests: a real PNG re-encode (the archive handling is
+  under test, not the model)."""
+  from koala import images
+  return images.encode_png(images.decode_image(data))
+
+
+def test_pages_that_would_share_a_name_in_the_coloured_cbz_fail_it_on_every_run(tmp_path):
+  """001.png and 001.jpg would both be 001.png in the coloured archive: the archive is refused
+  with a sentence naming both, nothing of it is written, and a rerun refuses it again (it is
+  never taken as done); the other archive goes through."""
+  from koala import images
+  from serving import pages
+  page = images.encode_png(corpus.colour_scene(0, 64, 48))
+  (tmp_path / "in").mkdir()
+  (tmp_path / "in" / "clash.cbz").write_bytes(cbz({"001.png": page, "001.jpg": page}))
+  (tmp_path / "in" / "fine.cbz").write_bytes(cbz({"001.png": page, "002.jpg": page}))
+  for _ in range(2):
+    jobs, problems = pages.find_jobs([str(tmp_path / "in")], str(tmp_path / "out"))
+    report = pages.run(jobs, reencode, progress=False)
+    clash = str(tmp_path / "in" / "clash.cbz")
+    assert list(report.failed) == [clash]
+    assert "001.png and 001.jpg (both 001.png)" in report.failed[clash]
+    assert sorted(os.listdir(tmp_path / "out")) == ["fine.cbz"]
+  with zipfile.ZipFile(tmp_path / "out" / "fine.cbz") as z:
+    assert sorted(z.namelist()) == ["001.png", "002.png"]
+
+
+def test_outputs_are_written_through_tempfile_not_a_predictable_name(tmp_path):
+  """A link planted where the old writer put its temporary file (<output>.part-PID-TID) is not
+  written through; the output appears whole with the mode a new file gets, and a write that
+  fails leaves nothing behind."""
+  import threading
+  from koala import images, pages
+  from serving import pages as serving_pages
+  victim = tmp_path / "victim.txt"
+  victim.write_text("keep me")
+  out = tmp_path / "out"
+  out.mkdir()
+  for planted in (f"p.png.part-{os.getpid()}-{threading.get_ident()}",
+                  f"book.cbz.part-{os.getpid()}"):
+    (out / planted).symlink_to(victim)
+  pages.write_atomic(str(out / "p.png"), b"coloured")
+  (tmp_path / "book.cbz").write_bytes(cbz({"001.png": images.encode_png(
+      corpus.colour_scene(0, 64, 48))}))
+  jobs, _ = serving_pages.find_jobs([str(tmp_path / "book.cbz")], str(out))
+  assert serving_pages.run(jobs, reencode, progress=False).done == [str(out / "book.cbz")]
+  assert victim.read_text() == "keep me" and (out / "p.png").read_bytes() == b"coloured"
+  umask = os.umask(0o022)
+  os.umask(umask)
+  assert (out / "p.png").stat().st_mode & 0o777 == 0o666 & ~umask
+  with pytest.raises(RuntimeError):
+    with pages.atomic_file(str(out / "half.png")) as f:
+      f.write(b"half")
+      raise RuntimeError("interrupted")
+  assert sorted(p.name for p in out.iterdir() if not p.is_symlink()) == ["book.cbz", "p.png"]

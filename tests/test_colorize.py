@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 import zipfile
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, WorkerOptions
 from PIL import Image
 
-from koala import colour, schema, storage
+from koala import colour, pages, schema, storage
 from pipeline import colorize
 from serving import client
 from tests import serving_support as support
@@ -180,10 +181,14 @@ def gcs_library(emulator, export, tree):  # noqa: F811
   return f"gs://{BUCKET}/library", f"gs://{BUCKET}/models/koala"
 
 
-def test_the_job_reads_and_writes_gs_on_the_emulator(emulator, gcs_library, tmp_path):  # noqa: F811
+def test_the_job_reads_and_writes_gs_on_the_emulator(emulator, gcs_library, tmp_path,  # noqa: F811
+                                                     monkeypatch):
   library, model = gcs_library
   out = f"gs://{BUCKET}/coloured"
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+  (tmp_path / "tmp").mkdir()
   run_job(model, f"{library}/**", out, "--no_auth")
+  assert os.listdir(tmp_path / "tmp") == []       # the model's local copy is removed once loaded
   local = tmp_path / "coloured"
   storage.download_dir(out, str(local), emulator)
   assert manifest_counts(local) == {"inputs": 9, "coloured": 5, "kept_colour": 1,
@@ -214,3 +219,69 @@ def test_dataflow_job_graph_is_built_without_submitting(gcs_library):
   # A dry run fills in the job's steps, not its worker environment: the flags were taken as given.
   assert result.job.options.view_as(GoogleCloudOptions).dataflow_service_options == [gpu]
   assert result.job.options.view_as(WorkerOptions).machine_type == "g2-standard-8"
+
+
+# --- shared folders: names that collide, links that lead out, names that escape -------------
+
+def test_names_that_would_share_an_output_stop_the_job_before_it_starts(tmp_path):
+  """As the client: 001.png and 001.jpg, x.png and x.PNG each get one output name, so the job
+  stops before launch (before the model is even looked for), naming both of each pair."""
+  tree = tmp_path / "in"
+  tree.mkdir()
+  for i, name in enumerate(["001.png", "001.jpg", "x.png", "x.PNG", "y.png"]):
+    (tree / name).write_bytes(support.png_bytes(support.task_page(40, 30, seed=i)[0]))
+  with pytest.raises(pages.NameClash) as refused:
+    colorize.run(["--model=unused", f"--input={tree}", f"--output_dir={tmp_path / 'out'}"])
+  assert f"{tree}/001.jpg and {tree}/001.png (both 001.png)" in str(refused.value)
+  assert f"{tree}/x.PNG and {tree}/x.png (both x.png)" in str(refused.value)
+  assert not (tmp_path / "out").exists()
+
+
+def test_links_out_and_cbz_entries_of_one_name_are_rejected_on_every_run(export, tmp_path):
+  """A link to a page outside the input folder is rejected, not read; a .cbz whose 001.png and
+  001.jpg would share a name in the coloured archive, and one holding 001.png twice, are
+  rejected naming both; the rerun rejects them again (none is ever taken as done)."""
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  (elsewhere / "page.png").write_bytes(support.png_bytes(support.task_page(40, 30, seed=9)[0]))
+  tree = tmp_path / "in"
+  tree.mkdir()
+  page = support.png_bytes(support.task_page(40, 30, seed=1)[0])
+  (tree / "own.png").write_bytes(page)
+  (tree / "leaves.png").symlink_to(elsewhere / "page.png")
+  with zipfile.ZipFile(tree / "clash.cbz", "w") as z:
+    z.writestr("001.png", page)
+    z.writestr("001.jpg", _jpeg(support.task_page(40, 30, seed=2)[0]))
+  with zipfile.ZipFile(tree / "twice.cbz", "w") as z, pytest.warns(UserWarning):
+    z.writestr("001.png", page)
+    z.writestr("001.png", page)
+  out = tmp_path / "out"
+  for done in (0, 1):
+    counters = run_job(export, tree, out)
+    rejected = {json.loads(l)["path"]: json.loads(l)["reason"]
+                for l in (out / schema.REJECTED).read_text().splitlines()}
+    assert sorted(rejected) == [str(tree / n) for n in ("clash.cbz", "leaves.png", "twice.cbz")]
+    assert rejected[str(tree / "leaves.png")].startswith(
+        f"a symbolic link to {elsewhere / 'page.png'}, outside the input folder")
+    assert "001.png and 001.jpg (both 001.png)" in rejected[str(tree / "clash.cbz")]
+    assert "two entries named '001.png' and '001.png'" in rejected[str(tree / "twice.cbz")]
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith((".json", ".jsonl"))) \
+        == ["own.png"]
+    assert manifest_counts(out) == {"inputs": 4, "coloured": 1 - done, "kept_colour": 0,
+                                    "skipped_done": done, "rejected": 3}
+    assert counters.get(colorize.REJECTED) == 3
+
+
+def test_object_names_that_escape_their_folder_are_refused(tmp_path):
+  """Cloud Storage object names are free strings, 'library/a/../../x.png' among them (the
+  emulator refuses to store such names, so the rule is checked on the names): the job rejects
+  such an input rather than write <output_dir>/../x.png, and a model copy refuses such a file
+  rather than write outside its folder."""
+  reason = colorize.not_read("gs://b/library/a/../../x.png", "a/../../x.png", "gs://b/library")
+  assert reason.startswith("a/../../x.png: '..' in the path, refused")
+  assert colorize.not_read("gs://b/library/a/x.png", "a/x.png", "gs://b/library") is None
+  for rel in ("../x", "a/../../x", "/etc/x"):
+    with pytest.raises(ValueError, match="refused"):
+      storage.local_path(str(tmp_path), rel, f"gs://b/models/1/{rel}")
+  assert storage.local_path(str(tmp_path), "variables/v.index", "gs://b/m") == \
+      str(tmp_path / "variables" / "v.index")

@@ -250,3 +250,26 @@ def test_no_matching_input_fails_before_running(tmp_path):
   with pytest.raises(ValueError, match="matches no files"):
     pipeline_run.run([f"--input={tmp_path}/nothing/*.png", f"--output_dir={tmp_path}/out",
                       "--embedder_weights=random", *FAST])
+
+
+def test_a_link_that_leaves_the_input_folder_is_rejected_not_read(tmp_path):
+  """koala.pages' rule for input trees: a link to an image elsewhere on the host is rejected
+  with the reason, never read into the records; a link within the folder is an input."""
+  from PIL import Image
+  src, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+  src.mkdir()
+  elsewhere.mkdir()
+  Image.fromarray(corpus.colour_scene(100, 120, 150)).save(src / "own.png")
+  Image.fromarray(corpus.colour_scene(101, 120, 150)).save(elsewhere / "other.png")
+  (src / "leaves.png").symlink_to(elsewhere / "other.png")
+  (src / "inside.png").symlink_to(src / "own.png")
+  module = corpus.tiny_hub_module(str(tmp_path / "hub_module"))
+  out = str(tmp_path / "out")
+  manifest = run_pipeline(str(src), out, f"--embedder=hub:{module}", *FAST)
+  rejected = read_jsonl(os.path.join(out, schema.REJECTED))
+  assert [r["path"] for r in rejected] == [str(src / "leaves.png")]
+  assert rejected[0]["reason"].startswith(f"a symbolic link to {elsewhere / 'other.png'}")
+  assert [r["path"] for r in read_jsonl(os.path.join(out, schema.DUPLICATES))] == \
+      [str(src / "own.png")]                       # inside.png is the same image, kept first
+  assert sum(manifest["counts"]["written"].values()) == 1
+  assert {r[schema.SOURCE_PATH].decode() for r in read_records(out)} == {str(src / "inside.png")}

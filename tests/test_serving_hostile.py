@@ -30,7 +30,7 @@ import zipfile
 import pytest
 import requests
 
-from serving import bounded_http
+from serving import bounded_http, client, inference
 from tests import corpus
 from tests import serving_support as support
 
@@ -340,3 +340,69 @@ def test_a_48_mib_body_of_floats_is_refused_before_it_is_parsed(base):
     assert post_predict(server.url, small).status_code == 200
   finally:
     assert server.stop() == 0, server.output()
+
+
+# --- shared folders: names that collide, links that lead out ----------------------------------
+
+def page_png(seed: int) -> bytes:
+  return support.png_bytes(support.task_page(60, 40, seed=seed)[0])
+
+
+def run_client(server, tree, out, capsys) -> tuple[int, str]:
+  code = client.main([str(tree), f"--server={server.url}", "--model=koala",
+                      f"--output_dir={out}", "--no_progress"])
+  return code, capsys.readouterr().err
+
+
+def test_no_page_is_lost_to_names_that_collide(tiny_server, base, tmp_path, capsys):
+  """ch1/001.png and ch1/001.jpg, x.png and x.PNG would each get one output name: the client
+  and batch_colorize stop before any page is coloured, with a sentence naming both of each
+  pair. Once one of each is renamed, every page gets its own output, and a rerun skips exactly
+  those: 0 pages lost, 0 on the rerun."""
+  from koala import pages as page_rules
+  tree = tmp_path / "in"
+  (tree / "ch1").mkdir(parents=True)
+  for i, name in enumerate(["ch1/001.png", "ch1/001.jpg", "x.png", "x.PNG", "y.png"]):
+    (tree / name).write_bytes(page_png(i))
+  code, err = run_client(tiny_server, tree, tmp_path / "out", capsys)
+  assert code == 2, err
+  assert f"{tree}/ch1/001.jpg and {tree}/ch1/001.png (both ch1/001.png)" in err
+  assert f"{tree}/x.PNG and {tree}/x.png (both x.png)" in err
+  assert not (tmp_path / "out").exists()
+  with pytest.raises(page_rules.NameClash, match="x.PNG and .*x.png"):
+    inference.batch_colorize(base, str(tree), str(tmp_path / "batch"), progress=False)
+  assert not (tmp_path / "batch").exists()
+
+  (tree / "ch1" / "001.jpg").rename(tree / "ch1" / "001b.jpg")
+  (tree / "x.PNG").rename(tree / "x2.PNG")
+  code, err = run_client(tiny_server, tree, tmp_path / "out", capsys)
+  assert code == 0 and "done: 5 written" in err, err
+  assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png")) \
+      == ["ch1/001.png", "ch1/001b.png", "x.png", "x2.png", "y.png"]
+  code, err = run_client(tiny_server, tree, tmp_path / "out", capsys)
+  assert code == 0 and "done: 0 written, 5 already there" in err, err
+
+
+def test_links_that_leave_the_input_folder_are_skipped_and_reported(tiny_server, base, tmp_path,
+                                                                    capsys):
+  """A shared folder whose links lead to other files of the host (a page of another folder, a
+  folder of them): the client and batch_colorize colour what is in the folder (a link within it
+  included) and skip, and name, the links that leave it."""
+  secret = tmp_path / "elsewhere"
+  secret.mkdir()
+  (secret / "page.png").write_bytes(page_png(7))
+  tree = tmp_path / "in"
+  tree.mkdir()
+  (tree / "own.png").write_bytes(page_png(1))
+  (tree / "inside.png").symlink_to(tree / "own.png")
+  (tree / "leaves.png").symlink_to(secret / "page.png")
+  (tree / "folder").symlink_to(secret)
+  code, err = run_client(tiny_server, tree, tmp_path / "out", capsys)
+  assert code == 0, err
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inside.png", "own.png"]
+  assert f"skipped: {tree}/leaves.png: a symbolic link to {secret}/page.png, outside" in err
+  assert f"skipped: {tree}/folder: a symbolic link to {secret}, outside" in err
+  report = inference.batch_colorize(base, str(tree), str(tmp_path / "batch"), progress=False)
+  assert sorted(report.done) == [str(tmp_path / "batch" / n) for n in ("inside.png", "own.png")]
+  assert [s.split(":")[0] for s in report.skipped_inputs] == [f"{tree}/folder",
+                                                              f"{tree}/leaves.png"]
