@@ -44,4 +44,7 @@ COPY models/koala /models/koala
 COPY serving/batching.config /models/batching.config
 # The base image's entrypoint runs tensorflow_model_server with --rest_api_port=8501,
 # --model_name=${MODEL_NAME} and --model_base_path=/models/${MODEL_NAME}; these add batching.
+# It has no authentication and no body cap: publish it on loopback only,
+#   docker run -p 127.0.0.1:8501:8501 ...
+# and put a proxy with auth, body caps and rate limits in front of it (docs/security.md).
 CMD ["--enable_batching=true", "--batching_parameters_file=/models/batching.config"]

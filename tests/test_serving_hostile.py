@@ -257,12 +257,12 @@ def post_predict(url: str, body, timeout: float = 300) -> requests.Response:
                          ids=["max_inflight=4", "max_inflight left at its default"])
 def test_12_concurrent_predictions_4_are_admitted_and_8_refused_at_once(base, flags):
   """Against two model threads, 4 slots (the default for 2 threads: one running and one waiting
-  a thread): the 12 requests are sent at once (a barrier), each 4 pages of 6 Mpx, so the
+  a thread): the 12 requests are sent at once (a barrier), each 4 pages of 3 Mpx, so the
   admitted ones take seconds. The 8 refusals all come back before the first answer, which
   proves the 4 were in flight together and the others were refused, not queued."""
   server = support.Server(base, "koala", "--rest_api_num_threads=2", *flags)
   try:
-    body = predict_body([support.png_bytes(support.task_page(3000, 2000, seed=s)[0])
+    body = predict_body([support.png_bytes(support.task_page(2000, 1500, seed=s)[0])
                          for s in range(4)])
     barrier = threading.Barrier(12)
 
