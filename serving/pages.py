@@ -162,6 +162,7 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
     return colorize(data)
 
   bar = tqdm(total=total, desc=desc, unit="page", disable=not progress)
+  finished_pages = [0]
 
   def collect(future, job, entry):
     try:
@@ -177,8 +178,9 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
       else:
         results[(id(job), entry)] = data
     bar.update(1)
+    finished_pages[0] += 1
     if on_page is not None:
-      on_page(bar.n, total)
+      on_page(finished_pages[0], total)
 
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     pending = {}   # at most 2 pages per worker read ahead, so an archive is never all in memory

@@ -1,14 +1,14 @@
 """serving.client.RestColorizer against model servers that misbehave (issue 19, attack 3): the
 web page runs this client on a visitor's behalf, so a server that redirects, a model name that
 walks out of /v1/models/, a `?` in the URL or an error body full of internal detail must not
-turn it into a request forgery or a leak. Real loopback HTTP servers (tests/http_traps.py).
+turn it into a request forgery or a leak. Real loopback HTTP servers (tests/traps.py).
 """
 import json
 
 import pytest
 
 from serving import client
-from tests import http_traps
+from tests import traps
 from tests import serving_support as support
 
 PAGE = support.png_bytes(support.task_page(60, 40)[0])
@@ -18,12 +18,12 @@ SECRET = "internal-token-5f2a"
 @pytest.fixture
 def internal():
   """An internal service the page must never reach: it records what arrives."""
-  with http_traps.Trap(200, json.dumps({"predictions": [{"b64": ""}]}).encode()) as trap:
+  with traps.Trap(200, json.dumps({"predictions": [{"b64": ""}]}).encode()) as trap:
     yield trap
 
 
-def redirect_to(target: str) -> http_traps.Trap:
-  return http_traps.Trap(307, b"", {"Location": target + "/v1/models/koala:predict"})
+def redirect_to(target: str) -> traps.Trap:
+  return traps.Trap(307, b"", {"Location": target + "/v1/models/koala:predict"})
 
 
 def test_a_307_does_not_resend_the_page_elsewhere(internal):
@@ -50,7 +50,7 @@ def test_status_and_metadata_do_not_follow_redirects_either(internal):
 @pytest.mark.parametrize("status", [400, 404, 500, 502])
 def test_a_remote_error_body_never_reaches_the_message(status):
   body = json.dumps({"error": f"{SECRET} at /srv/secret/config.yaml"}).encode()
-  with http_traps.Trap(status, body) as server:
+  with traps.Trap(status, body) as server:
     colorize = client.RestColorizer(server.url, "koala", retries=0)
     for call in (lambda: colorize(PAGE), colorize.check, colorize.signatures):
       with pytest.raises(client.ClientError) as e:
@@ -62,7 +62,7 @@ def test_a_remote_error_body_never_reaches_the_message(status):
 
 def test_the_command_line_still_tells_its_user_what_the_server_said(tmp_path, capsys):
   (tmp_path / "p.png").write_bytes(PAGE)
-  with http_traps.Trap(404, json.dumps({"error": f"{SECRET}: no such model"}).encode()) as srv:
+  with traps.Trap(404, json.dumps({"error": f"{SECRET}: no such model"}).encode()) as srv:
     code = client.main([str(tmp_path / "p.png"), f"--server={srv.url}",
                         f"--output_dir={tmp_path / 'out'}", "--no_progress"])
   assert code == 2
@@ -71,7 +71,7 @@ def test_the_command_line_still_tells_its_user_what_the_server_said(tmp_path, ca
 
 
 def test_the_model_name_stays_inside_the_model_path():
-  with http_traps.Trap(404, b"{}") as server:
+  with traps.Trap(404, b"{}") as server:
     colorize = client.RestColorizer(server.url, "../../admin?delete=1#", retries=0)
     with pytest.raises(client.ClientError):
       colorize.check()

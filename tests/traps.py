@@ -1,5 +1,6 @@
-"""Tiny HTTP servers on loopback for the request-forgery tests (issue 19): what a hostile or
-misconfigured "model server" does to the client that talks to it.
+"""What an attacker plants, for the tests of issue 19: tiny HTTP servers on loopback (what a
+hostile or misconfigured "model server" does to the client that talks to it), and a crafted
+SavedModel (a program that runs on whatever host loads it).
 
   * `Trap` records every request (method, path, body) and answers each with one fixed status,
     headers and body: an internal service that must never see a page, a redirect to it, or a
@@ -9,11 +10,14 @@ misconfigured "model server" does to the client that talks to it.
 
 Real sockets and the standard library's http.server, nothing patched: the client under test
 speaks to them exactly as it would to TF Serving.
+  * `crafted_export` writes an export whose serving_default writes a marker file on the host: a
+    test that finds no marker knows the export never ran.
 """
 from __future__ import annotations
 
 import dataclasses
 import http.server
+import os
 import threading
 import time
 
@@ -117,3 +121,22 @@ class Relay(_Base):
         pass
 
     super().__init__(Handler)
+
+
+def crafted_export(folder, marker) -> str:
+  """What the issue's attacker planted: a SavedModel whose serving_default writes a file on the
+  host (it could as well read one into its pixels) and answers with a tiny PNG; `marker`
+  appears as soon as it runs. Returns the export's base folder."""
+  import tensorflow as tf
+
+  class Crafted(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve(self, image_bytes):
+      with tf.control_dependencies([tf.io.write_file(str(marker), "ran on the host")]):
+        png = tf.io.encode_png(tf.zeros((4, 4, 3), tf.uint8))
+      return {"png_bytes": tf.fill(tf.shape(image_bytes), png)}
+
+  module = Crafted()
+  tf.saved_model.save(module, os.path.join(folder, "1"),
+                      signatures={"serving_default": module.serve.get_concrete_function()})
+  return str(folder)
