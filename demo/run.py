@@ -370,8 +370,8 @@ def _print_summary(prog, out: Layout, summary: dict, written: dict, metrics: dic
              "--embedder_weights=imagenet (online) or a weights file, and train for real.")
   else:
     prog.say(f"Embedder: {summary['embedder'].get('identity')} (not random).")
-  prog.say(f"Try your own pages: streamlit run serving/streamlit_app.py "
-           f"(local SavedModel: {s(out.models)})")
+  prog.say(f"Try your own pages: KOALA_MODEL_PATH={s(out.models)} "
+           "streamlit run serving/streamlit_app.py")
 
 
 def main(argv=None) -> int:

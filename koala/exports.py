@@ -32,11 +32,22 @@ def resolve_version_dir(model_path: str, *, exists=os.path.exists, children=_loc
   return join(model_path, str(versions[-1]))
 
 
-@functools.lru_cache(maxsize=2)
 def load_model(model_path: str):
-  """The loaded SavedModel (cached per path): its .signatures are TF Serving's."""
+  """The loaded SavedModel: its .signatures are TF Serving's. Cached by the version folder's
+  real path, not by the string given: `models/koala`, `./models/koala/`, `models/koala/1` and a
+  symlink to it are one model, loaded once (a cache on the raw string loaded one model once
+  per spelling, each load seconds and hundreds of MB). A new version under a base path is
+  picked up on the next call, as TF Serving does."""
+  return _load_version(os.path.realpath(resolve_version_dir(model_path)))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_version(version_dir: str):
   import tensorflow as tf
-  return tf.saved_model.load(resolve_version_dir(model_path))
+  return tf.saved_model.load(version_dir)
+
+
+load_model.cache_clear = _load_version.cache_clear   # what callers (bench/) have always called
 
 
 def refusal_reason(e) -> str:

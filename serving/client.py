@@ -15,6 +15,13 @@ RESOURCE_EXHAUSTED under quota, and both mean "later", so the client backs off e
 Exit status: 0 all done, 1 some pages failed, 2 nothing could be done (server unreachable,
 model unknown, no inputs).
 
+What it will not do, because the Streamlit page runs it on a visitor's behalf (issue 19): follow
+a redirect (a 307 would re-send the page to wherever the `Location` points, an internal port
+included), let a model name or a `?` in the server URL change the request's path, or put the
+remote answer's body in its error message (`ClientError` says the status and a fixed sentence;
+the body is kept in `.detail`, which this command line prints for its own user and the web page
+never shows).
+
 Guidance (a model exported from `trainer.task --hints`): --hints DIR holds one hint image per
 page, matched by file stem (DIR/p003.png steers p003.jpg; RGBA, opaque pixels are colour hints,
 any size, stretched over the page); --reference IMAGE steers every page with one image's palette,
@@ -30,6 +37,7 @@ import random
 import sys
 import threading
 import time
+import urllib.parse
 
 import requests
 
@@ -38,10 +46,54 @@ from koala.pages import Guidance
 from serving import pages
 
 RETRY_STATUSES = (429, 503)
+# What a status means, said without the remote body (which a hostile or misconfigured server
+# fills with whatever it likes).
+STATUS_SENTENCES = {
+    400: "the server refused the request (not an image the model can read, or too large)",
+    404: "the server has no such model or version",
+    413: "the request is larger than the server accepts",
+    429: "the server is over its quota; try again later",
+    503: "the server is busy; try again later",
+}
 
 
 class ClientError(RuntimeError):
-  """A failure with a message meant for the user."""
+  """A failure with a message meant for the user. `status` is the HTTP status when there was
+  one; `detail` is what the server said (its error text, cut short), for the operator only."""
+
+  def __init__(self, message: str, status: int | None = None, detail: str = ""):
+    super().__init__(message)
+    self.status = status
+    self.detail = detail
+
+
+def status_sentence(status: int) -> str:
+  if status in STATUS_SENTENCES:
+    return STATUS_SENTENCES[status]
+  if 300 <= status < 400:
+    return "a redirect, which this client does not follow"
+  if status >= 500:
+    return "the server failed"
+  return "an answer this client does not expect"
+
+
+def check_server_url(server: str) -> str:
+  """The base URL without a trailing slash; ValueError for one that is not http(s)://host[:port]
+  [/path], e.g. one whose `?` or `#` would swallow the /v1/models/... appended to it."""
+  base = server.strip().rstrip("/")
+  if "://" not in base:
+    base = "http://" + base
+  try:
+    parts = urllib.parse.urlsplit(base)
+    parts.port   # noqa: B018  (raises ValueError for a port that is not a number)
+  except ValueError as e:
+    raise ValueError(f"not a server URL: {server!r} ({e})") from None
+  if parts.scheme not in ("http", "https") or not parts.hostname:
+    raise ValueError(f"not a server URL: {server!r} (expected http://host:port)")
+  if parts.query or parts.fragment or "?" in base or "#" in base:
+    raise ValueError(f"not a server URL: {server!r} (no query or fragment: the client appends "
+                     "/v1/models/NAME to it)")
+  return base
 
 
 class RestColorizer:
@@ -49,11 +101,13 @@ class RestColorizer:
 
   def __init__(self, server: str, model: str, version: int | None = None, *,
                retries: int = 6, backoff: float = 0.5, timeout: float = 300.0):
-    self.base = server.rstrip("/")
-    if "://" not in self.base:
-      self.base = "http://" + self.base
+    try:
+      self.base = check_server_url(server)
+    except ValueError as e:
+      raise ClientError(str(e)) from None
     self.model = model
-    path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "")
+    path = (f"/v1/models/{urllib.parse.quote(model, safe='')}"
+            + (f"/versions/{int(version)}" if version else ""))
     self.status_url = self.base + path
     self.predict_url = self.base + path + ":predict"
     self.retries = retries
@@ -66,10 +120,13 @@ class RestColorizer:
       self._local.session = requests.Session()
     return self._local.session
 
+  def _get(self, url: str) -> requests.Response:
+    return self._session().get(url, timeout=30, allow_redirects=False)
+
   def check(self) -> str:
     """Model status; a clear ClientError when the server or the model is not there."""
     try:
-      r = self._session().get(self.status_url, timeout=30)
+      r = self._get(self.status_url)
     except requests.ConnectionError:
       raise ClientError(
           f"cannot reach a model server at {self.base}: nothing answers there. Start one "
@@ -77,25 +134,36 @@ class RestColorizer:
           "`python -m serving.server --model_base_path=... --model_name=...`) or fix --server"
       ) from None
     except requests.RequestException as e:
-      raise ClientError(f"cannot talk to {self.base}: {e}") from None
+      raise ClientError(f"cannot talk to {self.base}: {type(e).__name__}") from None
     if r.status_code == 404:
-      raise ClientError(f"the server at {self.base} has no model {self.model!r}: "
-                        f"{_error_text(r)}")
+      raise ClientError(f"the server at {self.base} has no model {self.model!r}", 404,
+                        _error_text(r))
     if r.status_code != 200:
-      raise ClientError(f"model status at {self.status_url} answered {r.status_code}: "
-                        f"{_error_text(r)}")
-    states = [v.get("state") for v in r.json().get("model_version_status", [])]
+      raise _status_error(f"model status at {self.base}", r)
+    try:
+      statuses = r.json()["model_version_status"]
+      states = [str(v.get("state")) for v in statuses]
+      versions = ",".join(str(v["version"]) for v in statuses)
+    except (ValueError, KeyError, TypeError, AttributeError):
+      raise ClientError(f"the server at {self.base} answered its model status in a form "
+                        "that is not TF Serving's") from None
     if "AVAILABLE" not in states:
       raise ClientError(f"model {self.model!r} is not available yet (states: {states})")
-    return ",".join(v["version"] for v in r.json()["model_version_status"])
+    return versions
 
   def signatures(self) -> list[str]:
     """The served model's signature names (from its metadata)."""
-    r = self._session().get(self.status_url + "/metadata", timeout=30)
+    try:
+      r = self._get(self.status_url + "/metadata")
+    except requests.RequestException as e:
+      raise ClientError(f"cannot talk to {self.base}: {type(e).__name__}") from None
     if r.status_code != 200:
-      raise ClientError(f"model metadata at {self.status_url}/metadata answered "
-                        f"{r.status_code}: {_error_text(r)}")
-    return sorted(r.json()["metadata"]["signature_def"]["signature_def"])
+      raise _status_error(f"model metadata at {self.base}", r)
+    try:
+      return sorted(r.json()["metadata"]["signature_def"]["signature_def"])
+    except (ValueError, KeyError, TypeError):
+      raise ClientError(f"the server at {self.base} answered its model metadata in a form "
+                        "that is not TF Serving's") from None
 
   def __call__(self, data: bytes, hints: bytes | None = None,
                reference: bytes | None = None) -> bytes:
@@ -107,15 +175,22 @@ class RestColorizer:
           signatures.REFERENCE_BYTES: _b64(reference or b"")}]}
     for attempt in range(self.retries + 1):
       try:
-        r = self._session().post(self.predict_url, json=body, timeout=self.timeout)
-      except requests.ConnectionError as e:
+        r = self._session().post(self.predict_url, json=body, timeout=self.timeout,
+                                 allow_redirects=False)
+      except requests.ConnectionError:
         if attempt == self.retries:
-          raise ClientError(f"lost the connection to {self.base}: {e}") from None
+          raise ClientError(f"lost the connection to {self.base}") from None
+      except requests.RequestException as e:
+        raise ClientError(f"cannot talk to {self.base}: {type(e).__name__}") from None
       else:
         if r.status_code == 200:
-          return base64.b64decode(r.json()["predictions"][0]["b64"])
+          try:
+            return base64.b64decode(r.json()["predictions"][0]["b64"], validate=True)
+          except (ValueError, KeyError, IndexError, TypeError):
+            raise ClientError("the server answered 200 without a page in TF Serving's form",
+                              200) from None
         if r.status_code not in RETRY_STATUSES or attempt == self.retries:
-          raise ClientError(f"server answered {r.status_code}: {_error_text(r)}")
+          raise _status_error("server", r)
       time.sleep(self.backoff * (2 ** attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")
 
@@ -124,11 +199,21 @@ def _b64(data: bytes) -> dict:
   return {"b64": base64.b64encode(data).decode("ascii")}
 
 
+def _status_error(what: str, r: requests.Response) -> ClientError:
+  return ClientError(f"{what} answered {r.status_code}: {status_sentence(r.status_code)}",
+                     r.status_code, _error_text(r))
+
+
 def _error_text(r: requests.Response) -> str:
   try:
-    return r.json().get("error", r.text)[:500]
-  except ValueError:
+    return str(r.json().get("error", r.text))[:500]
+  except (ValueError, AttributeError):
     return r.text[:200]
+
+
+def _with_detail(e: ClientError) -> str:
+  """The message and, for this command line's own user, what the server said."""
+  return f"{e}: {e.detail}" if e.detail else str(e)
 
 
 def check_local(data: bytes) -> None:
@@ -168,15 +253,18 @@ def main(argv=None) -> int:
   if not jobs:
     print("nothing to colour: no pages or .cbz archives among the inputs", file=sys.stderr)
     return 2
-  colorizer = RestColorizer(args.server, args.model, args.version, retries=args.retries,
-                            timeout=args.timeout)
   try:
+    colorizer = RestColorizer(args.server, args.model, args.version, retries=args.retries,
+                              timeout=args.timeout)
     guidance = Guidance.load(args.hints, args.reference)
     versions = colorizer.check()
     if (args.hints or args.reference) and \
         signatures.COLORIZE_GUIDED not in colorizer.signatures():
       raise ClientError(signatures.no_guidance(f"model {args.model!r}"))
-  except (ClientError, ValueError) as e:
+  except ClientError as e:
+    print(f"error: {_with_detail(e)}", file=sys.stderr)
+    return 2
+  except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
 
@@ -185,7 +273,10 @@ def main(argv=None) -> int:
       check_local(data)
     except ValueError as e:
       raise ClientError(f"not a usable image: {e}") from None
-    return colorizer(data, **guide)
+    try:
+      return colorizer(data, **guide)
+    except ClientError as e:
+      raise ClientError(_with_detail(e), e.status) from None
 
   print(f"{args.server} model {args.model} version {versions}: {len(jobs)} outputs to make",
         file=sys.stderr)

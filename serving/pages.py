@@ -121,8 +121,11 @@ def _list_archive(job: Job) -> None:
 
 def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int = 1,
         skip_colour: bool = False, overwrite: bool = False, progress: bool = True,
-        desc: str = "colorizing", guidance: Guidance | None = None) -> Report:
-  """Colours every page of every job, `concurrency` pages at a time, with a progress bar."""
+        desc: str = "colorizing", guidance: Guidance | None = None,
+        on_page: Callable[[int, int], None] | None = None) -> Report:
+  """Colours every page of every job, `concurrency` pages at a time, with a progress bar;
+  on_page(done, total) is called in the caller's thread after each page (the web page's
+  progress bar)."""
   from tqdm import tqdm
   report = Report()
   todo = []
@@ -139,48 +142,80 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
       for name, reason in job.refused.items():
         report.failed[f"{job.source}!{name}"] = reason
     todo.append(job)
-  pages = [(job, entry) for job in todo for entry in (job.entries if job.is_archive else [None])]
+  total = sum(len(job.entries) if job.is_archive else 1 for job in todo)
   results: dict[tuple[int, str | None], bytes] = {}
   lock = threading.Lock()
+  workers = max(1, concurrency)
 
   def label(job, entry):
     return f"{job.source}!{entry}" if entry else job.source
 
-  def one(job, entry):
+  def inputs():
+    """(job, entry name or None, ArchiveEntry or None), in the caller's thread. Each archive is
+    read once, front to back: reading its pages one by one by name re-reads the central
+    directory each time, which cost 18.5 s of CPU for 2,000 pages. Single files are read by the
+    worker."""
+    for job in todo:
+      if not job.is_archive:
+        yield job, None, None
+        continue
+      try:
+        for entry in archives.iter_entries(job.source, names=job.entries):
+          yield job, entry.name, entry
+      except archives.ArchiveError as e:   # the whole-archive limits, met while reading
+        report.failed[job.source] = str(e)
+
+  def one(job, name, entry):
     if entry is None:
       with open(job.source, "rb") as f:
         data = f.read()
+    elif entry.data is None:
+      raise archives.EntryRefused(entry.reason)
     else:
-      data = archives.read_entry(job.source, entry)
+      data = entry.data
     if skip_colour and safe_is_colour(data):
       with lock:
-        report.kept_colour.append(label(job, entry))
+        report.kept_colour.append(label(job, name))
       return data
     if guidance:
-      return colorize(data, **guidance.for_page(entry or job.source))
+      return colorize(data, **guidance.for_page(name or job.source))
     return colorize(data)
 
-  bar = tqdm(total=len(pages), desc=desc, unit="page", disable=not progress)
-  with concurrent.futures.ThreadPoolExecutor(max(1, concurrency)) as pool:
-    futures = {pool.submit(one, job, entry): (job, entry) for job, entry in pages}
-    for future in concurrent.futures.as_completed(futures):
-      job, entry = futures[future]
-      try:
-        data = future.result()
-      except Exception as e:   # one bad page must not stop the batch; the report names it
-        report.failed[label(job, entry)] = str(e)
+  bar = tqdm(total=total, desc=desc, unit="page", disable=not progress)
+  finished_pages = [0]
+
+  def collect(future, job, entry):
+    try:
+      data = future.result()
+    except Exception as e:   # one bad page must not stop the batch; the report names it
+      report.failed[label(job, entry)] = str(e)
+    else:
+      if entry is None:
+        kept = label(job, entry) in report.kept_colour
+        out = job.output if not kept else kept_colour_name(job.output, job.source)
+        write_atomic(out, data)
+        report.done.append(out)
       else:
-        if entry is None:
-          kept = label(job, entry) in report.kept_colour
-          out = job.output if not kept else kept_colour_name(job.output, job.source)
-          write_atomic(out, data)
-          report.done.append(out)
-        else:
-          results[(id(job), entry)] = data
-      bar.update(1)
+        results[(id(job), entry)] = data
+    bar.update(1)
+    finished_pages[0] += 1
+    if on_page is not None:
+      on_page(finished_pages[0], total)
+
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pending = {}   # at most 2 pages per worker read ahead, so an archive is never all in memory
+    for job, name, entry in inputs():
+      while len(pending) >= 2 * workers:
+        finished, _ = concurrent.futures.wait(
+            pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in finished:
+          collect(future, *pending.pop(future))
+      pending[pool.submit(one, job, name, entry)] = (job, name)
+    for future in concurrent.futures.as_completed(pending):
+      collect(future, *pending[future])
   bar.close()
   for job in todo:
-    if job.is_archive:
+    if job.is_archive and job.source not in report.failed:
       _write_archive(job, results, report)
   return report
 

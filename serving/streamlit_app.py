@@ -1,24 +1,25 @@
 """`streamlit run serving/streamlit_app.py`: try Koala on your own pages in a browser.
 
-Upload pages (PNG, JPEG, WebP, BMP, GIF) or .cbz archives, pick a model (an exported SavedModel
-folder, run in this process, or a TF Serving URL), and get the gray input and the colour output
-side by side, with the PNG or the coloured .cbz to download.
+Upload pages (PNG, JPEG, WebP, BMP, GIF) or .cbz archives, pick a model (an export run in this
+process, or a model on a TF Serving server), and get the gray input and the colour output side
+by side, with the PNG or the coloured .cbz to download.
 
 With a guided model (`trainer.task --hints`), the user can steer the colours: click on a page to
 place colour dots (pick the colour; undo, clear), and/or upload a reference image whose palette
 is used for every page; then Colorize again. The dots become the hint image `colorize_guided`
 takes (`serving.hint_dots`); the click component is streamlit-image-coordinates.
 
-Why it is thin: the colouring itself is `serving.inference.load` (in-process SavedModel) or
-`serving.client.RestColorizer` (TF Serving REST), and folders, archives and the colour-page skip
-are `serving.pages`, the same code the command-line client and the batch tool run, so the page
-cannot drift from them. What this file adds is the page, and turning every failure into a
-sentence: a server that does not answer, a file that is not an image, a page too large, a model
-folder that is not there. Nothing the user does should show a traceback.
+Which models a visitor may pick is the operator's choice (`serving.web_config`: environment
+variables KOALA_MODEL_PATH, KOALA_MODELS_ROOT, KOALA_SERVER, KOALA_MODEL_NAME, KOALA_LOCAL, or
+options after `--`): by default the page is shared, offers lists, and no text a visitor types
+reaches `tf.saved_model.load` or an HTTP request. `--local` gives the free fields back to
+someone running the page for themself on a loopback address.
 
-Defaults come from the environment, for the tests and the demo: KOALA_MODEL_PATH (the SavedModel
-folder; else demo_out/models/koala, what `make demo` exports), KOALA_SERVER (else
-http://localhost:8501), KOALA_MODEL_NAME (else koala).
+Why it is thin: the colouring is `serving.inference.load` (in-process SavedModel) or
+`serving.client.RestColorizer` (TF Serving REST), and folders, archives and the colour-page skip
+are `serving.pages`, the code the command-line client and the batch tool run; one press of
+Colorize, within the operator's caps, is `serving.web_runs`. What this file adds is the page,
+and turning every failure into a sentence. Nothing the user does should show a traceback.
 """
 from __future__ import annotations
 
@@ -26,9 +27,7 @@ import dataclasses
 import hashlib
 import io
 import os
-import re
 import sys
-import tempfile
 
 import streamlit as st
 
@@ -41,6 +40,8 @@ if ROOT not in sys.path:
 from koala.images import DEFAULT_MAX_PIXELS as MAX_PIXELS  # noqa: E402  (the export's default cap)
 from koala.images import FORMAT_NAMES, PAGE_EXTENSIONS  # noqa: E402
 from koala import signatures  # noqa: E402
+from serving import web_config, web_runs  # noqa: E402
+from serving.web_runs import PREVIEW_WIDTH, UserError, first_line  # noqa: E402
 
 LOCAL = "Local SavedModel directory"
 REST = "TF Serving URL"
@@ -48,209 +49,127 @@ PAGE_TYPES = [ext.lstrip(".") for ext in PAGE_EXTENSIONS] + ["cbz"]
 IMAGE_TYPES = PAGE_TYPES[:-1]
 DEFAULT_HINT_COLOUR = "#D03030"
 HINTS = "koala_hints"            # session state: page key -> list of hint_dots.Dot
-MAX_PREVIEW_PAGES = 8            # pages of a .cbz shown side by side (all are coloured)
-PREVIEW_WIDTH = 420              # pixels
 RESULTS = "koala_results"
+DEFAULT_SERVER = "http://localhost:8501"   # the local mode's suggestion
 
 
-@dataclasses.dataclass
-class Output:
-  """What became of one uploaded file."""
-  name: str
-  is_archive: bool
-  inputs: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)    # (page, bytes)
-  outputs: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)   # (page, PNG)
-  download: bytes | None = None          # the coloured PNG or .cbz
-  download_name: str = ""
-  errors: list[str] = dataclasses.field(default_factory=list)
-  pages_total: int = 0                   # pages in an archive (only some are previewed)
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """The model a run uses: where it runs, and what to call it on the page."""
+  source: str                   # LOCAL or REST
+  shown: str                    # the name the page shows (a label in shared mode)
+  path: str = ""                # LOCAL: the export
+  server: str = ""              # REST
+  model_name: str = ""
 
 
-class UserError(Exception):
-  """A failure the user can act on; the message is shown as it is."""
+def operator_config() -> web_config.WebConfig:
+  """The operator's configuration: options after `--` of `streamlit run` (sys.argv holds them
+  only when this file is the script being run), then the environment."""
+  argv = sys.argv[1:] if os.path.abspath(sys.argv[0]) == os.path.abspath(__file__) else []
+  try:
+    config = web_config.from_operator(argv, os.environ, st.get_option("server.address"))
+  except web_config.ConfigError as e:
+    web_config.log_once(f"configuration error: {e}")
+    st.error(f"This page is not set up correctly: {e}")
+    st.stop()
+  for note in config.notes:
+    web_config.log_once(note)
+  return config
 
 
-def default_model_path() -> str:
-  return os.environ.get("KOALA_MODEL_PATH", os.path.join("demo_out", "models", "koala"))
-
-
-def make_colorizer(source: str, model_path: str, server: str, model_name: str):
-  """-> (colorize(bytes, hints=None, reference=None) -> PNG bytes, notes to show, whether the
-  model takes guidance), after checking that the model is there."""
-  from serving import client, inference
+def model_sidebar(config: web_config.WebConfig) -> Choice:
+  """The sidebar's model picker: lists of what the operator allowed (shared), or free fields
+  (local mode). Widget values from the session are used only if they are in the lists."""
+  if config.local:
+    source = st.radio("Where the model runs", [LOCAL, REST], key="source")
+    if source == LOCAL:
+      path = st.text_input("SavedModel directory", value=next(iter(config.exports.values()), ""),
+                           key="model_path",
+                           help="An export's base folder (the newest version is used) or one "
+                                "version folder. `make demo` exports demo_out/models/koala.")
+      return Choice(LOCAL, path.strip(), path=os.path.expanduser(path.strip()))
+    server = st.text_input("TF Serving URL", key="server",
+                           value=(config.servers or (DEFAULT_SERVER,))[0]).strip()
+    name = st.text_input("Model name", key="model_name",
+                         value=config.model_names[0]).strip() or "koala"
+    return Choice(REST, f"{name} on {server}", server=server, model_name=name)
+  sources = [LOCAL] * bool(config.exports) + [REST] * bool(config.targets)
+  if not sources:
+    st.error("No model is set up for this page: its operator lists none.")
+    st.stop()
+  allowed = {"source": sources, "model_choice": list(config.exports),
+             "server_choice": list(config.targets)}
+  for key, values in allowed.items():   # a session may hold anything under a widget's key
+    if key in st.session_state and st.session_state[key] not in values:
+      del st.session_state[key]
+  source = st.radio("Where the model runs", sources, key="source") if len(sources) > 1 \
+      else sources[0]
   if source == LOCAL:
-    path = os.path.expanduser(model_path.strip())
-    if not path:
+    label = st.selectbox("Model", list(config.exports), key="model_choice")
+    return Choice(LOCAL, label, path=config.exports[label])
+  label = st.selectbox("Model on a TF Serving server", list(config.targets), key="server_choice")
+  server, name = config.targets[label]
+  return Choice(REST, label, server=server, model_name=name)
+
+
+def make_colorizer(choice: Choice, local: bool):
+  """-> (colorize(bytes, hints=None, reference=None) -> PNG bytes, notes to show, whether the
+  model takes guidance), after checking that the model is there. In shared mode, messages name
+  the model by its label, and the operator's folders only in the log."""
+  from serving import client, inference
+  if choice.source == LOCAL:
+    if not choice.path:
       raise UserError("Enter the folder of an exported SavedModel (python -m trainer.export "
                       "writes models/koala/<version>/).")
     try:
-      colorize = inference.load(path)
+      colorize = inference.load(choice.path)
     except FileNotFoundError as e:
-      raise UserError(str(e)) from None
+      if local:
+        raise UserError(str(e)) from None
+      print(f"koala page: model {choice.shown!r}: {e}", file=sys.stderr)
+      raise UserError(f"The model {choice.shown!r} is not available: no SavedModel in its "
+                      "folder yet (the page's log names the folder).") from None
     except Exception as e:   # a folder that is not a (loadable) SavedModel
-      raise UserError(f"could not load a SavedModel from {path}: {type(e).__name__}: "
-                      f"{_first_line(e)}") from None
-    guided = signatures.COLORIZE_GUIDED in inference.load_model(path).signatures
-    return colorize, export_notes(inference.resolve_version_dir(path)), guided
-  else:
-    if not server.strip():
-      raise UserError("Enter the URL of a TF Serving REST endpoint, e.g. http://localhost:8501")
-    colorize = client.RestColorizer(server.strip(), model_name.strip() or "koala", retries=2,
-                                    timeout=120)
-    try:
-      versions = colorize.check()
-      guided = signatures.COLORIZE_GUIDED in colorize.signatures()
-    except client.ClientError as e:
-      raise UserError(str(e)) from None
-    return colorize, [f"Served by {server.strip()}, model {model_name or 'koala'}, version "
-                      f"{versions}. If its embedder had random weights (the offline demo's), the "
-                      "colours mean nothing for real manga."], guided
+      raise UserError(f"could not load the SavedModel {choice.shown}: {type(e).__name__}: "
+                      f"{first_line(e)}") from None
+    guided = signatures.COLORIZE_GUIDED in inference.load_model(choice.path).signatures
+    version_dir = inference.resolve_version_dir(choice.path)
+    return colorize, export_notes(version_dir, version_dir if local else choice.shown), guided
+  try:
+    colorize = client.RestColorizer(choice.server, choice.model_name, retries=2, timeout=120)
+    versions = colorize.check()
+    guided = signatures.COLORIZE_GUIDED in colorize.signatures()
+  except client.ClientError as e:
+    raise UserError(str(e)) from None
+  return colorize, [f"Served by {choice.server}, model {choice.model_name}, version {versions}. "
+                    "If its embedder had random weights (the offline demo's), the colours mean "
+                    "nothing for real manga."], guided
 
 
-def export_notes(version_dir: str) -> list[str]:
+def export_notes(version_dir: str, shown: str) -> list[str]:
   """What the export's provenance file says the user must know: above all, random weights."""
   import json
   try:
     with open(os.path.join(version_dir, "assets.extra", "koala_export.json")) as f:
       info = json.load(f)
   except (OSError, ValueError):
-    return [f"{version_dir} has no readable assets.extra/koala_export.json: which embedder it "
-            "holds is unknown."]
+    return [f"{shown} has no readable assets.extra/koala_export.json: which embedder it holds "
+            "is unknown."]
   embedder = info.get("embedder") or {}
   if embedder.get("random_weights"):
-    return [f"The embedder inside {version_dir} has RANDOM weights (an offline demo or test "
-            "model): it colours the generated demo scenes, but its colours mean nothing for "
-            "real manga."]
+    return [f"The embedder inside {shown} has RANDOM weights (an offline demo or test model): "
+            "it colours the generated demo scenes, but its colours mean nothing for real "
+            "manga."]
   return []
 
 
-def checked(colorize):
-  """Refuses what is not an image, or is too large, before it costs a model call."""
-  from koala import images
-
-  def run(data: bytes, **guidance) -> bytes:
-    try:
-      height, width = images.image_size(data)
-    except images.ImageError as e:
-      raise UserError(f"not an image Koala can read: {_first_line(e)}") from None
-    if height * width > MAX_PIXELS:
-      raise UserError(f"page too large: {width} x {height} = {height * width / 1e6:.0f} Mpx; "
-                      f"the limit is {MAX_PIXELS / 1e6:.0f} Mpx. Scale it down and try again.")
-    try:
-      return colorize(data, **guidance)
-    except UserError:
-      raise
-    except Exception as e:   # the model's or the server's refusal, as one readable line
-      raise UserError(_first_line(e)) from None
-  return run
-
-
-def _first_line(e: Exception) -> str:
-  """The first line of an error, without Python object addresses (<_io.BytesIO at 0x...>)."""
-  text = re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the file", str(e).strip())
-  return (text or type(e).__name__).splitlines()[0][:500]
-
-
-class UploadGuidance:
-  """serving.pages' guidance for uploads: hint images by upload folder, one reference."""
-
-  def __init__(self, hints: dict[int, bytes], reference: bytes | None):
-    self.hints = hints              # upload index -> hint PNG
-    self.reference = reference
-    self.in_dir = ""
-
-  def __bool__(self) -> bool:
-    return bool(self.hints) or self.reference is not None
-
-  def for_page(self, source: str) -> dict:
-    folder = os.path.relpath(source, self.in_dir).split(os.sep)[0]
-    return {"hints": self.hints.get(int(folder)) if folder.isdigit() else None,
-            "reference": self.reference}
-
-
-def colorize_uploads(uploads: list[tuple[str, bytes]], colorize, *, skip_colour: bool = False,
-                     guidance: UploadGuidance | None = None) -> list[Output]:
-  """Colours every uploaded page and archive through serving.pages (as the client does)."""
-  from serving import pages
-  results = []
-  with tempfile.TemporaryDirectory(prefix="koala-streamlit-") as tmp:
-    in_dir, out_dir = os.path.join(tmp, "in"), os.path.join(tmp, "out")
-    for i, (name, data) in enumerate(uploads):
-      # Each upload in its own folder: two uploads may share a name.
-      folder = os.path.join(in_dir, f"{i:03d}")
-      os.makedirs(folder)
-      safe = os.path.basename(name) or f"upload{i}"
-      with open(os.path.join(folder, safe), "wb") as f:
-        f.write(data)
-    jobs, problems = pages.find_jobs([in_dir], out_dir)
-    if guidance is not None:
-      guidance.in_dir = in_dir
-    report = pages.run(jobs, checked(colorize), concurrency=1, skip_colour=skip_colour,
-                       overwrite=True, progress=False, guidance=guidance)
-    by_source = {job.source: job for job in jobs}
-    for i, (name, data) in enumerate(uploads):
-      source = os.path.join(in_dir, f"{i:03d}", os.path.basename(name) or f"upload{i}")
-      job = by_source.get(source)
-      result = Output(name=name, is_archive=name.lower().endswith(".cbz"))
-      results.append(result)
-      if job is None:
-        result.errors.append(f"{name}: not a page ({', '.join(pages.IMAGE_EXTENSIONS)}) or a "
-                             ".cbz archive")
-        continue
-      for label, reason in sorted(report.failed.items()):
-        if label == source or label.startswith(source + "!"):
-          page = label.split("!", 1)[1] if "!" in label else name
-          named = page == name or reason.startswith(f"{page}: ")   # koala.archives names it
-          result.errors.append(reason if named else f"{page}: {reason}")
-      if job.is_archive:
-        _collect_archive(job, result)
-      else:
-        _collect_page(job, data, result, report)
-  return results
-
-
-def _collect_page(job, data: bytes, result: Output, report) -> None:
-  out = [p for p in report.done if os.path.splitext(p)[0] == os.path.splitext(job.output)[0]]
-  if not out:
-    return
-  with open(out[0], "rb") as f:
-    coloured = f.read()
-  result.inputs = [(result.name, data)]
-  result.outputs = [(result.name, coloured)]
-  stem, ext = os.path.splitext(os.path.basename(result.name))
-  kept = out[0] != job.output            # a colour page kept as it was (skip_colour)
-  result.download = coloured
-  result.download_name = f"{stem}_koala{ext if kept else '.png'}"
-
-
-def _collect_archive(job, result: Output) -> None:
-  """The first pages, before and after, through the guarded archive reader (koala.archives)."""
-  from koala import archives
-  if not os.path.exists(job.output):
-    return
-  with open(job.output, "rb") as f:
-    result.download = f.read()
-  result.download_name = os.path.splitext(os.path.basename(result.name))[0] + "_koala.cbz"
-  shown = job.entries[:MAX_PREVIEW_PAGES]
-  names = {m.name for m in archives.members(job.output)}
-  out_names = {e: (os.path.splitext(e)[0] + ".png" if os.path.splitext(e)[0] + ".png" in names
-                   else e) for e in shown}
-  before = {e.name: e.data for e in archives.iter_entries(job.source, names=shown)}
-  after = {e.name: e.data for e in archives.iter_entries(job.output, names=out_names.values())}
-  for entry in shown:
-    if before.get(entry) is not None and after.get(out_names[entry]) is not None:
-      result.inputs.append((entry, before[entry]))
-      result.outputs.append((entry, after[out_names[entry]]))
-  result.pages_total = len(job.entries)
-
-
-def _uploads_key(uploads, source, model_path, server, model_name, skip_colour,
-                 guidance=()) -> str:
+def _uploads_key(uploads, choice: Choice, skip_colour, guidance=()) -> str:
   h = hashlib.sha256()
   for name, data in uploads:
     h.update(name.encode())
     h.update(hashlib.sha256(data).digest())
-  h.update(repr((source, model_path, server, model_name, skip_colour, guidance)).encode())
+  h.update(repr((choice, skip_colour, guidance)).encode())
   return h.hexdigest()
 
 
@@ -334,14 +253,14 @@ def check_reference(reference: bytes | None) -> None:
   try:
     height, width = images.image_size(reference)
   except images.ImageError as e:
-    raise UserError(f"the reference image is not an image Koala can read: {_first_line(e)}") \
+    raise UserError(f"the reference image is not an image Koala can read: {first_line(e)}") \
         from None
   if height * width > MAX_PIXELS:
     raise UserError(f"the reference image is too large: {width} x {height}; the limit is "
                     f"{MAX_PIXELS / 1e6:.0f} Mpx.")
 
 
-def upload_guidance(uploads, reference: bytes | None) -> UploadGuidance:
+def upload_guidance(uploads, reference: bytes | None) -> web_runs.UploadGuidance:
   """The placed dots of each uploaded page as hint images, and the reference."""
   from serving import hint_dots
   hints = {}
@@ -350,23 +269,23 @@ def upload_guidance(uploads, reference: bytes | None) -> UploadGuidance:
     page = _page_image(data) if dots else None
     if page is not None:
       hints[i] = hint_dots.hint_png(page.height, page.width, dots)
-  return UploadGuidance(hints, reference)
+  return web_runs.UploadGuidance(hints, reference)
 
 
-def show(results: list[Output]) -> None:
+def show(results: list[web_runs.Output]) -> None:
   for n, result in enumerate(results):
     st.subheader(result.name)
     for error in result.errors:
       st.error(error)
-    if result.is_archive and result.outputs:
+    if result.is_archive and result.previews:
       total = result.pages_total
-      if total > len(result.outputs):
-        st.caption(f"Showing the first {len(result.outputs)} of {total} pages; the download "
+      if total > len(result.previews):
+        st.caption(f"Showing the first {len(result.previews)} of {total} pages; the download "
                    "holds them all.")
-    for (page, before), (_, after) in zip(result.inputs, result.outputs):
+    for page, before, after in result.previews:
       left, right = st.columns(2)
-      # PNG previews (JPEG would smear the line art being shown off), small enough that a
-      # portrait page and its caption fit on a screen; the download is full size.
+      # Previews made at most PREVIEW_WIDTH wide (serving.web_runs), PNG: JPEG would smear the
+      # line art being shown off; the download is full size.
       left.image(before, caption=f"{page}: input", width=PREVIEW_WIDTH, output_format="PNG")
       right.image(after, caption=f"{page}: Koala's colour", width=PREVIEW_WIDTH,
                   output_format="PNG")
@@ -378,23 +297,39 @@ def show(results: list[Output]) -> None:
           key=f"download-{n}", on_click="ignore")
 
 
+def colorize_run(config, choice: Choice, uploads, guidance, skip_colour: bool, reference):
+  """One press of Colorize: wait for this process's turn, then load and run, with progress."""
+  status = st.empty()
+
+  def waiting(others: int) -> None:
+    status.info(f"Another run is colouring pages on this server; yours starts when it ends "
+                f"({others} other{'s' if others != 1 else ''} waiting too).")
+  with web_runs.RUNS.turn(waiting):
+    status.empty()
+    with st.spinner(f"Colouring {len(uploads)} file(s)..."):
+      colorize, notes, guided = make_colorizer(choice, config.local)
+      check_reference(reference)
+      if guidance and not guided:
+        raise UserError("This model takes no hints or reference image (it has no "
+                        f"{signatures.COLORIZE_GUIDED} signature): train one with `python -m "
+                        "trainer.task --hints` and export it, or clear the dots and the "
+                        "reference.")
+      bar = st.progress(0.0, text="Colouring...")
+      results = web_runs.colorize_uploads(
+          uploads, colorize, config.caps, skip_colour=skip_colour,
+          guidance=guidance if guidance else None,
+          on_page=lambda done, total: bar.progress(done / total,
+                                                   text=f"Coloured {done} of {total} pages"))
+  return notes, results
+
+
 def main() -> None:
   st.set_page_config(page_title="Koala manga colorizer", layout="wide")
   st.title("Koala: colour manga pages")
+  config = operator_config()
   with st.sidebar:
     st.header("Model")
-    source = st.radio("Where the model runs", [LOCAL, REST], key="source")
-    model_path = server = model_name = ""
-    if source == LOCAL:
-      model_path = st.text_input("SavedModel directory", value=default_model_path(),
-                                 key="model_path",
-                                 help="An export's base folder (the newest version is used) or "
-                                      "one version folder. `make demo` exports demo_out/models/koala.")
-    else:
-      server = st.text_input("TF Serving URL", key="server",
-                             value=os.environ.get("KOALA_SERVER", "http://localhost:8501"))
-      model_name = st.text_input("Model name", key="model_name",
-                                 value=os.environ.get("KOALA_MODEL_NAME", "koala"))
+    choice = model_sidebar(config)
     skip_colour = st.checkbox("Keep pages that are already in colour", key="skip_colour")
     st.header("Guidance")
     st.caption("For a model trained with hints (trainer.task --hints).")
@@ -410,32 +345,25 @@ def main() -> None:
   guidance = upload_guidance(uploads, reference)
   guidance_key = (sorted((i, hashlib.sha256(h).hexdigest()) for i, h in guidance.hints.items()),
                   reference and hashlib.sha256(reference).hexdigest())
-  key = _uploads_key(uploads, source, model_path, server, model_name, skip_colour, guidance_key)
+  key = _uploads_key(uploads, choice, skip_colour, guidance_key)
   if st.button("Colorize", type="primary", disabled=not uploads, key="colorize"):
     st.session_state.pop(RESULTS, None)
     try:
-      with st.spinner(f"Colouring {len(uploads)} file(s)..."):
-        colorize, notes, guided = make_colorizer(source, model_path, server, model_name)
-        check_reference(reference)
-        if guidance and not guided:
-          raise UserError("This model takes no hints or reference image (it has no "
-                          f"{signatures.COLORIZE_GUIDED} signature): train one with `python -m "
-                          "trainer.task --hints` and export it, or clear the dots and the "
-                          "reference.")
-        results = colorize_uploads(uploads, colorize, skip_colour=skip_colour,
-                                   guidance=guidance if guidance else None)
+      notes, results = colorize_run(config, choice, uploads, guidance, skip_colour, reference)
       st.session_state[RESULTS] = (key, notes, results)
     except UserError as e:
       st.error(str(e))
     except Exception as e:   # anything unforeseen still reads as a sentence
-      st.error(f"Something went wrong: {type(e).__name__}: {_first_line(e)}")
+      st.error(f"Something went wrong: {type(e).__name__}: {first_line(e)}")
   stored = st.session_state.get(RESULTS)
   if stored and stored[0] == key:
     for note in stored[1]:
       st.warning(note)
     show(stored[2])
-  elif not uploads:
-    st.info("Upload one or more gray pages or a .cbz archive, then press Colorize.")
+  else:
+    st.session_state.pop(RESULTS, None)    # results of other uploads: not kept in memory
+    if not uploads:
+      st.info("Upload one or more gray pages or a .cbz archive, then press Colorize.")
 
 
 main()

@@ -45,10 +45,11 @@ def run_batch(cbz: str, out: str, model: str) -> str:
 def run_streamlit(cbz: str, out: str, server: str) -> str:
   from streamlit.testing.v1 import AppTest
   from tests import serving_support as support
+  for name in ("KOALA_MODEL_PATH", "KOALA_MODELS_ROOT", "KOALA_MODEL_NAME"):
+    os.environ.pop(name, None)
+  os.environ["KOALA_SERVER"] = server          # the page's operator lists the server
   at = AppTest.from_file(f"{support.ROOT}/serving/streamlit_app.py", default_timeout=300)
   at.run()
-  at.radio(key="source").set_value("TF Serving URL").run()
-  at.text_input(key="server").set_value(server).run()
   with open(cbz, "rb") as f:
     at.file_uploader(key="uploads").set_value(
         [(os.path.basename(cbz), f.read(), "application/zip")]).run()

@@ -4,7 +4,9 @@ user can cause shows as a sentence, never as a traceback.
 
 The model is the serving tests' one (tests/serving_support.py): trained on the synthetic task
 whose shapes' colours follow from their gray levels, exported with the real Inception-ResNet-v2
-(random weights) inside, so "coloured" can be checked, not just "an image came back".
+(random weights) inside, so "coloured" can be checked, not just "an image came back". The
+page is configured as its operator would (environment variables; test_streamlit_shared.py has
+what a visitor of a shared page must not be able to do).
 """
 import io
 import zipfile
@@ -50,6 +52,19 @@ def new_app() -> AppTest:
   return at
 
 
+@pytest.fixture
+def operator(monkeypatch):
+  """Sets the page's operator configuration (environment variables) for one test."""
+  for name in ("KOALA_MODEL_PATH", "KOALA_MODELS_ROOT", "KOALA_SERVER", "KOALA_MODEL_NAME",
+               "KOALA_LOCAL"):
+    monkeypatch.delenv(name, raising=False)
+
+  def configure(**env):
+    for name, value in env.items():
+      monkeypatch.setenv(name, value)
+  return configure
+
+
 def colorize(at: AppTest, files) -> AppTest:
   at.file_uploader(key="uploads").set_value(files).run()
   return at.button(key="colorize").click().run()
@@ -59,9 +74,9 @@ def results(at: AppTest):
   return at.session_state["koala_results"][2]
 
 
-def test_upload_colorize_download_in_process(base):
+def test_upload_colorize_download_in_process(base, operator):
+  operator(KOALA_MODEL_PATH=base)
   at = new_app()
-  at.text_input(key="model_path").set_value(base).run()
   colorize(at, [("one.png", page(), "image/png"), ("book.cbz", cbz(), "application/zip")])
   assert not at.exception
   assert not at.error, [e.value for e in at.error]
@@ -89,12 +104,12 @@ def test_upload_colorize_download_in_process(base):
   assert len(at.download_button) == 2
 
 
-def test_through_a_tf_serving_url(base):
+def test_through_a_tf_serving_url(base, operator):
   server = support.Server(base, "koala")
   try:
+    operator(KOALA_SERVER=server.url)
     at = new_app()
-    at.radio(key="source").set_value("TF Serving URL").run()
-    at.text_input(key="server").set_value(server.url).run()
+    assert at.selectbox(key="server_choice").options == [f"koala on {server.url}"]
     colorize(at, ("scan.png", page(seed=5), "image/png"))
     assert not at.exception and not at.error, [e.value for e in at.error]
     (scan,) = results(at)
@@ -104,10 +119,9 @@ def test_through_a_tf_serving_url(base):
     assert server.stop() == 0
 
 
-def test_unreachable_server_is_a_sentence():
+def test_unreachable_server_is_a_sentence(operator):
+  operator(KOALA_SERVER=f"http://127.0.0.1:{support.free_port()}")
   at = new_app()
-  at.radio(key="source").set_value("TF Serving URL").run()
-  at.text_input(key="server").set_value(f"http://127.0.0.1:{support.free_port()}").run()
   colorize(at, ("scan.png", page(), "image/png"))
   assert not at.exception
   (error,) = [e.value for e in at.error]
@@ -115,22 +129,24 @@ def test_unreachable_server_is_a_sentence():
   assert "koala_results" not in at.session_state
 
 
-def test_missing_model_folder_is_a_sentence(tmp_path):
+def test_missing_model_folder_is_a_sentence(tmp_path, operator):
+  operator(KOALA_MODEL_PATH=str(tmp_path / "nothing_here"))
   at = new_app()
-  at.text_input(key="model_path").set_value(str(tmp_path / "nothing_here")).run()
   colorize(at, ("scan.png", page(), "image/png"))
   assert not at.exception
   (error,) = [e.value for e in at.error]
-  assert error.startswith(f"no SavedModel at {tmp_path / 'nothing_here'}")
+  # Shared: the visitor reads the model's name; the operator's folder is in the page's log only.
+  assert error == ("The model 'nothing_here' is not available: no SavedModel in its folder yet "
+                   "(the page's log names the folder).")
 
 
-def test_bad_files_and_too_large_pages_are_reported_and_good_pages_still_coloured(base):
+def test_bad_files_and_too_large_pages_are_reported_and_good_pages_still_coloured(base, operator):
   # 8000 x 6500 = 52 Mpx: refused from its header, before any pixel is decoded.
   huge = io.BytesIO()
   Image.new("L", (8000, 6500), 255).save(huge, "PNG")
   broken_cbz = b"PK\x03\x04 this is not a zip archive"
+  operator(KOALA_MODEL_PATH=base)
   at = new_app()
-  at.text_input(key="model_path").set_value(base).run()
   colorize(at, [("notes.png", b"these are my notes, not a page", "image/png"),
                 ("huge.png", huge.getvalue(), "image/png"),
                 ("broken.cbz", broken_cbz, "application/zip"),
@@ -151,17 +167,11 @@ def test_bad_files_and_too_large_pages_are_reported_and_good_pages_still_coloure
 
 # --- guidance: hint dots and a reference (the guided model of serving_support) ----------------
 
-def guided_app(base) -> AppTest:
-  at = new_app()
-  at.text_input(key="model_path").set_value(base).run()
-  return at
-
-
-def test_hint_dots_and_a_reference_steer_the_output():
+def test_hint_dots_and_a_reference_steer_the_output(operator):
   from serving import hint_dots, streamlit_app
-  base = support.export_base("guided")
+  operator(KOALA_MODEL_PATH=support.export_base("guided"))
   data = page(150, 100, seed=4)
-  at = guided_app(base)
+  at = new_app()
   colorize(at, ("p.png", data, "image/png"))
   assert not at.exception and not at.error, [e.value for e in at.error]
   auto = np.asarray(Image.open(io.BytesIO(results(at)[0].download)), np.int32)
@@ -194,9 +204,9 @@ def test_hint_dots_and_a_reference_steer_the_output():
   assert error.startswith("the reference image is not an image Koala can read")
 
 
-def test_guidance_for_a_model_without_it_is_a_sentence(base):
+def test_guidance_for_a_model_without_it_is_a_sentence(base, operator):
+  operator(KOALA_MODEL_PATH=base)
   at = new_app()
-  at.text_input(key="model_path").set_value(base).run()
   cover = support.png_bytes(np.full((60, 80, 3), (30, 60, 210), np.uint8))
   at.file_uploader(key="reference").set_value(("cover.png", cover, "image/png")).run()
   colorize(at, ("p.png", page(), "image/png"))

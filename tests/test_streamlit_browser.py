@@ -1,7 +1,10 @@
-"""The Streamlit page in a real browser: `streamlit run` on a loopback port, Debian's headless
-Chromium driven through chromedriver (Selenium). It uploads a gray page, waits for the result,
-checks that the colour image the browser shows is coloured, downloads the PNG, and saves a
-screenshot under out/test_artifacts/ (printed; gitignored) for a person to look at.
+"""The Streamlit page in a real browser: `streamlit run` as the README says (the repository's
+.streamlit/config.toml keeps it on loopback), shared, with the operator's one export listed;
+Debian's headless Chromium driven through chromedriver (Selenium). It uploads a gray page, waits
+for the result, checks that the colour image the browser shows is coloured, downloads the PNG,
+and saves a screenshot under out/test_artifacts/ (printed; gitignored) for a person to look at.
+Shared means: the page listens on 127.0.0.1 only, answers only the Host names it lists, has no
+field that takes a folder or a URL, and runs the listed model whatever a visitor types.
 
 Why a browser on top of AppTest: AppTest runs the script without the frontend, so it cannot
 see a broken upload widget, media that never reaches the page, or a download that does not
@@ -52,15 +55,17 @@ def manga_app_url():
 
 
 def streamlit_app(base):
-  """`streamlit run serving/streamlit_app.py` on a free loopback port, stopped afterwards."""
+  """`streamlit run serving/streamlit_app.py` as the README says, on a free port, stopped
+  afterwards: the repository's .streamlit/config.toml, not this test, keeps it on loopback;
+  the operator lists one export (KOALA_MODEL_PATH), so the page is shared."""
   port = support.free_port()
   log_path = os.path.join(support.workdir(), f"streamlit-{port}.log")
-  env = dict(os.environ, KOALA_MODEL_PATH=base)
+  env = {k: v for k, v in os.environ.items() if not k.startswith("KOALA_")}
+  env["KOALA_MODEL_PATH"] = base
   with open(log_path, "w") as log:
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "serving/streamlit_app.py",
-         f"--server.port={port}", "--server.address=127.0.0.1", "--server.headless=true",
-         "--browser.gatherUsageStats=false"],
+         f"--server.port={port}", "--server.headless=true"],
         cwd=support.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
   url = f"http://127.0.0.1:{port}"
   try:
@@ -181,6 +186,87 @@ def test_upload_a_page_and_see_it_coloured_in_chromium(app_url, browser, tmp_pat
   assert Image.open(io.BytesIO(downloaded)).format == "PNG"
   assert Image.open(io.BytesIO(downloaded)).size == (210, 300)
   assert chroma90(downloaded) > 10
+
+
+def listening_addresses(port: int) -> set[str]:
+  """The local addresses with a socket listening on `port` (/proc/net/tcp and tcp6)."""
+  import ipaddress
+  import struct
+  found = set()
+  for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    with open(table) as f:
+      for line in f.readlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:   # 0A: LISTEN
+          raw = bytes.fromhex(address)
+          words = struct.unpack(f"<{len(raw) // 4}I", raw)     # stored as host-order words
+          found.add(str(ipaddress.ip_address(struct.pack(f">{len(words)}I", *words))))
+  return found
+
+
+def test_the_shared_page_listens_on_loopback_and_runs_only_the_listed_model(app_url, browser,
+                                                                            tmp_path):
+  """As the README starts it for sharing: loopback only, unless its operator says otherwise;
+  the model is picked from the operator's list, and nothing on the page takes a folder or a
+  URL: a visitor who types the path of an export they planted into the model list, as a
+  browser lets them, still gets the listed model (the planted one would leave a marker)."""
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.common.keys import Keys
+  from tests.traps import crafted_export
+  assert listening_addresses(int(app_url.rsplit(":", 1)[1])) == {"127.0.0.1"}
+  marker = tmp_path / "marker"
+  crafted = crafted_export(tmp_path / "crafted", marker)
+  browser.get(app_url)
+  upload = wait(browser, page_uploader, 90, "the upload widget")
+  model = wait(browser, lambda d: next(
+      (w for w in d.find_elements(By.CSS_SELECTOR, "[data-testid=stSelectbox]")
+       if w.text.startswith("Model")), None), 30, "the model list")
+  choice = model.find_element(By.TAG_NAME, "input")
+  assert choice.get_attribute("value") == "inception"   # the export's folder name, not its path
+  assert support.workdir() not in browser.page_source
+  assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=stTextInput]") == []
+  typed = [i.get_attribute("role") for i in browser.find_elements(By.CSS_SELECTOR, "input")
+           if i.get_attribute("type") == "text"]
+  assert typed == ["combobox"]                  # the model list's filter, nothing else
+  choice.click()
+  options = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=option]"), 30,
+                 "the model list's options")
+  assert [o.text for o in options] == ["inception"]
+  choice.send_keys(Keys.CONTROL, "a")
+  choice.send_keys(crafted, Keys.ENTER)
+  choice.send_keys(Keys.ESCAPE)
+
+  gray, _ = support.task_page(200, 140, seed=12)
+  (tmp_path / "p.png").write_bytes(support.png_bytes(gray))
+  upload.send_keys(str(tmp_path / "p.png"))
+  wait(browser, lambda d: button(d, "Colorize"), 60, "the Colorize button").click()
+  assert chroma90(shown_png(browser, wait(browser, coloured_image, 300, "the coloured page"))) > 10
+  assert not marker.exists(), "the visitor's export ran on the host"
+  assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=stException]")
+
+
+def websocket_handshake(url: str, host: str) -> str:
+  """The status line Streamlit answers a WebSocket handshake to its stream with this Host."""
+  import base64
+  import socket
+  port = int(url.rsplit(":", 1)[1])
+  key = base64.b64encode(os.urandom(16)).decode()
+  request = (f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+             f"Origin: http://{host}\r\nSec-WebSocket-Protocol: streamlit\r\n\r\n")
+  with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+    s.sendall(request.encode())
+    return s.recv(4096).decode(errors="replace").splitlines()[0]
+
+
+def test_a_web_site_cannot_reach_the_page_by_rebinding_its_name_to_loopback(app_url):
+  """DNS rebinding: a site the user visits points its own name at 127.0.0.1 and talks to the
+  page from the browser. The repository's config answers only the Host names it lists."""
+  port = app_url.rsplit(":", 1)[1]
+  assert " 101 " in websocket_handshake(app_url, f"127.0.0.1:{port}")
+  assert " 101 " in websocket_handshake(app_url, f"localhost:{port}")
+  assert " 403 " in websocket_handshake(app_url, f"attacker.example:{port}")
 
 
 def coloured_image(d):
