@@ -228,7 +228,8 @@ def test_deep_json_and_absurd_versions_are_refused_without_a_traceback(server, p
     r = post(server, b'{"instances": [' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"]}", raw=True)
   elif case == "lists deeper than the input's rank":   # within Python's recursion limit
     r = post(server, {"signature_name": "colorize_tensors",
-                      "inputs": {"l": json.loads("[" * 500 + "]" * 500), "embedding": [[0.0]]}})
+                      "inputs": {"l": json.loads("[" * 500 + "]" * 500),
+                                 "embedding": [[0.0] * 1536]}})
   elif case == "version of 5,000 digits":
     r = post(server, {"instances": [b64(page)]}, f"/v1/models/koala/versions/{'9' * 5000}:predict")
   elif case == "version past int64":
