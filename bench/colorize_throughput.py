@@ -7,7 +7,7 @@ What it builds: the full-size colorizer (untrained; throughput does not depend o
 and Inception-ResNet-v2 (random weights, the same graph as ImageNet's), exported as users export
 (bench/serving_latency.py's export_full_size).
 
-What it measures (pages from ../shared/data/manga, read in place through links; skips cleanly
+What it measures (pages from ../shared/data/manga, read in place through hard links; skips cleanly
 where that folder is absent):
   * reference: serving.inference.batch_colorize over the pages, with the model already loaded
     and warm (one page coloured first): pages/s, run before and after the pipeline (the mean
@@ -36,13 +36,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
 from bench.serving_latency import export_full_size  # noqa: E402
-
-
-def link_pages(paths: list[str], folder: str) -> str:
-  os.makedirs(folder)
-  for i, p in enumerate(paths):   # links, so the real data is read in place
-    os.symlink(p, os.path.join(folder, f"{i:04d}_{os.path.basename(p)}"))
-  return folder
 
 
 def steady_rate(out: str, start: float, first_batch: int) -> tuple[float, float]:
@@ -116,7 +109,7 @@ def main(argv=None):
     base = export_full_size(work)
     runs = os.path.join(work, "runs")
     shutil.rmtree(runs, ignore_errors=True)
-    every = link_pages(paths, f"{runs}/in_all")
+    every = common.stage_files(paths, f"{runs}/in_all")
     extra = args.beam_args.split()
 
     # The reference runs before and after the pipeline, and their mean is the reference, so a

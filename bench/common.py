@@ -27,6 +27,23 @@ def split_files(split: str, sub: str = "") -> list[str]:
   return [os.path.join(root, n) for n in names if n.startswith(sub)]
 
 
+def stage_files(paths: list[str], folder: str) -> str:
+  """A folder (outside the repository) holding the given real files under numbered names, as
+  HARD links: the very files, read in place, never copied. The tools skip symbolic links that
+  lead out of their input folder (koala.pages), so these benchmarks cannot use those. Where
+  the folder is on another file system than the data, the file is copied there, outside the
+  repository, and removed with the folder."""
+  import shutil
+  os.makedirs(folder, exist_ok=True)
+  for i, path in enumerate(paths):
+    target = os.path.join(folder, f"{i:05d}_{os.path.basename(path)}")
+    try:
+      os.link(path, target)
+    except OSError:
+      shutil.copyfile(path, target)
+  return folder
+
+
 def machine() -> str:
   cpu = platform.processor() or platform.machine()
   try:

@@ -4,7 +4,7 @@
      this machine is offline, the embeddings carry no ImageNet semantics) from the colour
      images of ../shared/data's train list (10% held out for validation) and, into a second
      records folder, of its eval list (all in the test split), built in place by
-     bench/trainer_records.py (symbolic links, never a copy of the data);
+     bench/trainer_records.py (pipeline.run --input_list: the files read in place, never copied);
   2. the guided model, trainer.task --hints --preset=Koala_cpu --max_minutes=M;
   3. trainer.evaluate on the eval records (a manga job: trainer.manga_eval), the first
      --max_examples of them, with the issue's targets, each met / MISSED: at 10 dots PSNR >=

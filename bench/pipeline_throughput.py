@@ -69,10 +69,7 @@ def time_embedder(prepared, batch_size):
 def time_pipeline(paths, extra):
   """Stage (3): the whole pipeline, wall clock including start-up."""
   with tempfile.TemporaryDirectory() as tmp:
-    src = os.path.join(tmp, "in")
-    os.makedirs(src)
-    for i, p in enumerate(paths):   # links, so the real data is read in place
-      os.symlink(p, os.path.join(src, f"{i:05d}_{os.path.basename(p)}"))
+    src = common.stage_files(paths, os.path.join(tmp, "in"))   # read in place
     start = time.perf_counter()
     pipeline_run.run([f"--input={src}", f"--output_dir={tmp}/out", "--embedder_weights=random",
                       *extra])

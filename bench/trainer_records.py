@@ -1,7 +1,7 @@
 """Records for the trainer's benchmarks, made by the real pipeline from ../shared/data, in place.
 
-The images are never copied: a temporary folder of symbolic links (outside the repository)
-gives the pipeline one split's files, and the records go to a work folder (default
+The images are never copied: a temporary list of the split's files (pipeline.run
+--input_list) gives the pipeline one split, read in place, and the records go to a work folder (default
 /tmp/koala_bench) where the input and quality benchmarks share them, built once per
 (split, limit). The embedder has random weights (offline machine): the records' embeddings
 carry no ImageNet semantics, which the benchmarks that use them say in their output.
@@ -43,13 +43,12 @@ def build_records(split: str, limit: int | None = None, val_fraction: float = 0.
       print(f"reusing {out} ({manifest['counts']['written']} records)")
       return out, manifest
   from pipeline import run as pipeline_run
-  with tempfile.TemporaryDirectory(prefix="koala-bench-links-") as links:
-    root = common.shared_data()
-    for i, path in enumerate(files):
-      name = f"{i:04d}_" + os.path.relpath(path, root).replace("/", "__")
-      os.symlink(path, os.path.join(links, name))
+  with tempfile.TemporaryDirectory(prefix="koala-bench-list-") as tmp:
+    listed = os.path.join(tmp, "inputs.txt")
+    with open(listed, "w") as f:
+      f.write("".join(path + "\n" for path in files))
     start = time.perf_counter()
-    pipeline_run.run([f"--input={links}", f"--output_dir={out}", "--embedder_weights=random",
+    pipeline_run.run([f"--input_list={listed}", f"--output_dir={out}", "--embedder_weights=random",
                       f"--val_fraction={val_fraction}", f"--test_fraction={test_fraction}",
                       *pipeline_args])
     print(f"pipeline: {len(files)} images of {split} -> {out} in "

@@ -503,6 +503,9 @@ def run(argv=None, test_pipeline=None):
   if not model_opts.model:
     raise ValueError("--model is required: an export folder (python -m trainer.export)")
   FileSystems.set_options(options)
+  if opts.input is None or opts.input_list is not None:
+    raise ValueError("pipeline.colorize reads --input (a glob, a folder or a file); "
+                     "--input_list is pipeline.run's")
   patterns = pipeline_run.input_patterns(opts.input)
   pipeline_run.check_inputs_exist(patterns)
   root, out = input_root(opts.input), absolute(opts.output_dir.rstrip("/"))

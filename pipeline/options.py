@@ -14,9 +14,13 @@ class KoalaOptions(PipelineOptions):
 
   @classmethod
   def _add_argparse_args(cls, parser):
-    parser.add_argument("--input", required=True,
+    parser.add_argument("--input", default=None,
                         help="Glob of input images, local or gs://; '**' recurses, e.g. "
                              "'photos/**' or 'gs://bucket/art/**/*.png'. A folder means folder/**.")
+    parser.add_argument("--input_list", default=None,
+                        help="pipeline.run only, instead of --input: a text file (local or gs://) "
+                             "naming the input images, one path or URI a line, each read as "
+                             "named (a catalogue's manifest, a split list).")
     parser.add_argument("--output_dir", required=True,
                         help="Where records (pipeline.run) or coloured pages (pipeline.colorize), "
                              "manifest.json and the reject lists go (local or gs://).")

@@ -61,6 +61,26 @@ def check_inputs_exist(patterns: list[str]) -> None:
     raise ValueError(f"--input matches no files: {' or '.join(patterns)}")
 
 
+LISTED_CHECKED = 20
+
+
+def listed_inputs(list_path: str) -> list[str]:
+  """--input_list: the paths it names, one a line (blank lines and '#' comments skipped)."""
+  with FileSystems.open(list_path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    lines = f.read().decode("utf-8").splitlines()
+  paths = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+  if not paths:
+    raise ValueError(f"--input_list {list_path} names no files")
+  return paths
+
+
+def check_one_input_flag(opts) -> None:
+  """pipeline.run reads --input (a glob) or --input_list (named files), one of the two."""
+  if (opts.input is None) == (opts.input_list is None):
+    raise ValueError("give --input (a glob of images) or --input_list (a file naming them), "
+                     "one of the two")
+
+
 def input_root(pattern: str) -> str:
   """The folder that --input's matches are relative to (their tree is kept under --output_dir):
   the folder above the first wildcard ('art/**/*.png' -> 'art'; a folder 'vol1' -> 'vol1'; a
@@ -82,7 +102,8 @@ def relative_to(path: str, root: str) -> str:
 
 class HashFile(beam.DoFn):
   """path -> (content hash, path); unreadable files, and links that lead out of the input
-  folder `root` (koala.pages' rule), go to the `rejected` output."""
+  folder `root` (koala.pages' rule; None for files named in --input_list), go to the
+  `rejected` output."""
 
   def __init__(self, root: str):
     self.root = root
@@ -91,7 +112,8 @@ class HashFile(beam.DoFn):
 
   def process(self, path: str):
     self.inputs.inc()
-    outside = None if "://" in path else pages.outside_root(path, self.root)
+    outside = (None if self.root is None or "://" in path
+               else pages.outside_root(path, self.root))
     if outside:
       self.rejected.inc()
       yield beam.pvalue.TaggedOutput(REJECTED, {"path": path, "reason": outside})
@@ -227,12 +249,17 @@ def build_pipeline(p: beam.Pipeline, opts: KoalaOptions) -> None:
       opts.embedder, opts.embedder_weights, opts.embedder_seed,
       opts.min_batch_size, opts.max_batch_size))
 
-  paths = (p | "InputPatterns" >> beam.Create(input_patterns(opts.input))
-           | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
-           | "Paths" >> beam.Map(lambda m: m.path)
-           | "DistinctPaths" >> beam.Distinct())
-  hashed = paths | "HashFiles" >> beam.ParDo(HashFile(input_root(opts.input))).with_outputs(
-      REJECTED, main="hashed")
+  if opts.input_list:   # files named one by one: each read as named, wherever it lies
+    paths = (p | "ListedInputs" >> beam.Create(listed_inputs(opts.input_list))
+             | "DistinctPaths" >> beam.Distinct())
+    root = None
+  else:
+    paths = (p | "InputPatterns" >> beam.Create(input_patterns(opts.input))
+             | "MatchFiles" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW)
+             | "Paths" >> beam.Map(lambda m: m.path)
+             | "DistinctPaths" >> beam.Distinct())
+    root = input_root(opts.input)
+  hashed = paths | "HashFiles" >> beam.ParDo(HashFile(root)).with_outputs(REJECTED, main="hashed")
   unique = (hashed.hashed | "GroupByHash" >> beam.GroupByKey()
             | "DropDuplicates" >> beam.ParDo(KeepFirstOfDuplicates()).with_outputs(
                 DUPLICATE, main="unique"))
@@ -323,7 +350,10 @@ def run(argv=None, test_pipeline=None):
       koala_embedder.HUB_PREFIX):
     _LOG.warning("=" * 78 + "\n" + koala_embedder.RANDOM_WARNING + "\n" + "=" * 78)
   FileSystems.set_options(options)   # gs:// credentials (or --no_auth) for the check below
-  check_inputs_exist(input_patterns(opts.input))
+  check_one_input_flag(opts)
+  # a list's first names stand for it: matching 100,000 named objects one by one costs minutes
+  check_inputs_exist(input_patterns(opts.input) if opts.input
+                     else listed_inputs(opts.input_list)[:LISTED_CHECKED])
   return run_to_end(options, lambda p: build_pipeline(p, opts), test_pipeline)
 
 

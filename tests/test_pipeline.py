@@ -273,3 +273,30 @@ def test_a_link_that_leaves_the_input_folder_is_rejected_not_read(tmp_path):
       [str(src / "own.png")]                       # inside.png is the same image, kept first
   assert sum(manifest["counts"]["written"].values()) == 1
   assert {r[schema.SOURCE_PATH].decode() for r in read_records(out)} == {str(src / "inside.png")}
+
+
+def test_an_input_list_names_files_wherever_they_lie(tmp_path):
+  """--input_list: a file naming the inputs one a line (a catalogue's manifest, a split list);
+  each is read as named, in whatever folder, a missing one is rejected with its reason; and
+  --input or --input_list, one of the two."""
+  from PIL import Image
+  (tmp_path / "a").mkdir()
+  (tmp_path / "b").mkdir()
+  Image.fromarray(corpus.colour_scene(102, 120, 150)).save(tmp_path / "a" / "one.png")
+  Image.fromarray(corpus.colour_scene(103, 120, 150)).save(tmp_path / "b" / "two.png")
+  Image.fromarray(corpus.colour_scene(104, 120, 150)).save(tmp_path / "b" / "unlisted.png")
+  listed = tmp_path / "inputs.txt"
+  listed.write_text(f"# two images and a typo\n{tmp_path}/a/one.png\n\n{tmp_path}/b/two.png\n"
+                    f"{tmp_path}/b/missing.png\n")
+  module = corpus.tiny_hub_module(str(tmp_path / "hub_module"))
+  out = str(tmp_path / "out")
+  pipeline_run.run([f"--input_list={listed}", f"--output_dir={out}", "--embedder_weights=random",
+                    f"--embedder=hub:{module}", *FAST])
+  assert {r[schema.SOURCE_PATH].decode() for r in read_records(out)} == {
+      f"{tmp_path}/a/one.png", f"{tmp_path}/b/two.png"}
+  assert [r["path"] for r in read_jsonl(os.path.join(out, schema.REJECTED))] == [
+      f"{tmp_path}/b/missing.png"]
+  for flags in ([f"--input={tmp_path}/a", f"--input_list={listed}"], []):
+    with pytest.raises(ValueError, match="one of the two"):
+      pipeline_run.run([*flags, f"--output_dir={tmp_path}/out2", "--embedder_weights=random",
+                        *FAST])
