@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from koala import colour, images
-from serving import tf_page
+from serving import tf_image, tf_page
 
 
 def encode(array, fmt, mode=None, **kw):
@@ -33,14 +33,14 @@ def page():
                                     ("WEBP", {"lossless": True}), ("WEBP", {"quality": 80})])
 def test_header_dimensions_of_every_format(page, fmt, kw):
   data = encode(page[1], fmt, **kw)
-  assert list(tf_page.header_hw(tf.constant(data)).numpy()) == [173, 121]
+  assert list(tf_image.header_hw(tf.constant(data)).numpy()) == [173, 121]
 
 
 def test_extended_webp_header_with_alpha(page):
   rgba = np.dstack([page[1], np.full(page[0].shape, 128, np.uint8)])
   data = encode(rgba, "WEBP", quality=80)
   assert data[12:16] == b"VP8X"
-  assert list(tf_page.header_hw(tf.constant(data)).numpy()) == [173, 121]
+  assert list(tf_image.header_hw(tf.constant(data)).numpy()) == [173, 121]
 
 
 def png_claiming(height, width):
@@ -48,8 +48,9 @@ def png_claiming(height, width):
   ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
   chunk = b"IHDR" + ihdr
   end = b"IEND"
-  return (tf_page.PNG_SIGNATURE + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
-          + struct.pack(">I", 0) + end + struct.pack(">I", zlib.crc32(end)))
+  return (tf_image.PNG_SIGNATURE + struct.pack(">I", 13) + chunk
+          + struct.pack(">I", zlib.crc32(chunk)) + struct.pack(">I", 0) + end
+          + struct.pack(">I", zlib.crc32(end)))
 
 
 def test_pixel_cap_refuses_before_decoding():
