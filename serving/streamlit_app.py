@@ -133,8 +133,10 @@ def checked(colorize):
       height, width = images.image_size(data)
     except images.ImageError as e:
       raise UserError(f"not an image Koala can read: {_first_line(e)}") from None
-    if height * width > MAX_PIXELS:
-      raise UserError(f"page too large: {width} x {height} = {height * width / 1e6:.0f} Mpx; "
+    pixels = images.decoded_pixels(data, height, width)   # all of a GIF's frames count
+    if pixels > MAX_PIXELS:
+      frames = "" if pixels == height * width else " in all its GIF frames"
+      raise UserError(f"page too large: {width} x {height}{frames} = {pixels / 1e6:.0f} Mpx; "
                       f"the limit is {MAX_PIXELS / 1e6:.0f} Mpx. Scale it down and try again.")
     try:
       return colorize(data, **guidance)
@@ -264,17 +266,18 @@ def dots_of(key: str) -> list:
 
 
 def _page_image(data: bytes):
-  """The uploaded page as a PIL image, or None when it cannot be shown (the Colorize run
+  """The uploaded page as a PIL image, upright as the model colours it (EXIF orientation), so
+  hint dots land where they are clicked; or None when it cannot be shown (the Colorize run
   reports why)."""
   from PIL import Image
   from koala import images
   try:
     height, width = images.image_size(data)
-    if height * width > MAX_PIXELS:
+    if images.decoded_pixels(data, height, width) > MAX_PIXELS:
       return None
     img = Image.open(io.BytesIO(data))
     img.load()
-    return img
+    return images.upright(img, data)
   except Exception:
     return None
 
@@ -336,7 +339,7 @@ def check_reference(reference: bytes | None) -> None:
   except images.ImageError as e:
     raise UserError(f"the reference image is not an image Koala can read: {_first_line(e)}") \
         from None
-  if height * width > MAX_PIXELS:
+  if images.decoded_pixels(reference, height, width) > MAX_PIXELS:
     raise UserError(f"the reference image is too large: {width} x {height}; the limit is "
                     f"{MAX_PIXELS / 1e6:.0f} Mpx.")
 
