@@ -2,7 +2,7 @@
 although their header's logical screen is small (TensorFlow's decoder reads every frame and
 draws on a canvas the size of the largest). Each is refused with a sentence, before decoding,
 as the page, the hint image and the reference: over REST by the stand-in (400), by the client,
-by the in-process batch job and by the web page. The export is the guided one of
+by the in-process batch job, by the Beam batch job (pipeline.colorize) and by the web page. The export is the guided one of
 tests/serving_support.py with a 1 Mpx cap, so that where a bomb gets through (today's main) it
 costs a 2 Mpx page, not a 64 Mpx one; tests/test_decoder_contract.py has the 8000 x 8000 ones.
 """
@@ -16,6 +16,8 @@ import pytest
 import requests
 from streamlit.testing.v1 import AppTest
 
+from koala import schema
+from pipeline import colorize
 from serving import inference
 from tests import corpus
 from tests import serving_support as support
@@ -97,8 +99,20 @@ def test_the_client_and_the_batch_job_refuse_the_bombs_and_colour_the_rest(serve
                                     progress=False)
   assert len(report.done) == 1 and len(report.failed) == 3, report
   for page_path, reason in report.failed.items():
-    assert BOMBS[os.path.basename(page_path)][1] in reason, (page_path, reason)
+    assert BOMBS[os.path.basename(page_path)][1].removeprefix("GIF frame ") in reason, reason
   assert sorted(os.listdir(tmp_path / "batch")) == ["good.png"]
+
+
+def test_the_beam_job_rejects_the_bombs_with_reasons(export, tmp_path):
+  write_bombs(tmp_path / "in")
+  colorize.run([f"--model={export}", f"--input={tmp_path / 'in'}",
+                f"--output_dir={tmp_path / 'out'}"])
+  rejected = {os.path.basename(json.loads(line)["path"]): json.loads(line)["reason"]
+              for line in (tmp_path / "out" / schema.REJECTED).read_text().splitlines()}
+  assert sorted(rejected) == sorted(BOMBS)
+  for name, reason in rejected.items():
+    assert BOMBS[name][1].removeprefix("GIF frame ") in reason, (name, reason)
+  assert (tmp_path / "out" / "good.png").exists()
 
 
 def test_the_web_page_refuses_the_bombs_with_sentences(export, monkeypatch):
