@@ -32,6 +32,14 @@ from koala import headers, images
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAD = 1 << 10       # zero bytes after the data, so a field read past the end reads zeros
+HEAD = 64           # header bytes the fixed-offset reads below look at
+
+
+def _head(data) -> tf.Tensor:
+  """The first HEAD bytes, padded with zeros to 2 * HEAD: a read past the end of a short file
+  reads zeros, rather than failing with an error that quotes the file's bytes (which TensorFlow's
+  Python wrapper cannot decode, a 500 instead of a 400)."""
+  return tf.strings.join([tf.strings.substr(data, 0, HEAD), bytes(2 * HEAD)])
 
 
 def _u8(data, pos: int, n: int) -> tf.Tensor:
@@ -87,25 +95,26 @@ def header_hw(data: tf.Tensor) -> tf.Tensor:
   """(height, width) int64 read from the file header alone, as stored (before EXIF orientation);
   a GIF's logical screen; (-1, -1) for an unknown format."""
   data = tf.convert_to_tensor(data, tf.string)
-  is_bmp = tf.equal(tf.strings.substr(data, 0, 2), b"BM")
-  is_webp = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
-                           tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))
+  head = _head(data)
+  is_bmp = tf.equal(tf.strings.substr(head, 0, 2), b"BM")
+  is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+                           tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
   return tf.case([
-      (is_png(data), lambda: tf.stack([_be(data, 20, 4), _be(data, 16, 4)])),
+      (is_png(data), lambda: tf.stack([_be(head, 20, 4), _be(head, 16, 4)])),
       (is_jpeg(data), lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)),
-      (is_bmp, lambda: tf.abs(tf.stack([_signed32(_le(data, 22, 4)),
-                                        _signed32(_le(data, 18, 4))]))),
-      (is_gif(data), lambda: tf.stack([_le(data, 8, 2), _le(data, 6, 2)])),
-      (is_webp, lambda: _webp_hw(data)),
+      (is_bmp, lambda: tf.abs(tf.stack([_signed32(_le(head, 22, 4)),
+                                        _signed32(_le(head, 18, 4))]))),
+      (is_gif(data), lambda: tf.stack([_le(head, 8, 2), _le(head, 6, 2)])),
+      (is_webp, lambda: _webp_hw(head)),
   ], default=lambda: tf.constant([-1, -1], tf.int64), exclusive=False)
 
 
 def is_animated_webp(data: tf.Tensor) -> tf.Tensor:
   """An extended WebP (VP8X) whose flags byte has the animation bit (0x02)."""
-  vp8x = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
-                        tf.equal(tf.strings.substr(data, 8, 8), b"WEBPVP8X"))
-  return tf.cond(vp8x, lambda: tf.equal(tf.bitwise.bitwise_and(_u8(data, 20, 1)[0], 2), 2),
-                 lambda: tf.constant(False))
+  head = _head(data)
+  vp8x = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+                        tf.equal(tf.strings.substr(head, 8, 8), b"WEBPVP8X"))
+  return tf.logical_and(vp8x, tf.equal(tf.bitwise.bitwise_and(_u8(head, 20, 1)[0], 2), 2))
 
 
 # --- walks over the bytes ----------------------------------------------------------------------
@@ -262,9 +271,9 @@ def check_header(data: tf.Tensor, max_pixels: int, name: str = "") -> tf.Tensor:
   still = tf.debugging.Assert(
       tf.logical_not(is_animated_webp(data)),
       [f"{who}Not a supported image: animated WebP; send its first frame as PNG or still WebP"])
+  tail = tf.strings.substr(tf.strings.join([bytes(8), data]), -8, 4)   # zeros before a short file
   whole = tf.debugging.Assert(
-      tf.logical_or(tf.logical_not(is_png(data)),
-                    tf.equal(tf.strings.substr(data, -8, 4, unit="BYTE"), b"IEND")),
+      tf.logical_or(tf.logical_not(is_png(data)), tf.equal(tail, b"IEND")),
       [f"{who}Truncated PNG: the file does not end with an IEND chunk"])
   with tf.control_dependencies([known, still, whole]):
     pixels = decoded_pixels(data, hw, who)

@@ -67,6 +67,11 @@ def test_non_images_and_truncated_files_are_invalid_arguments(page):
   with pytest.raises(tf.errors.InvalidArgumentError):
     whole = encode(page[1], "JPEG")
     tf_page.decode_gray(tf.constant(whole[:len(whole) // 2]), 10**8)
+  # a few bytes that are not UTF-8: a header read past their end used to fail with an error
+  # quoting them, which TensorFlow's Python wrapper could not decode (UnicodeDecodeError, a 500)
+  for short in (b"GI\xff", b"RIFF\xff\xfe", b"BM\xff", b"\x89PNG\r\n\x1a\n", b""):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Not a supported image"):
+      tf_page.decode_gray(tf.constant(short), 10**8)
 
 
 @pytest.mark.parametrize("kind", ["L", "LA", "RGB", "RGBA", "gray-as-RGB"])
