@@ -3,7 +3,7 @@ files as the page, the hint image and the reference of `colorize_guided` (issue 
 
   python bench/fuzz_export.py [--count=100000] [--per_process=2000] [--max_pixels=250000]
                               [--seed=0] [--keep_dir=DIR]
-  python bench/fuzz_export.py --memory [--keep_dir=DIR]
+  python bench/fuzz_export.py --memory [--max_pixels=50000000] [--keep_dir=DIR]
 
 What it builds: the guided export of tests/serving_support.py (the guided colorizer, narrow, at
 56 x 56, with a tiny embedder; untrained: which colours come out does not matter, every op of
@@ -31,9 +31,9 @@ What it prints:
     measured in the same run.
 --memory prints the issue's memory target instead: the peak RSS of the in-process export (what
 REST and the batch job run) and of the pipeline's decode (`koala.images.decode_image`) on a
-clean A4 page, against small inputs that try to cost more (the GIF bombs; a blank page at the
-default cap, the costliest honest file under 1 MB), each in its own subprocess, with the export's
-default --max_pixels.
+clean A4 page, against small inputs that try to cost more (the GIF bombs; a blank page just under
+the cap, the costliest honest file under 1 MB), each in its own subprocess, with --max_pixels
+(there, the export's default unless given).
 """
 from __future__ import annotations
 
@@ -273,7 +273,7 @@ def fuzz(args, work: str) -> int:
     got, memory, crash, i = spawn_batch(args, export, i, n)
     results.update(got)
     if memory:
-      peaks.append(memory["peak_kib"] - memory["loaded_kib"])
+      peaks.append(memory)
     if crash:
       index, how = crash
       crashes.append(index)
@@ -294,8 +294,9 @@ def fuzz(args, work: str) -> int:
 def report(args, results, crashes, over_cap, peaks, clean_memory, seconds) -> None:
   table = collections.Counter((name, role, outcome) for name, role, outcome in results.values())
   errors = collections.Counter(o for _, _, o in results.values() if o.startswith("error:"))
-  clean_peak = (clean_memory["peak_kib"] - clean_memory["loaded_kib"]) / 1024
-  worst = max(peaks) / 1024 if peaks else float("nan")
+  above = lambda m: (m["peak_kib"] - m["loaded_kib"]) / 1024
+  clean_peak, worst = above(clean_memory), max(map(above, peaks), default=float("nan"))
+  whole = max((m["peak_kib"] / 1024 for m in peaks), default=float("nan"))
   print(f"\nmachine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')}; "
         f"load average {os.getloadavg()[0]:.1f}")
   print(f"inputs: {len(results) + len(crashes)} in {seconds:.0f} s "
@@ -305,8 +306,10 @@ def report(args, results, crashes, over_cap, peaks, clean_memory, seconds) -> No
   print(f"outputs over the cap: {len(over_cap)}  {over_cap[:10]}")
   print(f"errors other than InvalidArgument: {sum(errors.values())}  {dict(errors)}")
   print(f"peak RSS above the warm model: clean batch {clean_peak:.1f} MiB; fuzz batches: "
-        f"median {np.median(peaks) / 1024:.1f}, worst {worst:.1f} MiB "
+        f"median {np.median(list(map(above, peaks))):.1f}, worst {worst:.1f} MiB "
         f"({worst / max(clean_peak, 0.1):.2f} x the clean batch's)")
+  print(f"peak RSS of the whole process: clean batch {clean_memory['peak_kib'] / 1024:.0f} MiB, "
+        f"worst fuzz batch {whole:.0f} MiB ({whole / (clean_memory['peak_kib'] / 1024):.2f} x)")
   print("\nseed file, role: answered / refused")
   for name in sorted({k[0] for k in table}):
     cells = [f"{table[(name, r, 'answered')]:5d} / {table[(name, r, 'refused')]:5d}" for r in ROLES]
@@ -315,11 +318,10 @@ def report(args, results, crashes, over_cap, peaks, clean_memory, seconds) -> No
 
 # --- the memory target ---------------------------------------------------------------------------
 
-def memory_cases(page: bytes) -> dict[str, bytes]:
+def memory_cases(page: bytes, max_pixels: int) -> dict[str, bytes]:
   from PIL import Image
-  from koala import images
   from tests import corpus
-  side = int(images.DEFAULT_MAX_PIXELS ** 0.5) - 1
+  side = int(max_pixels ** 0.5) - 1
   blank = io.BytesIO()
   Image.new("L", (side, side), 255).save(blank, "PNG", optimize=True)
   return {
@@ -388,16 +390,17 @@ def measure_one(args) -> None:
 def memory(args, work: str) -> int:
   from bench.serving_latency import a4_page
   from koala import images
-  export = export_guided(work, images.DEFAULT_MAX_PIXELS)
+  cap = args.max_pixels or images.DEFAULT_MAX_PIXELS
+  export = export_guided(work, cap)
   page, what = a4_page(None)
   warm = os.path.join(work, "warm.png")
   with open(warm, "wb") as f:
     f.write(images.encode_png(np.full((64, 48, 3), 200, np.uint8)))
   print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M')}; the page: {what}; "
-        f"--max_pixels={images.DEFAULT_MAX_PIXELS} (the default)")
+        f"--max_pixels={cap}")
   print("peak RSS above the warm process, MiB, and x the clean A4 page's, per entry point")
   reference = {}
-  for name, data in memory_cases(page).items():
+  for name, data in memory_cases(page, cap).items():
     path = os.path.join(work, "case.bin")
     with open(path, "wb") as f:
       f.write(data)
@@ -422,7 +425,8 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--count", type=int, default=100_000)
   p.add_argument("--per_process", type=int, default=2000)
-  p.add_argument("--max_pixels", type=int, default=250_000)
+  p.add_argument("--max_pixels", type=int, default=None,
+                 help="the export's cap (default 250,000 to fuzz, the export's own with --memory)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--keep_dir", default=None, help="keep the export and the saved inputs here")
   p.add_argument("--memory", action="store_true", help="measure the memory target instead")
@@ -443,6 +447,8 @@ def main(argv=None) -> int:
   if args.measure:
     measure_one(args)
     return 0
+  if not args.memory and args.max_pixels is None:
+    args.max_pixels = 250_000
   work = args.keep_dir or tempfile.mkdtemp(prefix="koala-fuzz-")
   os.makedirs(work, exist_ok=True)
   try:

@@ -18,9 +18,9 @@ in the Orientation tag (0x0112) of the EXIF block's first directory (IFD0). The 
 for the pipeline and the served graph: the first APP1 segment that starts with "Exif\\0\\0",
 among the JPEG's marker segments before its first scan (SOS); in it, a TIFF header (either byte
 order) and IFD0; the first IFD0 entry with tag 0x0112 that lies wholly inside the segment; the
-orientation is its value if it is a single SHORT from 1 to 8, else 1 (as stored). Only segments
-that start in the first MiB are looked at (EXIF's APP1 comes right after the start of the
-image), so the graph reads a bounded prefix of a large file. Other formats
+orientation is its value if it is a single SHORT from 1 to 8, else 1 (as stored). Only the first
+JPEG_MARKERS markers are looked at (EXIF's APP1 comes right after the start of the image, or
+after a JFIF APP0), so the graph's search is a few steps, whatever the file. Other formats
 (PNG eXIf, WebP EXIF, XMP) are taken as stored: phones and cameras write orientation in JPEGs,
 and one narrow rule is one the graph can read exactly.
 """
@@ -34,7 +34,7 @@ GIF_IMAGE, GIF_EXTENSION = 0x2C, 0x21
 JPEG_SIGNATURE = b"\xff\xd8"
 ORIENTATION_TAG = 0x0112
 EXIF_PREFIX = b"Exif\x00\x00"
-JPEG_HEAD = 1 << 20                 # bytes in which a JPEG's segments are looked at
+JPEG_MARKERS = 32                   # markers (fill bytes included) looked at for EXIF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,9 @@ def jpeg_orientation(data: bytes) -> int:
   if not data.startswith(JPEG_SIGNATURE):
     return 1
   pos = 2
-  while pos < min(len(data), JPEG_HEAD) and data[pos] == 0xFF:
+  for _ in range(JPEG_MARKERS):
+    if pos >= len(data) or data[pos] != 0xFF:
+      break
     marker = _byte(data, pos + 1)
     if marker == 0xFF:                                    # a fill byte
       pos += 1

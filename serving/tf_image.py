@@ -17,10 +17,11 @@ through `decode`, so the three obey one rule:
     a phone's photo of a page is coloured the way up a viewer shows it, and a hint image,
     stretched over the upright page, lands where the user drew it.
 
-Walking a GIF's blocks or a JPEG's segments one step per loop iteration would cost ~30 us a step
-in TensorFlow's executor: a crafted 1 MB GIF of one-byte sub-blocks has 500,000 steps (15 s). So
-each walk is a successor map over all byte positions, and `_visited` finds the positions a walk
-from the start reaches by doubling: log2(steps) rounds of whole-array ops (docs/benchmarks.md).
+Walking a GIF's blocks one step per loop iteration would cost ~30 us a step in TensorFlow's
+executor: a crafted 1 MB GIF of one-byte sub-blocks has 500,000 steps (15 s). So the walk works
+on whole arrays of byte positions, by doubling: log2(steps) rounds (`gif_frames`, `_visited`;
+docs/benchmarks.md). The EXIF search
+is a loop, since its rule looks at a JPEG's first JPEG_MARKERS markers only.
 Every refusal is an InvalidArgument with a sentence, which TF Serving and the stand-in answer as
 HTTP 400; `name` starts it ("hints_bytes: ..."), so a request with three images says which.
 """
@@ -157,26 +158,42 @@ def _colour_table(flags: tf.Tensor) -> tf.Tensor:
 
 def gif_frames(data: tf.Tensor) -> tf.Tensor:
   """int64 (n, 4): (left, top, width, height) of every image descriptor of a GIF, in file order:
-  `koala.headers.gif_frames` as graph ops.
+  `koala.headers.gif_frames` as graph ops, in two whole-array steps:
 
-  The walk's states are (position, mode): a block starts at the position, or a data sub-block's
-  length byte sits there. State p < N + 1 is "block at p", N + 1 + p "sub-block at p", and
-  "block at N" (past the data) is the end."""
+  1. where a chain of data sub-blocks that starts at position p ends (its zero-length
+     terminator; N, the end, if it runs off the data), for every p at once: each sub-block's
+     successor, squared until nothing moves (log2 of the longest chain, a gather a round);
+  2. the blocks: every position holding an extension (0x21) or image (0x2C) introducer might
+     start one, and the block after it starts right after its data's chain; `_visited` finds
+     the ones the walk from the end of the header reaches."""
   b, n = _bytes(data)
-  end = n
   pos = tf.range(n + 1)
   here = b[:n + 1]
-  block_after = lambda p: tf.minimum(p, end)
-  sub_at = lambda p: n + 1 + tf.minimum(p, end)
-  image_data = pos + 11 + _colour_table(tf.gather(b, pos + 9))
-  block_next = tf.where(tf.equal(here, headers.GIF_EXTENSION), sub_at(pos + 2),
-                        tf.where(tf.equal(here, headers.GIF_IMAGE), sub_at(image_data), end))
-  sub_next = tf.where(tf.equal(here, 0), block_after(pos + 1), sub_at(pos + 1 + here))
-  block_next = tf.where(pos < n, block_next, end)
-  sub_next = tf.where(pos < n, sub_next, end)
-  start = headers.GIF_SCREEN_END + _colour_table(b[10])
-  seen = _visited(tf.concat([block_next, sub_next], 0), tf.minimum(start, end))
-  at = tf.where(tf.logical_and(seen[:n], tf.equal(b[:n], headers.GIF_IMAGE)))[:, 0]
+  chain = tf.where(tf.equal(here, 0), pos, tf.minimum(pos + 1 + here, n))
+
+  def square(chain, _):
+    further = tf.gather(chain, chain)
+    return further, tf.reduce_any(further != chain)
+
+  chain, _ = tf.while_loop(lambda _, moved: moved, square, (chain, tf.constant(True)))
+  introducer = tf.logical_or(tf.equal(b[:n], headers.GIF_EXTENSION),
+                             tf.equal(b[:n], headers.GIF_IMAGE))
+  starts = tf.cast(tf.where(introducer)[:, 0], tf.int32)
+  count = tf.size(starts)
+  image = tf.equal(tf.gather(b, starts), headers.GIF_IMAGE)
+  first_data = tf.where(image, starts + 11 + _colour_table(tf.gather(b, starts + 9)), starts + 2)
+  ends = tf.gather(chain, tf.minimum(first_data, n))
+  after = tf.where(ends < n, ends + 1, n)
+
+  def block_at(p):   # the index in `starts` of a block at position p, or `count` (the end)
+    i = tf.searchsorted(starts, p)
+    found = tf.equal(tf.gather(tf.concat([starts, [n + 1]], 0), i), p)   # n + 1: no position
+    return tf.where(found, i, count)
+
+  successor = tf.concat([block_at(after), [count]], 0)
+  start = block_at(tf.reshape(headers.GIF_SCREEN_END + _colour_table(b[10]), [1]))[0]
+  seen = _visited(successor, start)[:count]
+  at = tf.boolean_mask(starts, tf.logical_and(seen, image))
   return tf.stack([_field(b, at + k, 2) for k in (1, 3, 5, 7)], axis=1)
 
 
@@ -185,27 +202,42 @@ def jpeg_orientation(data: tf.Tensor) -> tf.Tensor:
   return tf.cond(is_jpeg(data), lambda: _jpeg_orientation(data), lambda: tf.constant(1))
 
 
+def _read(data: tf.Tensor, pos: tf.Tensor, size: int) -> tf.Tensor:
+  """int32 (size,): the bytes at pos, zeros past the end (pos may lie past it)."""
+  n = tf.strings.length(data)
+  got = tf.cast(tf.io.decode_raw(tf.strings.substr(data, tf.minimum(pos, n), size), tf.uint8),
+                tf.int32)
+  return tf.pad(got, [[0, size - tf.size(got)]])
+
+
 def _jpeg_orientation(data: tf.Tensor) -> tf.Tensor:
-  # the segments that start in the first JPEG_HEAD bytes, and the longest one that may start there
-  b, n = _bytes(tf.strings.substr(data, 0, headers.JPEG_HEAD + 65536 + 16))
-  pos = tf.range(n + 1)
-  marker, length = b[1:n + 2], b[2:n + 3] * 256 + b[3:n + 4]
-  fill = tf.equal(marker, 0xFF)
-  standalone = tf.logical_or(tf.equal(marker, 0x01),
-                             tf.logical_and(marker >= 0xD0, marker <= 0xD8))
-  segment = tf.logical_and(tf.logical_and(marker != 0xD9, marker != 0xDA), length >= 2)
-  go = tf.reduce_all(tf.stack([pos < tf.minimum(n, headers.JPEG_HEAD), tf.equal(b[:n + 1], 0xFF),
-                               fill | standalone | segment]), axis=0)
-  step = tf.where(fill, 1, tf.where(standalone, 2, 2 + length))
-  seen = _visited(tf.where(go, tf.minimum(pos + step, n), n), tf.minimum(2, n))
-  exif = tf.reduce_all(tf.stack([seen, go, tf.equal(marker, 0xE1), length >= 8, pos + 10 <= n] + [
-      tf.equal(tf.gather(b, tf.minimum(pos + 4 + k, n + PAD - 1)), byte)
-      for k, byte in enumerate(headers.EXIF_PREFIX)]), axis=0)
-  first = tf.concat([tf.where(exif)[:, 0], [-1]], 0)[0]      # the first Exif APP1, or -1
-  end = tf.minimum(first + 2 + tf.cast(tf.gather(length, tf.maximum(first, 0)), tf.int64),
-                   tf.cast(n, tf.int64))
-  return tf.cond(first >= 0, lambda: _tiff_orientation(b, first + 10, end),
-                 lambda: tf.constant(1))
+  """A few steps, one marker each (JPEG_MARKERS at most), as `koala.headers.jpeg_orientation`."""
+  n = tf.strings.length(data)
+
+  def step(k, pos, exif, length):
+    b = _read(data, pos, 10)
+    marker, seg = b[1], b[2] * 256 + b[3]
+    here = tf.logical_and(pos < n, tf.equal(b[0], 0xFF))
+    fill = tf.equal(marker, 0xFF)
+    standalone = tf.logical_or(tf.equal(marker, 0x01),
+                               tf.logical_and(marker >= 0xD0, marker <= 0xD8))
+    segment = tf.reduce_all(tf.stack([marker != 0xD9, marker != 0xDA, seg >= 2]))
+    found = tf.reduce_all(tf.stack([here, tf.equal(marker, 0xE1), seg >= 8, pos + 10 <= n] + [
+        tf.equal(b[4 + i], c) for i, c in enumerate(headers.EXIF_PREFIX)]))
+    go = tf.logical_and(tf.logical_and(here, fill | standalone | segment), tf.logical_not(found))
+    nxt = pos + tf.where(fill, 1, tf.where(standalone, 2, 2 + seg))
+    return (tf.where(go, k + 1, headers.JPEG_MARKERS), nxt, tf.where(found, pos, exif),
+            tf.where(found, seg, length))
+
+  _, _, exif, length = tf.while_loop(lambda k, *_: k < headers.JPEG_MARKERS, step,
+                                     (0, tf.constant(2), tf.constant(-1), tf.constant(0)))
+
+  def tiff():
+    end = tf.minimum(exif + 2 + length, n) - (exif + 10)
+    segment = tf.io.decode_raw(tf.strings.substr(data, exif + 10, end), tf.uint8)
+    b = tf.pad(tf.cast(segment, tf.int32), [[0, PAD]])
+    return _tiff_orientation(b, tf.constant(0, tf.int64), tf.cast(end, tf.int64))
+  return tf.cond(exif >= 0, tiff, lambda: tf.constant(1))
 
 
 def _tiff_orientation(b: tf.Tensor, tiff: tf.Tensor, end: tf.Tensor) -> tf.Tensor:

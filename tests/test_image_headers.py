@@ -112,6 +112,11 @@ def test_jpeg_orientation_rule(endian):
   first = exif_jpeg(entry(0x0112, 3, 1, 3, endian), 1, endian)
   assert orientation_both(first[:2] + first[2:first.index(b"\xff\xdb")] + exif_jpeg(
       six, 1, endian)[2:]) == 3                                        # the first Exif block wins
+  # only the first JPEG_MARKERS markers are looked at
+  comments = lambda k: b"\xff\xfe\x00\x03x" * k
+  assert orientation_both(exif_jpeg(six, 1, endian, before=comments(30))) == 6
+  assert orientation_both(exif_jpeg(six, 1, endian,
+                                    before=comments(headers.JPEG_MARKERS))) == 1
 
 
 def test_jpeg_orientation_of_mutants():
