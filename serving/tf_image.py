@@ -20,8 +20,9 @@ through `decode`, so the three obey one rule:
 Walking a GIF's blocks one step per loop iteration would cost ~30 us a step in TensorFlow's
 executor: a crafted 1 MB GIF of one-byte sub-blocks has 500,000 steps (15 s). So the walk works
 on whole arrays of byte positions, by doubling: log2(steps) rounds (`gif_frames`, `_visited`;
-docs/benchmarks.md). The EXIF search
-is a loop, since its rule looks at a JPEG's first JPEG_MARKERS markers only.
+docs/serving.md gives the costs). The EXIF search is a short loop: its rule looks at a JPEG's
+first JPEG_MARKERS markers only.
+
 Every refusal is an InvalidArgument with a sentence, which TF Serving and the stand-in answer as
 HTTP 400; `name` starts it ("hints_bytes: ..."), so a request with three images says which.
 """
