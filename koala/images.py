@@ -1,15 +1,18 @@
 """Robust decoding of image files and the one letterbox geometry used everywhere.
 
 Decoding uses Pillow, which reads the header before the pixels (so a 40000 x 40000 "bomb" is
-refused without allocating it) and knows EXIF orientation, palettes, CMYK and 16-bit files.
+refused without allocating it) and knows palettes, CMYK and 16-bit files.
 Resizing uses OpenCV's area interpolation for downscaling, so screentone makes no moire.
 
 One decoder contract for training and serving: the exported SavedModel decodes with TensorFlow's
 graph decoder (TF Serving runs no Python), so `FORMATS` lists what that decoder reads, and the
 pipeline accepts exactly those, so every file that can be served can be trained on and the other
-way round. An animation gives its first frame in both. Refused by both, with the reason: TIFF
-(TensorFlow has no TIFF decoder; convert to PNG, losslessly) and animated WebP (TensorFlow's
-decoder cannot read it, and in TF 2.20-2.21 it corrupts the process's memory trying).
+way round. An animation gives its first frame in both; a JPEG is turned upright by its EXIF
+orientation in both (`upright`); the pixel cap counts what either decoder will allocate, all of
+a GIF's frames included (`check_pixels`). Refused by both, with the reason: TIFF (TensorFlow has
+no TIFF decoder; convert to PNG, losslessly), animated WebP (TensorFlow's decoder cannot read it,
+and in TF 2.20-2.21 it corrupts the process's memory trying) and a GIF frame outside its logical
+screen (`check_gif`).
 
 Letterbox, not crop: the image is scaled to fit a size x size square, keeping its aspect ratio,
 and centred on white padding. Cropping would throw away the margins of a page that serving must
@@ -23,7 +26,9 @@ import io
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from koala import headers
 
 # Pillow's format name -> the file extensions the page finders take. MPO (a camera's
 # multi-picture JPEG) is a JPEG to TensorFlow: both read its first picture.
@@ -105,14 +110,52 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
 
 
 def image_size(data: bytes) -> tuple[int, int]:
-  """(height, width) from the header alone."""
+  """(height, width) from the header alone, as stored (before EXIF orientation); ImageError for
+  what is not an image, and for a GIF frame outside the logical screen (`check_gif`)."""
   try:
     with Image.open(io.BytesIO(data)) as img:
-      return img.height, img.width
+      size = img.height, img.width
   except Image.DecompressionBombError as e:
     raise ImageError(f"too many pixels: {e}") from None
   except Exception as e:
     raise ImageError(f"not a readable image: {e}") from None
+  check_gif(data)
+  return size
+
+
+def check_gif(data: bytes) -> None:
+  """ImageError for a GIF with a frame outside its logical screen. TensorFlow's decoder (the
+  served model's) draws the first frame on a canvas as large as the largest frame, Pillow on
+  the screen grown to the first frame: refused, the two decoders cannot disagree about a page's
+  size. The served graph refuses the same (`serving.tf_image`)."""
+  if not data.startswith(headers.GIF_SIGNATURE):
+    return
+  height, width = headers.gif_screen(data)
+  for i, f in enumerate(headers.gif_frames(data)):
+    if f.left + f.width > width or f.top + f.height > height:
+      raise ImageError(f"GIF frame {i + 1} ({f.width}x{f.height} at {f.left},{f.top}) lies "
+                       f"outside its logical screen ({width}x{height})")
+
+
+def decoded_pixels(data: bytes, height: int, width: int) -> int:
+  """The pixels decoding this file allocates, the figure every pixel cap is checked on:
+  height x width, and for a GIF the larger of that and the sum of all its frames (TensorFlow's
+  decoder reads every frame, so a GIF's later frames cost memory too)."""
+  if not data.startswith(headers.GIF_SIGNATURE):
+    return height * width
+  return max(height * width, sum(f.width * f.height for f in headers.gif_frames(data)))
+
+
+def check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
+  """`image_size`, and ImageError when decoding the file would take more than max_pixels
+  (`decoded_pixels`): the pre-check the web page, the client and the pipeline make, the rule the
+  served graph applies."""
+  height, width = image_size(data)
+  pixels = decoded_pixels(data, height, width)
+  if pixels > max_pixels:
+    frames = "" if pixels == height * width else " (all its GIF frames)"
+    raise ImageError(f"too many pixels: {width}x{height}{frames} = {pixels} > cap {max_pixels}")
+  return height, width
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -140,8 +183,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
       raise ImageError("unsupported format: animated WebP (TensorFlow, and so the served model, "
                        "cannot decode it); save its first frame as PNG or still WebP")
     w, h = img.size
-    if w * h > max_pixels:
-      raise ImageError(f"too many pixels: {w}x{h} = {w * h} > cap {max_pixels}")
+    check_pixels(data, max_pixels)
     if min(w, h) < min_side:
       raise ImageError(f"too small: {w}x{h}, the shorter side must be at least {min_side}")
     try:
@@ -152,10 +194,24 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
         box = letterbox_box(h, w, reduce_to)
         img.draft(img.mode, (box.width, box.height))
       img.load()   # an animation's first frame
-      img = ImageOps.exif_transpose(img)
-      return _to_rgb_array(img)
+      return _to_rgb_array(upright(img, data))
     except Exception as e:
       raise ImageError(f"corrupt image data: {type(e).__name__}: {e}") from None
+
+
+# EXIF orientation -> Pillow's transpose that turns the stored image upright (ImageOps' table)
+TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+             4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+             6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_90}
+
+
+def upright(img: Image.Image, data: bytes) -> Image.Image:
+  """A decoded image turned upright by its file's EXIF orientation, by the one rule the served
+  graph reads too (`koala.headers.jpeg_orientation`: a JPEG's EXIF; Pillow's own
+  `exif_transpose` would also read PNG, WebP and XMP metadata, which the graph does not)."""
+  method = TRANSPOSE.get(headers.jpeg_orientation(data))
+  return img.transpose(method) if method is not None else img
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

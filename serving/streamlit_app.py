@@ -183,17 +183,18 @@ def dots_of(key: str) -> list:
 
 
 def _page_image(data: bytes):
-  """The uploaded page as a PIL image, or None when it cannot be shown (the Colorize run
+  """The uploaded page as a PIL image, upright as the model colours it (EXIF orientation), so
+  hint dots land where they are clicked; or None when it cannot be shown (the Colorize run
   reports why)."""
   from PIL import Image
   from koala import images
   try:
     height, width = images.image_size(data)
-    if height * width > MAX_PIXELS:
+    if images.decoded_pixels(data, height, width) > MAX_PIXELS:
       return None
     img = Image.open(io.BytesIO(data))
     img.load()
-    return img
+    return images.upright(img, data)
   except Exception:
     return None
 
@@ -255,7 +256,7 @@ def check_reference(reference: bytes | None) -> None:
   except images.ImageError as e:
     raise UserError(f"the reference image is not an image Koala can read: {first_line(e)}") \
         from None
-  if height * width > MAX_PIXELS:
+  if images.decoded_pixels(reference, height, width) > MAX_PIXELS:
     raise UserError(f"the reference image is too large: {width} x {height}; the limit is "
                     f"{MAX_PIXELS / 1e6:.0f} Mpx.")
 

@@ -23,9 +23,11 @@ schema.IMAGE_SIZE and converted to LAB exactly as the pipeline makes a record of
 (`koala.gray.lab_at`), and its palette is `koala.guidance.palette_tf` of that. An empty
 string gives `NO_PALETTE`.
 
-Both are checked like the page (`tf_page.check_header`: format, truncation, the pixel cap), and
-the error names the input ("hints_bytes: Not a supported image ..."), so REST answers 400 with
-a message that says which upload was wrong.
+Both are decoded like the page (`tf_image.decode`: format, truncation, the pixel cap on every
+frame that will be decoded, EXIF orientation), and the error names the input ("hints_bytes: Not
+a supported image ..."), so REST answers 400 with a message that says which upload was wrong.
+A hint image is turned upright as the page is: drawn over the page as a viewer shows it (the
+Streamlit page shows it upright too), it stays aligned with it.
 """
 from __future__ import annotations
 
@@ -33,18 +35,16 @@ import tensorflow as tf
 
 from koala import colour_tf, guidance, schema
 from koala.signatures import HINTS_BYTES, REFERENCE_BYTES
-from serving import tf_page
+from serving import tf_image, tf_page
 
 HINT_CHANNELS = guidance.HINT_CHANNELS      # a / 128 * mask, b / 128 * mask, mask
 
 
 def decode_rgba(data: tf.Tensor, max_pixels: int, name: str) -> tf.Tensor:
   """Image file bytes -> uint8 (H, W, 4); gray and RGB get alpha 255. InvalidArgument that
-  names the input for bad, truncated or huge files."""
-  hw = tf_page.check_header(data, max_pixels, name)
-  with tf.control_dependencies([hw]):
-    # channels=0: libjpeg refuses to decode to 4 channels, so each layout is expanded here.
-    img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+  names the input for bad, truncated or huge files; upright, as the page is."""
+  # channels as stored (libjpeg refuses to decode to 4), so each layout is expanded here
+  img = tf_image.decode(data, max_pixels, name)
   opaque = tf.fill(tf.shape(img)[:2], tf.constant(255, tf.uint8))[..., None]
   gray3 = lambda: tf.tile(img[..., :1], [1, 1, 3])
   branches = [

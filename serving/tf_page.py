@@ -6,11 +6,11 @@ resizing, colour conversion and PNG encoding must all be graph ops. Each step mi
 NumPy path that made the training records (`koala.images`, `pipeline.preprocess`), and
 tests/test_export_ops.py holds them equal:
 
-  * decode: PNG, JPEG, WebP, BMP and GIF natively (`tf.io.decode_image`), the formats of
-    `koala.images.FORMATS`, which the pipeline accepts too; an animation's first frame; gray or
-    colour; alpha is composited on white paper. Animated WebP is refused before decoding (TF's
-    decoder corrupts memory on it). The pixel cap is checked on the header's dimensions BEFORE
-    decoding, so a 60000 x 60000 "bomb" is refused without allocating it.
+  * decode: PNG, JPEG, WebP, BMP and GIF natively, the formats of `koala.images.FORMATS`, which
+    the pipeline accepts too; an animation's first frame; gray or colour; a JPEG turned upright
+    by its EXIF orientation; alpha is composited on white paper. Every check on the bytes (the
+    format, the pixel cap on what will be decoded, GIF frames included) runs BEFORE decoding,
+    so a 60000 x 60000 "bomb" is refused without allocating it (`serving.tf_image`).
   * gray: a gray page stays as it is; a colour page becomes the neutral gray of its own L
     (`koala.colour_tf`), as the pipeline shows the embedder.
   * letterbox: `koala.images.letterbox_box`'s formula, area resampling when shrinking
@@ -40,106 +40,11 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from koala import colour, colour_tf, images
+from koala import colour, colour_tf
+from serving import tf_image
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 AB_OFFSET = 128          # table index of ab = round(ab) + AB_OFFSET
 TABLE_SIDE = 256
-
-
-def _u8(data, pos: int, n: int) -> tf.Tensor:
-  """n header bytes at pos as int64 (raises InvalidArgument if the data is shorter)."""
-  return tf.cast(tf.io.decode_raw(tf.strings.substr(data, pos, n), tf.uint8), tf.int64)
-
-
-def _le(data, pos: int, n: int) -> tf.Tensor:
-  b = _u8(data, pos, n)
-  return tf.reduce_sum(b * tf.constant([256 ** i for i in range(n)], tf.int64))
-
-
-def _be(data, pos: int, n: int) -> tf.Tensor:
-  b = _u8(data, pos, n)
-  return tf.reduce_sum(b * tf.constant([256 ** (n - 1 - i) for i in range(n)], tf.int64))
-
-
-def _signed32(v: tf.Tensor) -> tf.Tensor:
-  return tf.where(v >= 2 ** 31, v - 2 ** 32, v)
-
-
-def _webp_hw(data) -> tf.Tensor:
-  chunk = tf.strings.substr(data, 12, 4)
-
-  def vp8():    # lossy: 14-bit width and height at 26 and 28
-    return tf.stack([_le(data, 28, 2) % 16384, _le(data, 26, 2) % 16384])
-
-  def vp8l():   # lossless: 14 bits each, minus one, after the signature byte at 20
-    bits = _le(data, 21, 4)
-    return tf.stack([(bits // 16384) % 16384 + 1, bits % 16384 + 1])
-
-  def vp8x():   # extended: 24-bit canvas size minus one at 24 and 27
-    return tf.stack([_le(data, 27, 3) + 1, _le(data, 24, 3) + 1])
-
-  return tf.case([(tf.equal(chunk, "VP8 "), vp8), (tf.equal(chunk, "VP8L"), vp8l),
-                  (tf.equal(chunk, "VP8X"), vp8x)],
-                 default=lambda: tf.constant([-1, -1], tf.int64))
-
-
-def header_hw(data: tf.Tensor) -> tf.Tensor:
-  """(height, width) int64 read from the file header alone; (-1, -1) for an unknown format."""
-  data = tf.convert_to_tensor(data, tf.string)
-  head = tf.strings.substr(data, 0, 8)
-  is_png = tf.equal(head, PNG_SIGNATURE)
-  is_jpeg = tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8")
-  is_bmp = tf.equal(tf.strings.substr(data, 0, 2), b"BM")
-  is_gif = tf.equal(tf.strings.substr(data, 0, 4), b"GIF8")
-  is_webp = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
-                           tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))
-  return tf.case([
-      (is_png, lambda: tf.stack([_be(data, 20, 4), _be(data, 16, 4)])),
-      (is_jpeg, lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)),
-      (is_bmp, lambda: tf.abs(tf.stack([_signed32(_le(data, 22, 4)),
-                                        _signed32(_le(data, 18, 4))]))),
-      (is_gif, lambda: tf.stack([_le(data, 8, 2), _le(data, 6, 2)])),
-      (is_webp, lambda: _webp_hw(data)),
-  ], default=lambda: tf.constant([-1, -1], tf.int64), exclusive=False)
-
-
-def is_animated_webp(data: tf.Tensor) -> tf.Tensor:
-  """An extended WebP (VP8X) whose flags byte has the animation bit (0x02)."""
-  vp8x = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
-                        tf.equal(tf.strings.substr(data, 8, 8), b"WEBPVP8X"))
-  return tf.cond(vp8x, lambda: tf.equal(tf.bitwise.bitwise_and(_u8(data, 20, 1)[0], 2), 2),
-                 lambda: tf.constant(False))
-
-
-def check_header(data: tf.Tensor, max_pixels: int, name: str = "") -> tf.Tensor:
-  """Fails with InvalidArgument (HTTP 400 in TF Serving) for non-images and pixel bombs; a
-  `name` (e.g. "hints_bytes") starts each message, so a request with several images says which."""
-  hw = header_hw(data)
-  who = f"{name}: " if name else ""
-  known = tf.debugging.Assert(
-      tf.reduce_all(hw > 0),
-      [f"{who}Not a supported image ({images.FORMAT_NAMES} expected); header dimensions:", hw])
-  # TensorFlow's WebP decoder (2.20, 2.21) corrupts the heap on an animated WebP and the whole
-  # server dies: refuse it here, as the pipeline does (koala.images).
-  still = tf.debugging.Assert(
-      tf.logical_not(is_animated_webp(data)),
-      [f"{who}Not a supported image: animated WebP; send its first frame as PNG or still WebP"])
-  # libpng decodes a PNG cut short without complaint (the missing rows come out black), so a
-  # truncated upload would be coloured as if it were whole: a PNG must end with its IEND chunk.
-  is_png = tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE)
-  whole = tf.debugging.Assert(
-      tf.logical_or(tf.logical_not(is_png),
-                    tf.equal(tf.strings.substr(data, -8, 4, unit="BYTE"), b"IEND")),
-      [f"{who}Truncated PNG: the file does not end with an IEND chunk"])
-  with tf.control_dependencies([known, still, whole]):
-    pixels = hw[0] * hw[1]
-    capped = tf.debugging.Assert(
-        pixels <= max_pixels,
-        [f"{who}Image too large: height, width =", hw, "pixels =", pixels, "above the cap of",
-         tf.constant(max_pixels, tf.int64), "pixels"])
-  with tf.control_dependencies([capped]):
-    return tf.identity(hw)
 
 
 def composite_on_white(color: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
@@ -162,10 +67,9 @@ def rgb_to_gray_u8(rgb: tf.Tensor) -> tf.Tensor:
 
 
 def decode_gray(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
-  """Image file bytes -> uint8 gray (H, W); InvalidArgument for bad, truncated or huge files."""
-  hw = check_header(data, max_pixels)
-  with tf.control_dependencies([hw]):
-    img = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+  """Image file bytes -> uint8 gray (H, W), upright; InvalidArgument for bad, truncated or huge
+  files (`serving.tf_image.decode`)."""
+  img = tf_image.decode(data, max_pixels)
   channels = tf.shape(img)[-1]
   branches = [
       lambda: img[..., 0],

@@ -104,12 +104,14 @@ def checked(colorize, pixels_per_run: int):
       height, width = images.image_size(data)
     except images.ImageError as e:
       raise UserError(f"not an image Koala can read: {first_line(e)}") from None
-    if height * width > MAX_PIXELS:
-      raise UserError(f"page too large: {width} x {height} = {height * width / 1e6:.0f} Mpx; "
+    pixels = images.decoded_pixels(data, height, width)   # all of a GIF's frames count
+    if pixels > MAX_PIXELS:
+      frames = "" if pixels == height * width else " in all its GIF frames"
+      raise UserError(f"page too large: {width} x {height}{frames} = {pixels / 1e6:.0f} Mpx; "
                       f"the limit is {MAX_PIXELS / 1e6:.0f} Mpx. Scale it down and try again.")
     with lock:
-      fits = height * width <= left[0]
-      left[0] -= height * width if fits else 0
+      fits = pixels <= left[0]
+      left[0] -= pixels if fits else 0
     if not fits:
       raise UserError(f"not coloured: the pages of this run pass this page's limit of "
                       f"{pixels_per_run / 1e6:g} Mpx per run. Colour it in another run.")

@@ -55,6 +55,71 @@ def exif_rotated_jpeg(rgb: np.ndarray) -> bytes:
   return buf.getvalue()
 
 
+def oriented_jpeg(upright: np.ndarray, orientation: int, endian: str = "<") -> bytes:
+  """A JPEG stored so that EXIF `orientation` (1-8) turns it back into `upright`, with its EXIF
+  block in either byte order ("<" Intel, ">" Motorola)."""
+  t = Image.Transpose
+  store = {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE,
+           6: t.ROTATE_90, 7: t.TRANSVERSE, 8: t.ROTATE_270}     # undone by the orientation
+  img = Image.fromarray(upright)
+  if orientation != 1:
+    img = img.transpose(store[orientation])
+  exif = Image.Exif()
+  exif.endian = endian
+  exif[0x010F] = "a camera"          # Make: an entry before the orientation
+  exif[0x0112] = orientation
+  buf = io.BytesIO()
+  img.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+  return buf.getvalue()
+
+
+def _lzw_blank(pixels: int, min_code_size: int = 2) -> bytes:
+  """GIF LZW codes for `pixels` pixels of colour 0, as dense as LZW gets: each code is one
+  longer run than the last, and once the table is full (4096 codes) every code is its longest
+  run (4091 pixels in 12 bits), about 2,700 pixels a byte."""
+  clear, end = 1 << min_code_size, (1 << min_code_size) + 1
+  out, bits, held, width, free = bytearray(), 0, 0, min_code_size + 1, end + 1
+  run = lambda code: 1 if code == 0 else code - end + 1      # pixels a code stands for
+
+  def put(code):
+    nonlocal bits, held
+    bits |= code << held
+    held += width
+    while held >= 8:
+      out.append(bits & 255)
+      bits >>= 8
+      held -= 8
+
+  put(clear)
+  put(0)
+  left = pixels - 1
+  while left > 0:
+    longest = min(free, 4095)
+    code = longest if run(longest) <= left else (0 if left == 1 else left + end - 1)
+    put(code)
+    left -= run(code)
+    if free < 4096:                  # the decoder adds a table entry, and widens its codes
+      free += 1
+      if free == 1 << width and width < 12:
+        width += 1
+  put(end)
+  return bytes(out) + (bytes([bits]) if held else b"")
+
+
+def blank_gif(screen: tuple[int, int], frames: list[tuple[int, int, int, int]]) -> bytes:
+  """A GIF with a (width, height) logical screen and blank frames (width, height, left, top):
+  the bombs of issue 19, e.g. a 10 x 10 screen whose one frame is 8000 x 8000 in 26 KB."""
+  body = b""
+  for width, height, left, top in frames:
+    data = _lzw_blank(width * height)
+    blocks = b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255]
+                      for i in range(0, len(data), 255))
+    body += (b"\x2c" + struct.pack("<HHHHB", left, top, width, height, 0) + b"\x02" + blocks
+             + b"\x00")
+  return (b"GIF89a" + struct.pack("<HHBBB", *screen, 0x80, 0, 0) + b"\xff\xff\xff\x00\x00\x00"
+          + body + b";")
+
+
 def write_bad_corpus(folder: str) -> dict[str, str]:
   """Writes one file per case; returns {case: expected outcome} where the outcome is 'written',
   'rejected', 'gray' or 'duplicate'. Also returns good images of several formats."""

@@ -218,6 +218,17 @@ def manga_job() -> str:
   return job
 
 
+@functools.cache
+def capped_export(max_pixels: int) -> str:
+  """models/guided_<cap>/1: the "guided" export's model exported with a low --max_pixels, for
+  the tests of the cap itself (a page just past a low cap costs little, even where the cap does
+  not hold)."""
+  from trainer import export
+  base = os.path.join(workdir(), "models", f"guided_{max_pixels}")
+  export.export(untrained_job(True), base, 1, max_pixels=max_pixels)
+  return base
+
+
 def untrained_export() -> str:
   """models/untrained/1: a freshly initialised narrow colorizer with the tiny embedder, exported
   without training (seconds, not the minute trained_job costs), for tests of the plumbing

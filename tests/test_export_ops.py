@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from koala import colour, images
-from serving import tf_page
+from serving import tf_image, tf_page
 
 
 def encode(array, fmt, mode=None, **kw):
@@ -33,14 +33,14 @@ def page():
                                     ("WEBP", {"lossless": True}), ("WEBP", {"quality": 80})])
 def test_header_dimensions_of_every_format(page, fmt, kw):
   data = encode(page[1], fmt, **kw)
-  assert list(tf_page.header_hw(tf.constant(data)).numpy()) == [173, 121]
+  assert list(tf_image.header_hw(tf.constant(data)).numpy()) == [173, 121]
 
 
 def test_extended_webp_header_with_alpha(page):
   rgba = np.dstack([page[1], np.full(page[0].shape, 128, np.uint8)])
   data = encode(rgba, "WEBP", quality=80)
   assert data[12:16] == b"VP8X"
-  assert list(tf_page.header_hw(tf.constant(data)).numpy()) == [173, 121]
+  assert list(tf_image.header_hw(tf.constant(data)).numpy()) == [173, 121]
 
 
 def png_claiming(height, width):
@@ -48,8 +48,9 @@ def png_claiming(height, width):
   ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
   chunk = b"IHDR" + ihdr
   end = b"IEND"
-  return (tf_page.PNG_SIGNATURE + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
-          + struct.pack(">I", 0) + end + struct.pack(">I", zlib.crc32(end)))
+  return (tf_image.PNG_SIGNATURE + struct.pack(">I", 13) + chunk
+          + struct.pack(">I", zlib.crc32(chunk)) + struct.pack(">I", 0) + end
+          + struct.pack(">I", zlib.crc32(end)))
 
 
 def test_pixel_cap_refuses_before_decoding():
@@ -66,6 +67,11 @@ def test_non_images_and_truncated_files_are_invalid_arguments(page):
   with pytest.raises(tf.errors.InvalidArgumentError):
     whole = encode(page[1], "JPEG")
     tf_page.decode_gray(tf.constant(whole[:len(whole) // 2]), 10**8)
+  # a few bytes that are not UTF-8: a header read past their end used to fail with an error
+  # quoting them, which TensorFlow's Python wrapper could not decode (UnicodeDecodeError, a 500)
+  for short in (b"GI\xff", b"RIFF\xff\xfe", b"BM\xff", b"\x89PNG\r\n\x1a\n", b""):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Not a supported image"):
+      tf_page.decode_gray(tf.constant(short), 10**8)
 
 
 @pytest.mark.parametrize("kind", ["L", "LA", "RGB", "RGBA", "gray-as-RGB"])

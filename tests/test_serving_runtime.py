@@ -52,9 +52,10 @@ def side_python(version: str) -> str:
 
 def page_files() -> list[bytes]:
   """Pages as users send them: a gray PNG of the task, a colour JPEG, a wide gray JPEG, an
-  animated GIF (koala.images.FORMATS)."""
+  animated GIF (koala.images.FORMATS), a phone's JPEG stored sideways (EXIF orientation 6)."""
   import io
   from PIL import Image
+  from tests import corpus
 
   def encode(arrays, fmt, **kw):
     frames = [Image.fromarray(a) for a in arrays]
@@ -66,8 +67,9 @@ def page_files() -> list[bytes]:
   colour = np.clip(rng.normal(128, 60, (120, 160, 3)), 0, 255).astype(np.uint8)
   wide, _ = serving_support.task_page(90, 400, seed=4)
   frames = [serving_support.task_page(100, 140, seed=s)[0] for s in (5, 6)]
+  sideways = corpus.oriented_jpeg(np.dstack([wide] * 3), 6, ">")
   return [serving_support.png_bytes(gray), encode([colour], "JPEG", quality=90),
-          encode([wide], "JPEG", quality=95), encode(frames, "GIF", duration=100)]
+          encode([wide], "JPEG", quality=95), encode(frames, "GIF", duration=100), sideways]
 
 
 EXAMPLE_INPUTS = {   # input name -> (shape with None filled) -> example value
