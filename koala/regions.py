@@ -41,6 +41,8 @@ TONE_EDGES = (64, 128, 192)  # descreened gray levels that part ink | dark | mid
 SHARP_INK = 128              # near paper, a block with a pixel below this is a line
 NEAR_PAPER = 2               # fill pixels: how near paper-level ground a line's block lies
 DEFAULT_CLOSING = 1          # fill pixels the barriers grow by (closes ~2-fill-pixel gaps)
+FLATTEN_MIN_PIXELS = 16      # fill pixels: smaller regions (lettering's holes, crumbs) are not
+                             # laid flat
 SPLIT_STEPS = 96             # breadth-first waves of a several-colour region's split: it
                              # reaches ~100 fill pixels from each dot, so it costs a bounded time
 NO_COLOUR = -1               # packed colour of "no seed" / "no dot's colour"
@@ -258,8 +260,29 @@ def _resize(x: np.ndarray, hw) -> np.ndarray:
   return out.reshape(tuple(hw) + x.shape[2:])
 
 
+def flatten(ab: np.ndarray, labels: np.ndarray, known: np.ndarray,
+            min_pixels: int = FLATTEN_MIN_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+  """The model's ab on the fill grid laid flat per region (Style2Paints' flattening,
+  DanbooRegion): each region of at least `min_pixels` takes the mean ab of its pixels away
+  from the lines (`known`; all of them where none is). -> (ab, flattened mask)."""
+  inside = labels >= 0
+  lab = np.where(inside, labels, 0)
+  n = lab.max() + 1
+  size = np.bincount(lab[inside], minlength=n)
+  use = inside & known
+  count = np.bincount(lab[use], minlength=n).astype(np.float64)
+  sums = np.stack([np.bincount(lab[use], ab[..., c][use], minlength=n) for c in (0, 1)], -1)
+  all_sums = np.stack([np.bincount(lab[inside], ab[..., c][inside], minlength=n)
+                       for c in (0, 1)], -1)
+  mean = np.where(count[:, None] > 0, sums / np.maximum(count, 1)[:, None],
+                  all_sums / np.maximum(size, 1)[:, None]).astype(np.float32)
+  flat = inside & (size >= min_pixels)[lab]
+  return np.where(flat[..., None], mean[lab], ab), flat
+
+
 def manga_page(gray: np.ndarray, ab_box: np.ndarray, hints_rgba: np.ndarray | None = None,
-               closing: int = DEFAULT_CLOSING, r: int | None = None) -> np.ndarray:
+               closing: int = DEFAULT_CLOSING, r: int | None = None,
+               flat_regions: bool = False) -> np.ndarray:
   """A coloured manga page: uint8 gray (H, W), the model's ab over the page's box (h, w, 2) in
   LAB units, an optional hint image (any size, RGBA) -> uint8 sRGB (H, W, 3). The reference of
   serving/tf_fill.py's `manga_colour_page` (its docstring says why each step)."""
@@ -271,6 +294,10 @@ def manga_page(gray: np.ndarray, ab_box: np.ndarray, hints_rgba: np.ndarray | No
   ink = page["ink"]
   blend = blend_distance(grid, ab_box.shape)
   known = ~window_any(ink, blend)
+  if flat_regions:
+    ab, flattened = flatten(ab, components(page["levels"], page["barrier"]), known)
+    flat = colour.paper_colour_table()[colour.paper_colour_index(ab)]
+    known |= flattened
   if hints_rgba is not None:
     seed = np.where(page["barrier"], -1, seeds(hints_rgba, gray.shape, grid, r))
     if (seed >= 0).any():
