@@ -137,6 +137,43 @@ def scores(rgb, label, ink, colours, pairs) -> dict:
           "gap_cases": len(gap_leaks), "white_kept": white_kept / whites if whites else np.nan}
 
 
+def gap_figure(path: str) -> None:
+  """docs/images/gap_leak.png: a bubble whose outline has a 12 px gap, a pink dot inside, by the
+  graph's fill (no model colour): the default closing leaks into the panel; a pure black stroke
+  across the gap in the hint image is a line and closes it; so does a wider closing."""
+  import cv2
+  import tensorflow as tf
+  from PIL import Image, ImageDraw
+  from koala import colour
+  from serving import tf_fill
+  page = np.full((700, 900), 255, np.uint8)
+  cv2.rectangle(page, (20, 20), (879, 679), 0, 4)                        # the panel
+  cv2.ellipse(page, (330, 260), (200, 130), 0, 0, 360, 0, 3)             # the bubble
+  cv2.line(page, (80, 600), (820, 430), 0, 3)                            # the ground
+  page[380:395, 324:336] = 255                                            # a 12 px gap
+  pink = (250, 170, 200)
+  dots = np.zeros(page.shape + (4,), np.uint8)
+  cv2.circle(dots, (330, 260), 8, (*pink, 255), -1)
+  stroke = dots.copy()
+  cv2.line(stroke, (318, 387), (342, 387), (0, 0, 0, 255), 4)           # a black line: a barrier
+  table = tf.constant(colour.paper_colour_table())
+  fill = lambda hints, closing: tf_fill.manga_colour_page(
+      tf.constant(page), tf.zeros([224, 224, 2]), table, tf.constant(hints),
+      closing=closing).numpy()
+  panels = [("default closing (1): the gap leaks", fill(dots, 1)),
+            ("a black stroke across the gap in the hint image", fill(stroke, 1)),
+            ("--gap_closing=4", fill(dots, 4))]
+  tiles = []
+  for title, rgb in panels:
+    img = Image.fromarray(rgb).resize((450, 350), Image.LANCZOS)
+    canvas = Image.new("RGB", (450, 380), "white")
+    canvas.paste(img, (0, 30))
+    ImageDraw.Draw(canvas).text((10, 8), title, fill=(0, 0, 0))
+    tiles.append(np.asarray(canvas))
+  Image.fromarray(np.concatenate(tiles, axis=1)).save(path)
+  print(f"wrote {path}")
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--export", help="a manga job's export folder (trainer.export): also measure "
@@ -144,7 +181,11 @@ def main(argv=None) -> int:
   p.add_argument("--pages", type=int, default=4)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--closings", default="0,1,2,3", help="gap closings to compare (fill pixels)")
+  p.add_argument("--figure", help="write the gap figure (docs/images/gap_leak.png) and stop")
   args = p.parse_args(argv)
+  if args.figure:
+    gap_figure(args.figure)
+    return 0
   import tensorflow as tf
   from PIL import Image
   from koala import colour, images

@@ -16,7 +16,8 @@ that a page costs what a ~0.6 Mpx image does.
   3. Barriers. Ink-level pixels, and near paper-level ground (NEAR_PAPER) every pixel whose
      block holds a pixel darker than SHARP_INK: lines are drawn on paper, and a thin one
      disappears in the blur but must still stop a fill; deep inside a tone area the screen's own
-     dots are this dark, so there the tone levels alone decide. Then the
+     dots are this dark, so there the tone levels alone decide. Lines a user draws in the hint
+     image in pure black (LINE_RGB) are barriers too. Then the
      barriers grow by `closing` fill pixels, which closes gaps of about 2 x closing fill pixels
      in the lines (the most common complaint about every fill tool: colour leaking through a
      gap). A region's pixels under that growth are given back to it by the composition.
@@ -29,7 +30,7 @@ that a page costs what a ~0.6 Mpx image does.
      several colours is split by distance through the region: breadth-first waves from all its
      seeds at once (`split_waves`), within the box around such regions, for at most
      SPLIT_STEPS waves; what they did not reach (more than ~SPLIT_STEPS fill pixels from every
-     dot) takes the region's largest colour. A region with no seed keeps the model's colour.
+     dot) keeps the model's colour, as does a region with no seed.
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ FLATTEN_MIN_PIXELS = 16      # fill pixels: smaller regions (lettering's holes, 
 SPLIT_STEPS = 96             # breadth-first waves of a several-colour region's split: it
                              # reaches ~100 fill pixels from each dot, so it costs a bounded time
 NO_COLOUR = -1               # packed colour of "no seed" / "no dot's colour"
+LINE_RGB = (0, 0, 0)         # a hint pixel of this colour draws a line rather than a dot
+LINE_PACKED = 0
 
 
 def fill_reduction(height: int, width: int) -> int:
@@ -108,10 +111,14 @@ def grow(mask: np.ndarray, radius: int) -> np.ndarray:
   return out
 
 
-def barriers(levels: np.ndarray, darkest: np.ndarray, closing: int = DEFAULT_CLOSING):
-  """-> (ink: bool, barrier: bool): ink before and after growing by `closing` fill pixels."""
+def barriers(levels: np.ndarray, darkest: np.ndarray, closing: int = DEFAULT_CLOSING,
+             drawn: np.ndarray | None = None):
+  """-> (ink: bool, barrier: bool): ink (and the lines a user `drawn` in the hint image) before
+  and after growing by `closing` fill pixels."""
   near_paper = grow(levels == len(TONE_EDGES), NEAR_PAPER)
   ink = (levels == 0) | (near_paper & (darkest < SHARP_INK))
+  if drawn is not None:
+    ink |= drawn
   return ink, grow(ink, closing)
 
 
@@ -138,22 +145,26 @@ def unpack_rgb(packed: np.ndarray) -> np.ndarray:
 
 
 def seeds(hints_rgba: np.ndarray, page_hw: tuple[int, int], grid_hw: tuple[int, int],
-          r: int) -> np.ndarray:
-  """A hint image (any size, stretched over the page) -> packed sRGB seed per fill pixel, or
-  NO_COLOUR. A hint pixel's centre lands on page pixel floor((i + 0.5) * H / h), which lies in
-  fill pixel that // r."""
+          r: int) -> tuple[np.ndarray, np.ndarray]:
+  """A hint image (any size, stretched over the page) -> (packed sRGB seed per fill pixel or
+  NO_COLOUR, the lines drawn in it: bool). A hint pixel's centre lands on page pixel
+  floor((i + 0.5) * H / h), which lies in fill pixel that // r. A pure black hint pixel
+  (LINE_RGB) is a line, not a colour: how a user closes a gap that the closing leaves open."""
   hh, ww = grid_hw
   alpha = hints_rgba[..., 3]
   ys, xs = np.nonzero(alpha > 0)
   out = np.full(hh * ww, -1, np.int64)
-  if not len(ys):
-    return out.reshape(hh, ww)
-  h, w = alpha.shape
-  py = np.minimum(((ys + 0.5) * page_hw[0] / h).astype(np.int64), page_hw[0] - 1) // r
-  px = np.minimum(((xs + 0.5) * page_hw[1] / w).astype(np.int64), page_hw[1] - 1) // r
-  key = (alpha[ys, xs].astype(np.int64) << 24) | pack_rgb(hints_rgba[ys, xs, :3])
-  np.maximum.at(out, py * ww + px, key)
-  return np.where(out >= 0, out & 0xFFFFFF, -1).reshape(hh, ww)
+  drawn = np.zeros(hh * ww, bool)
+  if len(ys):
+    h, w = alpha.shape
+    py = np.minimum(((ys + 0.5) * page_hw[0] / h).astype(np.int64), page_hw[0] - 1) // r
+    px = np.minimum(((xs + 0.5) * page_hw[1] / w).astype(np.int64), page_hw[1] - 1) // r
+    packed = pack_rgb(hints_rgba[ys, xs, :3])
+    line = packed == LINE_PACKED
+    drawn[(py * ww + px)[line]] = True
+    key = (alpha[ys, xs].astype(np.int64) << 24) | packed
+    np.maximum.at(out, (py * ww + px)[~line], key[~line])
+  return (np.where(out >= 0, out & 0xFFFFFF, -1).reshape(hh, ww), drawn.reshape(hh, ww))
 
 
 NEIGHBOURS_4 = ((-1, 0), (1, 0), (0, -1), (0, 1))
@@ -207,19 +218,23 @@ def region_colours(labels: np.ndarray, seed: np.ndarray, steps: int = SPLIT_STEP
     reached = np.full(labels.shape, -1, np.int64)
     reached[box] = split_waves(labels[box], np.where(split[box], seed[box], -1), split[box],
                                steps)
-    out = np.where(split & (reached >= 0), reached, out)
+    out = np.where(split, reached, out)
   return out
 
 
-def page_regions(gray: np.ndarray, closing: int = DEFAULT_CLOSING, r: int | None = None) -> dict:
-  """The page's fill grid: its reduction r, tone levels, ink, barriers and region labels."""
+def page_regions(gray: np.ndarray, closing: int = DEFAULT_CLOSING, r: int | None = None,
+                 hints_rgba: np.ndarray | None = None) -> dict:
+  """The page's fill grid: its reduction r, tone levels, ink, barriers, region labels, and the
+  seeds of a hint image (NO_COLOUR on barriers; all NO_COLOUR without one)."""
   r = fill_reduction(*gray.shape) if r is None else r
   sums, darkest = block_sum_and_min(gray, r)
   n = binomial_order(r)
   levels = tone_levels(descreen(sums, n), r, n)
-  ink, barrier = barriers(levels, darkest, closing)
+  seed, drawn = (seeds(hints_rgba, gray.shape, levels.shape, r) if hints_rgba is not None
+                 else (np.full(levels.shape, -1, np.int64), None))
+  ink, barrier = barriers(levels, darkest, closing, drawn)
   return {"r": r, "levels": levels, "ink": ink, "barrier": barrier,
-          "labels": components(levels, barrier)}
+          "labels": components(levels, barrier), "seed": np.where(barrier, -1, seed)}
 
 
 # ---------------------------------------------------------------- the manga page's flats
@@ -287,7 +302,7 @@ def manga_page(gray: np.ndarray, ab_box: np.ndarray, hints_rgba: np.ndarray | No
   LAB units, an optional hint image (any size, RGBA) -> uint8 sRGB (H, W, 3). The reference of
   serving/tf_fill.py's `manga_colour_page` (its docstring says why each step)."""
   from koala import colour
-  page = page_regions(gray, closing, r)
+  page = page_regions(gray, closing, r, hints_rgba)
   r, grid = page["r"], page["levels"].shape
   ab = _resize(np.asarray(ab_box, np.float32), grid)
   flat = colour.paper_colour_table()[colour.paper_colour_index(ab)]
@@ -295,17 +310,15 @@ def manga_page(gray: np.ndarray, ab_box: np.ndarray, hints_rgba: np.ndarray | No
   blend = blend_distance(grid, ab_box.shape)
   known = ~window_any(ink, blend)
   if flat_regions:
-    ab, flattened = flatten(ab, components(page["levels"], page["barrier"]), known)
+    ab, flattened = flatten(ab, page["labels"], known)
     flat = colour.paper_colour_table()[colour.paper_colour_index(ab)]
     known |= flattened
-  if hints_rgba is not None:
-    seed = np.where(page["barrier"], -1, seeds(hints_rgba, gray.shape, grid, r))
-    if (seed >= 0).any():
-      dots = region_colours(components(page["levels"], page["barrier"]), seed)
-      dotted = dots >= 0
-      flat = np.where(dotted[..., None], unpack_rgb(np.maximum(dots, 0)) / np.float32(255.0),
-                      flat).astype(np.float32)
-      known |= dotted
+  if (page["seed"] >= 0).any():
+    dots = region_colours(page["labels"], page["seed"])
+    dotted = dots >= 0
+    flat = np.where(dotted[..., None], unpack_rgb(np.maximum(dots, 0)) / np.float32(255.0),
+                    flat).astype(np.float32)
+    known |= dotted
   flat = spread(flat, known, ~ink, max(blend + 1, closing + 1))
   flat = spread(flat, ~ink, ink, 2)
   paper = (~ink).astype(np.float32)[..., None]

@@ -64,16 +64,14 @@ def spread(flat: tf.Tensor, known: tf.Tensor, fillable: tf.Tensor, steps) -> tf.
   return tf.where(state[..., -1:] > 0, state[..., :-1], flat)
 
 
-def dot_colours(page: dict, gray_u8: tf.Tensor, hints_rgba: tf.Tensor) -> tf.Tensor:
+def dot_colours(page: dict) -> tf.Tensor:
   """int64 packed sRGB per fill pixel of the dotted regions, -1 elsewhere (no components are
   computed for a page without a dot)."""
-  grid = tf.shape(page["levels"])
-  seed = tf_regions.seeds(hints_rgba, tf.shape(gray_u8)[:2], grid, page["r"])
-  seed = tf.where(page["barrier"], tf.constant(-1, tf.int64), seed)
+  seed = page["seed"]
   return tf.cond(tf.reduce_any(seed >= 0),
                  lambda: tf_regions.region_colours(
                      tf_regions.components(page["levels"], page["barrier"]), seed),
-                 lambda: tf.fill(grid, tf.constant(-1, tf.int64)))
+                 lambda: tf.fill(tf.shape(seed), tf.constant(-1, tf.int64)))
 
 
 def manga_colour_page(gray_u8: tf.Tensor, ab_box: tf.Tensor, table: tf.Tensor,
@@ -83,7 +81,7 @@ def manga_colour_page(gray_u8: tf.Tensor, ab_box: tf.Tensor, table: tf.Tensor,
   hint image (any size, RGBA; alpha > 0 is a dot) -> uint8 sRGB (H, W, 3). `table` is
   `koala.colour.paper_colour_table()`; `closing` the barriers' growth in fill pixels (gap closing)."""
   shape = tf.shape(gray_u8)
-  page = tf_regions.page_regions(gray_u8, closing, reduction)
+  page = tf_regions.page_regions(gray_u8, closing, reduction, hints_rgba)
   r, grid = page["r"], tf.shape(page["levels"])
   ab = tf.image.resize(ab_box, grid, method="bilinear")
   index = tf.clip_by_value(tf.cast(tf.floor(ab + 128.5), tf.int32), 0, AB_SIDE - 1)
@@ -96,7 +94,7 @@ def manga_colour_page(gray_u8: tf.Tensor, ab_box: tf.Tensor, table: tf.Tensor,
   blend = tf.cast(tf.math.ceil(factor), tf.int32) + 1
   known = 1.0 - _window_any(ink, blend)
   if hints_rgba is not None:
-    dots = dot_colours(page, gray_u8, hints_rgba)
+    dots = dot_colours(page)
     dotted = dots >= 0
     rgb = tf.cast(tf.stack([dots // 65536, dots // 256 % 256, dots % 256], -1), tf.float32)
     flat = tf.where(dotted[..., None], rgb / 255.0, flat)

@@ -67,10 +67,13 @@ def grow(mask: tf.Tensor, radius: int) -> tf.Tensor:
   return tf.nn.max_pool2d(x, 2 * radius + 1, 1, "SAME")[0, :, :, 0] > 0.5
 
 
-def barriers(levels: tf.Tensor, darkest: tf.Tensor, closing: int = ref.DEFAULT_CLOSING):
+def barriers(levels: tf.Tensor, darkest: tf.Tensor, closing: int = ref.DEFAULT_CLOSING,
+             drawn: tf.Tensor | None = None):
   """-> (ink, barrier) bool (h, w): `koala.regions.barriers`."""
   near_paper = grow(tf.equal(levels, len(ref.TONE_EDGES)), ref.NEAR_PAPER)
   ink = tf.logical_or(tf.equal(levels, 0), tf.logical_and(near_paper, darkest < ref.SHARP_INK))
+  if drawn is not None:
+    ink = tf.logical_or(ink, drawn)
   return ink, grow(ink, closing)
 
 
@@ -115,8 +118,8 @@ def components(levels: tf.Tensor, barrier: tf.Tensor) -> tf.Tensor:
 
 
 def seeds(hints_rgba: tf.Tensor, page_hw: tf.Tensor, grid_hw: tf.Tensor, r: tf.Tensor):
-  """A hint image (any size, stretched over the page) -> int64 packed sRGB seed per fill pixel,
-  or -1: `koala.regions.seeds`."""
+  """A hint image (any size, stretched over the page) -> (int64 packed sRGB seed per fill pixel
+  or -1, bool lines drawn in it): `koala.regions.seeds`."""
   alpha = tf.cast(hints_rgba[..., 3], tf.int64)
   at = tf.where(alpha > 0)                                               # (n, 2) int64
   shape = tf.cast(tf.shape(alpha), tf.float64)
@@ -130,10 +133,14 @@ def seeds(hints_rgba: tf.Tensor, page_hw: tf.Tensor, grid_hw: tf.Tensor, r: tf.T
   hh, ww = tf.cast(grid_hw[0], tf.int64), tf.cast(grid_hw[1], tf.int64)
   index = fill_index(at[:, 0], 0) * ww + fill_index(at[:, 1], 1)
   rgb = tf.cast(tf.gather_nd(hints_rgba[..., :3], at), tf.int64)
-  key = (tf.gather_nd(alpha, at) * 2 ** 24 + rgb[:, 0] * 2 ** 16 + rgb[:, 1] * 2 ** 8
-         + rgb[:, 2])
+  packed = rgb[:, 0] * 2 ** 16 + rgb[:, 1] * 2 ** 8 + rgb[:, 2]
+  line = tf.equal(packed, ref.LINE_PACKED)
+  # A line's pixels count 1 in their fill pixel, a colour's its alpha and colour, packed.
+  drawn = tf.math.unsorted_segment_max(tf.cast(line, tf.int32), index, hh * ww) > 0
+  key = tf.where(line, tf.constant(-1, tf.int64), tf.gather_nd(alpha, at) * 2 ** 24 + packed)
   best = tf.math.unsorted_segment_max(key, index, hh * ww)
-  return tf.reshape(tf.where(best >= 0, best % 2 ** 24, -1), tf.stack([hh, ww]))
+  grid = tf.stack([hh, ww])
+  return (tf.reshape(tf.where(best >= 0, best % 2 ** 24, -1), grid), tf.reshape(drawn, grid))
 
 
 def _neighbour(x: tf.Tensor, dy: int, dx: int, fill) -> tf.Tensor:
@@ -191,17 +198,24 @@ def region_colours(labels: tf.Tensor, seed: tf.Tensor, steps: int = ref.SPLIT_ST
                      [[top, tf.cast(tf.shape(split)[0], tf.int64) - bottom],
                       [left, tf.cast(tf.shape(split)[1], tf.int64) - right]],
                      constant_values=-1)
-    return tf.where(split & (reached >= 0), reached, out)
+    return tf.where(split, reached, out)
 
   return tf.cond(tf.reduce_any(split), waves, lambda: out)
 
 
-def page_regions(gray_u8: tf.Tensor, closing: int = ref.DEFAULT_CLOSING, r=None) -> dict:
-  """The page's fill grid: its reduction r, tone levels, ink and barriers
-  (`koala.regions.page_regions`); `components` of levels and barrier labels the regions."""
+def page_regions(gray_u8: tf.Tensor, closing: int = ref.DEFAULT_CLOSING, r=None,
+                 hints_rgba: tf.Tensor | None = None) -> dict:
+  """The page's fill grid: its reduction r, tone levels, ink, barriers and the seeds of a hint
+  image (`koala.regions.page_regions`; `components` of levels and barrier labels the
+  regions, which only a page with a dot needs)."""
   shape = tf.shape(gray_u8)
   r = fill_reduction(shape[0], shape[1]) if r is None else tf.constant(r, tf.int32)
   sums, darkest = block_sum_and_min(gray_u8, r)
   levels = tone_levels(sums, r)
-  ink, barrier = barriers(levels, darkest, closing)
-  return {"r": r, "levels": levels, "ink": ink, "barrier": barrier}
+  if hints_rgba is None:
+    seed, drawn = tf.fill(tf.shape(levels), tf.constant(-1, tf.int64)), None
+  else:
+    seed, drawn = seeds(hints_rgba, shape[:2], tf.shape(levels), r)
+  ink, barrier = barriers(levels, darkest, closing, drawn)
+  return {"r": r, "levels": levels, "ink": ink, "barrier": barrier,
+          "seed": tf.where(barrier, tf.constant(-1, tf.int64), seed)}

@@ -145,6 +145,7 @@ def test_graph_page_equals_the_reference(name):
   hints = dots_image((h // 2, w // 2), [(rng.integers(h // 2), rng.integers(w // 2),
                                          tuple(int(v) for v in rng.integers(0, 256, 3)))
                                         for _ in range(12)] + [(10, 10, WHITE)], radius=3)
+  cv2.line(hints, (0, h // 4), (w // 2, h // 4), (0, 0, 0, 255), 2)     # a drawn line
   assert_same_page(served(page, ab, hints), regions.manga_page(page, ab, hints))
 
 
@@ -173,6 +174,21 @@ def test_ink_stays_ink_and_nothing_gets_lighter():
   out = served(page, ab, dots_image(page.shape, dots))
   assert (out[page == 0] == 0).all()
   assert (out.astype(int) <= page[..., None]).all()     # multiply: never lighter than the page
+
+
+def test_a_black_stroke_in_the_hint_image_closes_a_gap_the_closing_leaves_open():
+  """A 12 px gap leaks at the default closing; a pure black stroke across it in the hint image
+  is a line (it closes the gap and colours nothing black)."""
+  page, label, ink = cells_page(rows=1, cols=2, cell=200, gaps=[((0, 0), 12)])
+  hints = dots_image(page.shape, [(*cell_centre(label, ink, 0), RED)])
+  neighbour = interior(label, ink, 1)
+  took = lambda out: (np.abs(out[neighbour].astype(int) - RED).max(-1) <= 40).mean()
+  assert took(served(page, hints=hints)) > 0.9
+  cv2.line(hints, (201, 90), (201, 115), (0, 0, 0, 255), 3)          # across the gap
+  out = served(page, hints=hints)
+  assert took(out) <= 0.05
+  assert (np.abs(out[interior(label, ink, 0)].astype(int) - RED).max(-1) <= 1).mean() > 0.99
+  assert (out[neighbour] == 255).mean() > 0.99
 
 
 @pytest.mark.parametrize("gap", [2, 4])
