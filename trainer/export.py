@@ -24,10 +24,11 @@ Signatures:
                     serving_default and colorize_tensors of a guided model run it unguided.
 
 A job trained on manga records (pipeline.run --render=manga; model/rendering.json) composes its
-pages by koala.colour.manga_page_rgb, so colour reaches the white paper and ink stays ink, and
-upsamples its colour so that it stops at the ink lines (serving/tf_page.line_aware_upsample); a
-gray job keeps the page's own L (koala.colour.page_rgb) and plain bilinear upsampling. Both
-compositions are one table gather in the graph.
+pages as a colourist does (serving/tf_fill.py): flat colours under the page, which multiplies
+them, so colour reaches the white paper and ink stays ink; the model's colour stops at the ink
+lines, and in colorize_guided each dot fills its region in the colour picked (--gap_closing:
+how far the lines grow to close gaps). A gray job keeps the page's own L (koala.colour.page_rgb,
+one table gather).
 
 Why the embedder is inside: the colorizer needs the Inception-ResNet-v2 embedding of the very
 page it colours, and TF Serving runs one SavedModel per request. The export rebuilds exactly the
