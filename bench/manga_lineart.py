@@ -9,8 +9,8 @@ wide as a click in the Streamlit page) of a colour drawn from light, mid-tone, d
 saturated flats; some get a white dot, some none. Reported, per closing and in all:
   * filled: dotted regions whose interior (pixels > 8 px from any line) comes out within
     CIE76 dE 10 of the dot's colour, lightness included (target >= 95 %);
-  * leak: of the dotted regions' pixels 2-8 px from a line, the share farther than dE 10 from
-    their own dot's colour (target <= 5 %);
+  * leak: of the pixels 2-8 px from a line, the share farther than dE 10 from their own
+    region's colour, the dot's or (a dotless region) its interior's (target <= 5 %);
   * gap leak: of the dotless regions that share a gapped line with a dotted one, the share of
     the interior within dE 15 of that neighbour's colour (target <= 5 %);
   * white kept: white-dotted regions whose interior stays white (dE <= 5; target 100 %).
@@ -112,13 +112,15 @@ def scores(rgb, label, ink, colours, pairs) -> dict:
   filled, dotted, white_kept, whites, band_off, band_all = 0, 0, 0, 0, 0, 0
   for region, rgb_dot in enumerate(colours):
     interior = (label == region) & (dist > 8)
-    if rgb_dot is None or interior.sum() < 50:
+    if interior.sum() < 50:
       continue
-    de = np.linalg.norm(lab - target(rgb_dot), axis=-1)
+    # a dotless region's own colour: its interior's (the model's, or the page's)
+    own = target(rgb_dot) if rgb_dot is not None else np.median(lab[interior], axis=0)
+    de = np.linalg.norm(lab - own, axis=-1)
     if rgb_dot == WHITE:
       whites += 1
       white_kept += de[interior].mean() <= 5
-    else:
+    elif rgb_dot is not None:
       dotted += 1
       filled += de[interior].mean() <= 10
     band = (label == region) & (dist >= 2) & (dist <= 8)

@@ -42,8 +42,10 @@ TONE_EDGES = (64, 128, 192)  # descreened gray levels that part ink | dark | mid
 SHARP_INK = 128              # near paper, a block with a pixel below this is a line
 NEAR_PAPER = 2               # fill pixels: how near paper-level ground a line's block lies
 DEFAULT_CLOSING = 1          # fill pixels the barriers grow by (closes ~2-fill-pixel gaps)
+DEFAULT_FLAT_REGIONS = True  # a manga page lays the model's colour flat per region
 FLATTEN_MIN_PIXELS = 16      # fill pixels: smaller regions (lettering's holes, crumbs) are not
                              # laid flat
+INK_STEPS = 2                # grid pixels the regions' colours grow into the ink
 SPLIT_STEPS = 96             # breadth-first waves of a several-colour region's split: it
                              # reaches ~100 fill pixels from each dot, so it costs a bounded time
 NO_COLOUR = -1               # packed colour of "no seed" / "no dot's colour"
@@ -244,29 +246,31 @@ def window_any(mask: np.ndarray, radius: int) -> np.ndarray:
   return grow(mask, radius)
 
 
-def _sum3(x: np.ndarray) -> np.ndarray:
-  p = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-  rows = p[:-2] + p[1:-1] + p[2:]
-  return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
-
-
-def spread(flat: np.ndarray, known: np.ndarray, fillable: np.ndarray, steps: int) -> np.ndarray:
-  """Each unknown fillable pixel next to known ones takes their mean, `steps` times."""
-  known = known.astype(np.float32)[..., None]
-  fillable = fillable.astype(np.float32)[..., None]
-  state = np.concatenate([flat * known, known], -1).astype(np.float32)
-  for _ in range(steps):
-    sums = _sum3(state)
-    new = (sums[..., -1:] > 0).astype(np.float32) * (1.0 - state[..., -1:]) * fillable
-    state = state + new * (sums / np.maximum(sums[..., -1:], np.float32(1e-6)) - state)
-  return np.where(state[..., -1:] > 0, state[..., :-1], flat)
-
-
 def blend_distance(grid_hw, ab_hw) -> int:
   """Fill pixels within which bilinear upsampling of the model's ab mixes the two sides of a
   line: one model pixel, and one more for the fill grid's step."""
-  return int(np.ceil(np.float32(max(grid_hw[0] / np.float32(ab_hw[0]),
-                                    grid_hw[1] / np.float32(ab_hw[1]))))) + 1
+  return int(np.ceil(max(np.float32(grid_hw[0]) / np.float32(ab_hw[0]),
+                         np.float32(grid_hw[1]) / np.float32(ab_hw[1])))) + 1
+
+
+def blend_distance_tf(grid_hw, ab_hw):
+  """`blend_distance` of two int32 shape tensors, as a graph op (int32)."""
+  import tensorflow as tf
+  f = lambda i: tf.cast(grid_hw[i], tf.float32) / tf.cast(ab_hw[i], tf.float32)
+  return tf.cast(tf.math.ceil(tf.maximum(f(0), f(1))), tf.int32) + 1
+
+
+def grow_values(values: np.ndarray, free: np.ndarray, steps: int) -> np.ndarray:
+  """Non-negative int values (table indices, packed colours; -1 = none) grown up to `steps`
+  grid pixels into the `free` pixels that have none, each taking the largest of its
+  4-neighbours' (never a blend of two colours; a diagonal step could cross a 1-pixel diagonal
+  line)."""
+  x = values.astype(np.float32)
+  for _ in range(steps):
+    p = np.pad(x, 1, constant_values=-1.0)
+    grown = np.maximum(np.maximum(p[:-2, 1:-1], p[2:, 1:-1]), np.maximum(p[1:-1, :-2], p[1:-1, 2:]))
+    x = np.where(free & (x < 0), grown, x)
+  return x.astype(np.int64)
 
 
 def _resize(x: np.ndarray, hw) -> np.ndarray:
@@ -276,10 +280,10 @@ def _resize(x: np.ndarray, hw) -> np.ndarray:
 
 
 def flatten(ab: np.ndarray, labels: np.ndarray, known: np.ndarray,
-            min_pixels: int = FLATTEN_MIN_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+            min_pixels: int = FLATTEN_MIN_PIXELS) -> np.ndarray:
   """The model's ab on the fill grid laid flat per region (Style2Paints' flattening,
   DanbooRegion): each region of at least `min_pixels` takes the mean ab of its pixels away
-  from the lines (`known`; all of them where none is). -> (ab, flattened mask)."""
+  from the lines (`known`; all of them where none is)."""
   inside = labels >= 0
   lab = np.where(inside, labels, 0)
   n = lab.max() + 1
@@ -292,39 +296,34 @@ def flatten(ab: np.ndarray, labels: np.ndarray, known: np.ndarray,
   mean = np.where(count[:, None] > 0, sums / np.maximum(count, 1)[:, None],
                   all_sums / np.maximum(size, 1)[:, None]).astype(np.float32)
   flat = inside & (size >= min_pixels)[lab]
-  return np.where(flat[..., None], mean[lab], ab), flat
+  return np.where(flat[..., None], mean[lab], ab)
 
 
 def manga_page(gray: np.ndarray, ab_box: np.ndarray, hints_rgba: np.ndarray | None = None,
                closing: int = DEFAULT_CLOSING, r: int | None = None,
-               flat_regions: bool = False) -> np.ndarray:
+               flat_regions: bool = DEFAULT_FLAT_REGIONS) -> np.ndarray:
   """A coloured manga page: uint8 gray (H, W), the model's ab over the page's box (h, w, 2) in
   LAB units, an optional hint image (any size, RGBA) -> uint8 sRGB (H, W, 3). The reference of
-  serving/tf_fill.py's `manga_colour_page` (its docstring says why each step)."""
+  serving/tf_fill.py's `manga_colour_page` (its docstring says why each step); flat_regions
+  lays the model's colour flat per region (`flatten`)."""
   from koala import colour
   page = page_regions(gray, closing, r, hints_rgba)
-  r, grid = page["r"], page["levels"].shape
-  ab = _resize(np.asarray(ab_box, np.float32), grid)
-  flat = colour.paper_colour_table()[colour.paper_colour_index(ab)]
-  ink = page["ink"]
+  r, grid, ink = page["r"], page["levels"].shape, page["ink"]
   blend = blend_distance(grid, ab_box.shape)
-  known = ~window_any(ink, blend)
+  near_ink = window_any(ink, blend)
+  beside = near_ink & ~ink
+  ab = _resize(np.asarray(ab_box, np.float32), grid)
   if flat_regions:
-    ab, flattened = flatten(ab, page["labels"], known)
-    flat = colour.paper_colour_table()[colour.paper_colour_index(ab)]
-    known |= flattened
+    ab = flatten(ab, page["labels"], ~near_ink)
+  index = colour.paper_colour_index(ab)
+  grown = grow_values(np.where(near_ink, -1, index), beside, blend + 1)
+  grown = grow_values(grown, ink, INK_STEPS)
+  flat = colour.paper_colour_table()[np.where(grown >= 0, grown, index)]
   if (page["seed"] >= 0).any():
-    dots = region_colours(page["labels"], page["seed"])
-    dotted = dots >= 0
-    flat = np.where(dotted[..., None], unpack_rgb(np.maximum(dots, 0)) / np.float32(255.0),
+    dots = grow_values(region_colours(page["labels"], page["seed"]), beside,
+                       max(blend + 1, closing + 1))
+    dots = grow_values(dots, ink, INK_STEPS)
+    flat = np.where((dots >= 0)[..., None], unpack_rgb(np.maximum(dots, 0)) / np.float32(255.0),
                     flat).astype(np.float32)
-    known |= dotted
-  flat = spread(flat, known, ~ink, max(blend + 1, closing + 1))
-  flat = spread(flat, ~ink, ink, 2)
-  paper = (~ink).astype(np.float32)[..., None]
-  full = _resize(np.concatenate([flat * paper, paper, flat], -1), (r * grid[0], r * grid[1]))
-  full = full[:gray.shape[0], :gray.shape[1]]
-  weight = full[..., 3:4]
-  full = np.where(weight > 1e-3, full[..., :3] / np.maximum(weight, np.float32(1e-3)),
-                  full[..., 4:])
+  full = _resize(flat, (r * grid[0], r * grid[1]))[:gray.shape[0], :gray.shape[1]]
   return (full * gray.astype(np.float32)[..., None] + np.float32(0.5)).astype(np.uint8)

@@ -10,13 +10,12 @@ turned back into gray levels (colour.l_to_neutral_gray, to uint8), as the served
 
 Predictors (per hint count where they take dots, else once):
   model           the job's model alone (the dots are its input), composed as the served page
-                  composes the model's colours (koala.regions.manga_page without the dots:
-                  flats stopped at the lines, the page multiplied over them)
-  model_fill      the served page: the same, and each dot filling its region in its colour
-                  (koala.regions.manga_page with the dots; the dot's colour is the mean true
-                  colour under it, as a user picks the colour they mean)
-  model_flat      model_fill, and every region of the model's own colour laid flat at its mean
-                  (koala.regions.flatten; Style2Paints' flattening): measured, not served
+                  composes the model's colours (koala.regions.manga_page without the dots and
+                  without flattening: flats stopped at the lines, the page multiplied over them)
+  model_fill      the same, and each dot filling its region in its colour (the dot's colour is
+                  the mean true colour under it, as a user picks the colour they mean)
+  model_flat      the served page: model_fill, and every region of the model's own colour laid
+                  flat at its mean (koala.regions.flatten; Style2Paints' flattening)
   flat_fill       Levin et al. 2004 (trainer.levin) spreading the same dots over the descreened
                   page (`descreen`), composed by the manga rule: the classical flat fill
   page            the page as it is (gray RGB): what the reader has without us
@@ -51,7 +50,7 @@ from trainer.predict import crop_to_image, mean_ab, predict_ab
 
 GUIDED_HINTS = (0, 1, 2, 5, 10, 20, 50, 100)   # the default list for a manga guided job
 DOTTED = ("model", "model_fill", "model_flat", "flat_fill")   # predictors that take the dots
-SERVED = "model_fill"                          # what a user of the export gets
+SERVED = "model_flat"                          # what a user of the export gets
 FIXED = ("page", "gray", "mean_colour", "keep_l_ceiling", "manga_ceiling",
          "multiply_ceiling")
 SAMPLE_HINTS = 10
@@ -172,8 +171,8 @@ def evaluate_manga(model, info, split: str = "test", hint_counts=GUIDED_HINTS,
         page = page_of(l_in[i])
         truth = callbacks.colorize_lab(true_l[i], true_ab[i] / colour.AB_SCALE)
         dots = dots_image(hints[i], truth) if guided else None
-        preds = {"model": regions.manga_page(page, model_ab[i]),
-                 "model_fill": regions.manga_page(page, model_ab[i], dots),
+        preds = {"model": regions.manga_page(page, model_ab[i], flat_regions=False),
+                 "model_fill": regions.manga_page(page, model_ab[i], dots, flat_regions=False),
                  "model_flat": regions.manga_page(page, model_ab[i], dots, flat_regions=True)}
         if "flat_fill" in stats:
           preds["flat_fill"] = colour.manga_page_rgb(page, flat_fill(page, hints[i]))
@@ -283,7 +282,8 @@ def plot_psnr(results: dict) -> bytes:
   from matplotlib import pyplot as plt
   x = [r["hints"] for r in results["rows"]]
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
-  for name, style in (("model", "-o"), ("model_fill", "-^"), ("flat_fill", "-s")):
+  for name, style in (("model", "-o"), ("model_fill", "-^"), ("model_flat", "-v"),
+                      ("flat_fill", "-s")):
     if all(name in r["predictors"] for r in results["rows"]):
       ax.plot(x, [r["predictors"][name]["psnr"] for r in results["rows"]], style,
               label=name.replace("_", " "))
