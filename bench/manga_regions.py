@@ -13,10 +13,9 @@ wants kept white).
 Reported: per dot, the share of its region's pixels whose output is within CIE76 dE 15 of the
 dot's colour (the region's mean share is the headline, target >= 90 %; the share of dots
 covering >= 80 % of their region, target >= 80 %), and the share of ink pixels (gray <= 40)
-that stay dark (target >= 99 %). Leak, the other side of the coin: the pixels outside the dotted
-regions whose colour the dots changed (dE > 15 against the same page without dots), as a share
-of the dotted regions' pixels: a fill that closed no gap would cover its region and flood the
-neighbours. The dotted regions take the dot's colour whatever the model
+that stay dark (target >= 99 %). Leak through gaps is bench/manga_lineart.py's: on a real page the guided
+network also recolours the page around the dots, so a difference against the dotless page
+would measure the network as well as the fill. The dotted regions take the dot's colour whatever the model
 is, so any manga export measures the fill; the figure is a property of the graph, not of
 training. Skips cleanly where ../shared/data is absent.
 """
@@ -77,7 +76,7 @@ def run(export_path: str, max_pages: int | None = None, out_dir: str | None = No
   files = sorted(f for f in glob.glob(os.path.join(common.shared_data("manga"), "**", "*"),
                                       recursive=True)
                  if f.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".bmp")))[:max_pages]
-  dots, ink_total, ink_dark, seconds, leaked, dotted_total = [], 0, 0, [], 0, 0
+  dots, ink_total, ink_dark, seconds = [], 0, 0, []
   for index, path in enumerate(files):
     data = open(path, "rb").read()
     page = tf_page.decode_gray(tf.constant(data), 10 ** 9).numpy()
@@ -95,18 +94,8 @@ def run(export_path: str, max_pages: int | None = None, out_dir: str | None = No
     png = fn(image_bytes=tf.constant([data]), hints_bytes=tf.constant([buf.getvalue()]),
              reference_bytes=tf.constant([b""]))["png_bytes"].numpy()[0]
     seconds.append(time.perf_counter() - start)
-    plain = fn(image_bytes=tf.constant([data]), hints_bytes=tf.constant([b""]),
-               reference_bytes=tf.constant([b""]))["png_bytes"].numpy()[0]
     out = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     lab = colour.rgb_to_lab(out)
-    changed = np.linalg.norm(lab - colour.rgb_to_lab(
-        np.asarray(Image.open(io.BytesIO(plain)).convert("RGB"))), axis=-1) > COVER_DELTA_E
-    dotted = np.zeros(page.shape, bool)
-    for region, _ in found:
-      dotted |= region
-    page_leak = int((changed & ~dotted & (page >= PAPER)).sum())
-    leaked += page_leak
-    dotted_total += int(dotted.sum())
     for (region, _), rgb in zip(found, picks):
       target = colour.rgb_to_lab(np.array([rgb], np.uint8))[0]
       share = float((np.linalg.norm(lab[region] - target, axis=-1) <= COVER_DELTA_E).mean())
@@ -117,15 +106,14 @@ def run(export_path: str, max_pages: int | None = None, out_dir: str | None = No
     y_page = colour.relative_luminance(np.repeat(page[..., None], 3, -1) / np.float32(255.0))
     ink_total += int(ink.sum())
     ink_dark += int(((y_out <= y_page + 1e-3) & ink).sum())
-    if out_dir and (index < 6 or page_leak > dotted.sum()):
+    if out_dir and index < 6:
       shown = out.copy()
       for (_, (y, x)), rgb in zip(found, picks):
         cv2.circle(shown, (int(x), int(y)), radius + 2, (0, 0, 0), 2)
       Image.fromarray(shown).save(os.path.join(out_dir, f"regions_{index}.png"))
     mine = [d["covered"] for d in dots[-len(found):]] if found else []
     print(f"  {os.path.basename(path)[:60]}: {len(found)} regions, covered "
-          f"{' '.join(f'{c:.2f}' for c in mine)}, leak {page_leak / max(dotted.sum(), 1):.2f}, "
-          f"{seconds[-1]:.2f} s", flush=True)
+          f"{' '.join(f'{c:.2f}' for c in mine)}, {seconds[-1]:.2f} s", flush=True)
   covered = np.array([d["covered"] for d in dots])
   white = np.array([d["covered"] for d in dots if tuple(d["rgb"]) == WHITE])
   return {"pages": len(files), "dots": len(dots),
@@ -134,7 +122,6 @@ def run(export_path: str, max_pages: int | None = None, out_dir: str | None = No
           "white_dots": len(white),
           "white_dots_kept_white": float((white >= 0.8).mean()) if len(white) else None,
           "ink_dark_share": ink_dark / ink_total if ink_total else None,
-          "leak": leaked / dotted_total if dotted_total else None,
           "median_seconds": float(np.median(seconds)) if seconds else None, "per_dot": dots}
 
 
@@ -155,8 +142,7 @@ def main(argv=None) -> int:
         f"(target >= 90 %); {r['dots_covering_80']:.1%} of the dots cover >= 80 % of their "
         f"region (target >= 80 %); white dots kept white: {r['white_dots_kept_white']:.1%} of "
         f"{r['white_dots']}; ink pixels (gray <= {INK_GRAY}) dark: {r['ink_dark_share']:.2%} "
-        f"(target >= 99 %); leak outside the dotted regions {r['leak']:.1%} of their area; median "
-        f"{r['median_seconds']:.2f} s a page")
+        f"(target >= 99 %); median {r['median_seconds']:.2f} s a page")
   if args.out:
     with open(os.path.join(args.out, "regions.json"), "w") as f:
       json.dump(r, f, indent=2)
