@@ -17,8 +17,9 @@ What it prints:
     p95, p50 / floor; and pages/s with 4 concurrent clients.
   * with --compositions=...,manga, a manga job (its colorizer the guided one) also through
     colorize_guided: 10 dots as the Streamlit page sends them (a 448-px hint image; target
-    <= 2 x the floor of the guided network), and two hostile hint images, a page-sized one
-    with every pixel opaque and 500 dots with 50 of them in one region (target <= 3 x); and
+    <= 2 x the floor of the guided network), and hostile hint images: every pixel opaque in
+    random colours (448 px as the page sends, and page-sized: the worst a client can send under
+    the pixel cap) and 500 dots with 50 of them in one region (target <= 3 x); and
     the fill's own time (serving.tf_fill alone) for each.
 The floor and the pages are timed in turn, call by call, so that all see the same load on a
 shared machine; the ratio is printed as p50 / p50 and as the median of the round-by-round
@@ -154,10 +155,13 @@ def hint_images(page: bytes) -> dict:
       zip(rng.integers(0, gray.shape[0], 450), rng.integers(0, gray.shape[1], 450)))]
   opaque = rng.integers(0, 256, gray.shape + (4,)).astype(np.uint8)
   opaque[..., 3] = 255
-  ok, opaque_png = cv2.imencode(".png", opaque)
+  side = hint_dots.HINT_SIDE / max(gray.shape)                  # what the Streamlit page sends
+  small = cv2.resize(opaque, (round(gray.shape[1] * side), round(gray.shape[0] * side)),
+                     interpolation=cv2.INTER_NEAREST)
   return {f"{len(ten)} dots": hint_dots.hint_png(*gray.shape, ten),
           "500 dots, 50 in one region": hint_dots.hint_png(*gray.shape, many),
-          "every pixel opaque (page-sized)": opaque_png.tobytes()}
+          "every pixel opaque (448 px, noise)": cv2.imencode(".png", small)[1].tobytes(),
+          "every pixel opaque (page-sized, noise)": cv2.imencode(".png", opaque)[1].tobytes()}
 
 
 def stage_timings(page: bytes, runs: int, levels: list[int], hints: dict | None) -> dict:
