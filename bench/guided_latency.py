@@ -117,8 +117,9 @@ def main(argv=None) -> int:
             reference_bytes=tf.constant([reference])),
     }
     from serving import tf_guidance
-    prepare = tf.function(lambda h, r: tf_guidance.guidance_inputs(
-        h, r, tf.constant(A4_200DPI), 224, 10 ** 9), autograph=False)
+    prepare = tf.function(lambda h, r: (
+        tf_guidance.hint_planes(tf_guidance.hint_image(h, 10 ** 9), tf.constant(A4_200DPI), 224),
+        tf_guidance.palette(r, 10 ** 9)), autograph=False)
     inputs = {name: (h, r) for name, h, r in [
         ("colorize_guided, no guidance", b"", b""),
         (f"colorize_guided, {args.dots} dots", hints, b""),

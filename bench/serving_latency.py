@@ -15,6 +15,12 @@ What it prints:
     colorizer, ab upsampling, LAB -> sRGB, PNG): p50 and p95, and p50 / floor (target <= 1.5);
   * REST: the same through `python -m serving.server` on loopback, base64 JSON both ways: p50,
     p95, p50 / floor; and pages/s with 4 concurrent clients.
+  * with --compositions=...,manga, a manga job (its colorizer the guided one) also through
+    colorize_guided: 10 dots as the Streamlit page sends them (a 448-px hint image; target
+    <= 2 x the floor of the guided network), and hostile hint images: every pixel opaque in
+    random colours (448 px as the page sends, and page-sized: the worst a client can send under
+    the pixel cap) and 500 dots with 50 of them in one region (target <= 3 x); and
+    the fill's own time (serving.tf_fill alone) for each.
 The floor and the pages are timed in turn, call by call, so that all see the same load on a
 shared machine; the ratio is printed as p50 / p50 and as the median of the round-by-round
 ratios. --png_compression exports one model per zlib level (default: the export's default) and
@@ -74,8 +80,8 @@ def export_full_size(work: str, png_compression: int | None = None,
                      composition: str = "keep_l") -> str:
   """The SPEC-size export (random weights) under work/models/, made once per PNG level and
   composition and kept between runs with --keep_dir; the export's default level unless
-  `png_compression` is given. composition "manga" exports it as a manga job (its table and its
-  line-aware upsampling: the full-resolution composition)."""
+  `png_compression` is given. composition "manga" exports the guided colorizer as a manga job
+  (serving.tf_fill's composition, and colorize_guided with its region fill)."""
   from koala import embedder as embedder_lib
   from koala import manga
   from trainer import artifacts, export, model as model_lib
@@ -84,7 +90,8 @@ def export_full_size(work: str, png_compression: int | None = None,
   job = os.path.join(work, f"job_{composition}")
   if not os.path.exists(artifacts.model_dir(job)):
     emb = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)
-    model = model_lib.build_colorizer()
+    model = (model_lib.build_colorizer() if composition == "keep_l"
+             else model_lib.build_guided_colorizer())
     model.compile(optimizer="adam", loss="mse")
     artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
                                    "identity": emb.identity, "random_weights": True,
@@ -129,34 +136,81 @@ def ratio_text(page: np.ndarray, floor: np.ndarray) -> str:
           f"{np.median(page / floor):.2f} (median of paired ratios)")
 
 
-def stage_timings(page: bytes, runs: int, levels: list[int]) -> dict:
+def hint_images(page: bytes) -> dict:
+  """The hint images a manga page is timed with: name -> PNG bytes."""
+  import cv2
+  import tensorflow as tf
+  from bench import manga_regions
+  from serving import hint_dots, tf_page
+  gray = tf_page.decode_gray(tf.constant(page), 10 ** 9).numpy()
+  rng = np.random.default_rng(0)
+  colours = [tuple(int(v) for v in c) for c in rng.integers(0, 256, (500, 3))]
+  found = manga_regions.paper_regions(gray, 10)
+  ten = [hint_dots.Dot(int(x), int(y), colours[i]) for i, (_, (y, x)) in enumerate(found)]
+  region = found[0][0]
+  ys, xs = np.nonzero(region)
+  pick = rng.choice(len(ys), 50, replace=False)
+  many = [hint_dots.Dot(int(xs[k]), int(ys[k]), colours[i]) for i, k in enumerate(pick)]
+  many += [hint_dots.Dot(int(x), int(y), colours[50 + i]) for i, (y, x) in enumerate(
+      zip(rng.integers(0, gray.shape[0], 450), rng.integers(0, gray.shape[1], 450)))]
+  opaque = rng.integers(0, 256, gray.shape + (4,)).astype(np.uint8)
+  opaque[..., 3] = 255
+  side = hint_dots.HINT_SIDE / max(gray.shape)                  # what the Streamlit page sends
+  small = cv2.resize(opaque, (round(gray.shape[1] * side), round(gray.shape[0] * side)),
+                     interpolation=cv2.INTER_NEAREST)
+  return {f"{len(ten)} dots": hint_dots.hint_png(*gray.shape, ten),
+          "500 dots, 50 in one region": hint_dots.hint_png(*gray.shape, many),
+          "every pixel opaque (448 px, noise)": cv2.imencode(".png", small)[1].tobytes(),
+          "every pixel opaque (page-sized, noise)": cv2.imencode(".png", opaque)[1].tobytes()}
+
+
+def stage_timings(page: bytes, runs: int, levels: list[int], hints: dict | None) -> dict:
   """The page-sized steps of the graph, each alone: where the time beyond the floor goes."""
   import tensorflow as tf
-  from serving import tf_page
+  from koala import colour
+  from serving import tf_fill, tf_guidance, tf_page
   data = tf.constant(page)
   gray = tf.function(lambda d: tf_page.decode_gray(d, 10**9))(data)
-  from koala import colour
   table = tf.constant(tf_page.lab_rgb_table())
-  manga_table = tf.constant(tf_page.lab_rgb_table(colour.COMPOSE_MANGA))
-  ab = tf.random.uniform((224, 224, 2), -30, 30)
-  rgb = tf_page.colour_page(gray, ab, table)
+  flats = tf.constant(colour.paper_colour_table())
+  box = tf_page.ab_box(gray, tf.random.uniform((224, 224, 2), -30, 30))
+  rgb = tf_page.colour_page(gray, box, table)
   steps = {
-      "decode+gray": tf.function(lambda d: tf_page.decode_gray(d, 10**9)),
-      "letterbox 224+299": tf.function(lambda g: tf_page.model_inputs(g, 224, 299)),
-      "ab upsample+LAB->sRGB": tf.function(lambda g, a: tf_page.colour_page(g, a, table)),
-      # a manga job's full-resolution composition: the same gather from its own table
-      "ab line-aware upsample+manga composition": tf.function(
-          lambda g, a: tf_page.colour_page(g, a, manga_table, line_aware=True)),
+      "decode+gray": (tf.function(lambda d: tf_page.decode_gray(d, 10**9)), (data,)),
+      "letterbox 224+299": (tf.function(lambda g: tf_page.model_inputs(g, 224, 299)), (gray,)),
+      "ab upsample+LAB->sRGB": (tf.function(lambda g, a: tf_page.colour_page(g, a, table)),
+                                (gray, box)),
+      "manga composition, no dots": (tf.function(
+          lambda g, a: tf_fill.manga_colour_page(g, a, flats)), (gray, box)),
   }
-  args = {"decode+gray": (data,), "letterbox 224+299": (gray,),
-          "ab upsample+LAB->sRGB": (gray, ab),
-          "ab line-aware upsample+manga composition": (gray, ab)}
+  for name, png in (hints or {}).items():
+    rgba = tf_guidance.hint_image(tf.constant(png), 10 ** 9)
+    steps[f"manga composition, {name}"] = (tf.function(
+        lambda g, a, h: tf_fill.manga_colour_page(g, a, flats, h)), (gray, box, rgba))
   for level in levels:
-    steps[f"PNG encode (zlib {level})"] = tf.function(
-        lambda x, level=level: tf.io.encode_png(x, compression=level))
-    args[f"PNG encode (zlib {level})"] = (rgb,)
-  return {k: timings(lambda k=k: [t.numpy() for t in tf.nest.flatten(steps[k](*args[k]))], runs)
-          for k in steps}
+    steps[f"PNG encode (zlib {level})"] = (tf.function(
+        lambda x, level=level: tf.io.encode_png(x, compression=level)), (rgb,))
+  return {k: timings(lambda f=f, a=a: [t.numpy() for t in tf.nest.flatten(f(*a))], runs)
+          for k, (f, a) in steps.items()}
+
+
+def guided_timings(model, page: bytes, hints: dict, runs: int) -> dict:
+  """colorize_guided of a manga export with each hint image, interleaved with its own floor
+  (the embedder and the guided network on one input)."""
+  import tensorflow as tf
+  from koala import guidance
+  guided = model.signatures[signatures.COLORIZE_GUIDED]
+  x299 = tf.random.uniform((1, 299, 299, 3))
+  l224 = tf.random.uniform((1, 224, 224, 1), 0, 100)
+  planes = tf.zeros((1, 224, 224, guidance.HINT_CHANNELS))
+  palette = tf.constant(guidance.NO_PALETTE)[None]
+  batch, none = tf.constant([page]), tf.constant([b""])
+  fns = {"floor": lambda: model.guided_fn(l224, model.embed_fn(x299), planes, palette)[
+      "ab"].numpy()}
+  for name, png in {"no dots": b"", **hints}.items():
+    fns[name] = lambda h=tf.constant([png]): guided(
+        image_bytes=batch, hints_bytes=h, reference_bytes=none)[signatures.PNG_BYTES].numpy()
+  return interleaved_timings(fns, runs)
 
 
 def rest_timings(base: str, page: bytes, floor_fn, runs: int) -> dict:
@@ -196,8 +250,8 @@ def main(argv=None) -> int:
   p.add_argument("--png_compression", default=None,
                  help="zlib levels to export and measure, comma-separated (default: the export's)")
   p.add_argument("--compositions", default="keep_l",
-                 help="keep_l (a gray job), manga (a manga job: its table and line-aware "
-                      "upsampling), or both comma-separated, measured in the same rounds; "
+                 help="keep_l (a gray job), manga (a guided manga job: its composition and "
+                      "region fill), or both comma-separated, measured in the same rounds; "
                       "with several, only the first zlib level")
   args = p.parse_args(argv)
   import tensorflow as tf
@@ -241,10 +295,22 @@ def main(argv=None) -> int:
     t = interleaved_timings(fns, args.runs)
     print(f"compute floor (reference, interleaved with the pages): p50 {p50(t['floor']):.3f} s")
     for level in levels:
-      target = 2.0 if "manga" in str(level) else 1.5   # a manga job's full-resolution fill
+      target = 2.0 if "manga" in str(level) else 1.5   # a manga job's full-resolution composition
       print(f"[zlib {level}] in-process page: p50 {p50(t[level]):.3f} s, "
             f"p95 {p95(t[level]):.3f} s; {ratio_text(t[level], t['floor'])} (target <= {target})")
-    stages = stage_timings(page, args.runs, sorted({int(str(l).split()[0]) for l in levels}))
+    manga = [level for level in levels if "manga" in str(level)]
+    hints = hint_images(page) if manga else None
+    for level in manga:
+      g = guided_timings(loaded[level], page, hints, args.runs)
+      print(f"[zlib {level}] colorize_guided, floor (embedder + guided network) p50 "
+            f"{p50(g['floor']):.3f} s")
+      for name in g:
+        if name != "floor":
+          target = 2.0 if "dots" in name and "500" not in name else 3.0
+          print(f"  {name}: p50 {p50(g[name]):.3f} s; {ratio_text(g[name], g['floor'])} "
+                f"(target <= {target:g})")
+    stages = stage_timings(page, args.runs, sorted({int(str(l).split()[0]) for l in levels}),
+                           hints)
     print("in-process stages alone (p50): " + ", ".join(f"{k} {p50(v):.3f} s"
                                                     for k, v in stages.items()))
     for level in levels:

@@ -26,14 +26,26 @@ TRAIN_VAL_FRACTION = 0.1
 
 def build_records(split: str, limit: int | None = None, val_fraction: float = 0.0,
                   test_fraction: float = 0.0, work_dir: str = DEFAULT_WORK_DIR,
-                  pipeline_args: tuple = ()) -> tuple[str, dict]:
+                  pipeline_args: tuple = (), sources: tuple = (),
+                  exclude: tuple = ()) -> tuple[str, dict]:
   """-> (records_dir, manifest) of ../shared/data/<split>.txt's colour images (first `limit`).
 
   The fractions go to the pipeline (by content hash): the quality benchmark holds out 10% of
-  train.txt for validation, and puts all of eval.txt in the records' test split.
+  train.txt for validation, and puts all of eval.txt in the records' test split. `sources` keeps
+  only the files under those folders (e.g. "color/lllyasviel__style2paints"), `exclude` drops
+  them: how a whole source is held out of training. `split` may be "train+eval".
   """
-  files = [f for sub in COLOUR_FOLDERS for f in common.split_files(split, sub)][:limit]
-  out = os.path.join(work_dir, f"records_{split}_{limit or 'all'}_v{val_fraction}_t{test_fraction}")
+  files = [f for part in split.split("+") for sub in COLOUR_FOLDERS
+           for f in common.split_files(part, sub)]
+  root = common.shared_data()
+  under = lambda f, folders: any(os.path.relpath(f, root).startswith(d.rstrip("/") + "/")
+                                 for d in folders)
+  files = [f for f in files if (not sources or under(f, sources)) and not under(f, exclude)]
+  files = files[:limit]
+  tag = "".join(f"_only-{d.split('/')[-1]}" for d in sources) + "".join(
+      f"_no-{d.split('/')[-1]}" for d in exclude)
+  out = os.path.join(work_dir, f"records_{split}_{limit or 'all'}_v{val_fraction}_t{test_fraction}"
+                               f"{tag}")
   manifest_path = os.path.join(out, schema.MANIFEST)
   if os.path.exists(manifest_path):
     with open(manifest_path) as f:

@@ -290,6 +290,24 @@ def paper_colour(ab: np.ndarray) -> np.ndarray:
   return reference_lab_to_rgb(manga_lab(np.full(ab.shape[:-1], L_MAX, np.float32), ab))
 
 
+@functools.lru_cache(maxsize=1)
+def paper_colour_table() -> np.ndarray:
+  """(256 * 256, 3) float32, read-only: `paper_colour` of every whole a, b in [-128, 127], at
+  index (a + 128) * 256 + b + 128 (how a manga page's flats are looked up: ab is rounded to whole
+  units, the precision the training records store it at)."""
+  ab = np.arange(256, dtype=np.float32) - 128.0
+  a, b = np.meshgrid(ab, ab, indexing="ij")
+  table = paper_colour(np.stack([a.ravel(), b.ravel()], -1)).astype(np.float32)
+  table.flags.writeable = False
+  return table
+
+
+def paper_colour_index(ab: np.ndarray) -> np.ndarray:
+  """ab (..., 2) in LAB units -> int64 index (...) into `paper_colour_table`: rounded, clamped."""
+  i = np.clip(np.floor(np.asarray(ab, np.float32) + np.float32(128.5)), 0, 255).astype(np.int64)
+  return i[..., 0] * 256 + i[..., 1]
+
+
 def manga_page_rgb(gray: np.ndarray, ab: np.ndarray) -> np.ndarray:
   """A coloured manga page: uint8 gray (...) + ab (..., 2) in LAB units -> uint8 sRGB (...,
   3): the page multiplies `paper_colour(ab)` (the colour reaches the paper; ink stays ink). ab

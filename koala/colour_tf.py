@@ -54,9 +54,21 @@ def _f_inv(t: tf.Tensor) -> tf.Tensor:
   return tf.where(t > colour.DELTA, t * t * t, (t - colour.OFFSET) / colour.KAPPA_SLOPE)
 
 
+_U8_TO_LINEAR = colour.srgb_to_linear(np.arange(256, dtype=np.uint8))   # koala.colour's table
+
+
+def _linear(rgb) -> tf.Tensor:
+  """sRGB -> linear light; uint8 through koala.colour's 256-entry table (a gather, not a power:
+  a page-sized hint image is millions of pixels)."""
+  rgb = tf.convert_to_tensor(rgb)
+  if rgb.dtype == tf.uint8:
+    return tf.gather(tf.constant(_U8_TO_LINEAR), tf.cast(rgb, tf.int32))
+  return srgb_to_linear(_unit_float(rgb))
+
+
 def rgb_to_lab(rgb) -> tf.Tensor:
   """sRGB (..., 3) in [0, 1] or uint8 -> LAB (..., 3) float32."""
-  xyz = _matmul_last(srgb_to_linear(_unit_float(rgb)), _RGB_TO_XYZN)
+  xyz = _matmul_last(_linear(rgb), _RGB_TO_XYZN)
   fx, fy, fz = _f(xyz[..., 0]), _f(xyz[..., 1]), _f(xyz[..., 2])
   return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 

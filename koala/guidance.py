@@ -138,18 +138,6 @@ def decode_hints_np(hints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return hints[..., :2] * AB_SCALE, hints[..., 2] > 0.5
 
 
-def paint_hints(ab_norm, hints):
-  """The prediction ab / 128 (..., S, S, 2) with the hints painted over it, where they are: ab *
-  (1 - mask) + the planes' own a, b (which are ab / 128 * mask). NumPy arrays or tensors alike.
-
-  A network regressed with MSE does not copy a dot's colour exactly onto the dot (Levin et al.'s
-  propagation does, by construction); a manga job's page lays the user's dot as given, as a
-  colourist's flat, and the network spreads it over its region. A mask that resizing made
-  fractional blends the two.
-  """
-  return ab_norm * (1.0 - hints[..., 2:3]) + hints[..., :2]
-
-
 def resize_hints_tf(hints, size: int):
   """Hint planes (..., H, W, 3) -> (..., size, size, 3), still in the planes' layout.
 

@@ -215,7 +215,10 @@ def upright(img: Image.Image, data: bytes) -> Image.Image:
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
-  ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb)
+  """uint8 gray (H, W), RGB (H, W, 3) or RGBA (H, W, 4) -> PNG bytes (alpha kept)."""
+  if rgb.ndim == 3:
+    rgb = cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA if rgb.shape[-1] == 4 else cv2.COLOR_RGB2BGR)
+  ok, buf = cv2.imencode(".png", rgb)
   if not ok:
     raise ImageError("PNG encoding failed")
   return buf.tobytes()

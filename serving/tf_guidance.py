@@ -66,9 +66,16 @@ def _cells(coords: tf.Tensor, source: tf.Tensor, offset: tf.Tensor, span: tf.Ten
   return offset + tf.minimum(tf.cast(tf.floor(scaled), tf.int32), span - 1)
 
 
-def hint_planes(data: tf.Tensor, page_hw: tf.Tensor, size: int, max_pixels: int) -> tf.Tensor:
-  """A hint image for a page of page_hw = (H, W) -> float32 (size, size, 3) hint planes."""
-  rgba = decode_rgba(data, max_pixels, HINTS_BYTES)
+def hint_image(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
+  """hints_bytes -> uint8 RGBA (H, W, 4); an empty string gives an empty (0, 0, 4) image, which
+  holds no hint."""
+  return tf.cond(tf.strings.length(data) > 0,
+                 lambda: decode_rgba(data, max_pixels, HINTS_BYTES),
+                 lambda: tf.zeros([0, 0, 4], tf.uint8))
+
+
+def hint_planes(rgba: tf.Tensor, page_hw: tf.Tensor, size: int) -> tf.Tensor:
+  """A decoded hint image for a page of page_hw = (H, W) -> float32 (size, size, 3) hint planes."""
   hinted = tf.where(rgba[..., 3] > 0)                                   # (n, 2) int64
   ab = colour_tf.rgb_to_lab(tf.gather_nd(rgba[..., :3], hinted))[:, 1:]
   shape = tf.shape(rgba)
@@ -82,10 +89,6 @@ def hint_planes(data: tf.Tensor, page_hw: tf.Tensor, size: int, max_pixels: int)
   mean = sums / tf.maximum(counts, 1.0)
   planes = tf.concat([mean / guidance.AB_SCALE * mask, mask], axis=-1)
   return tf.reshape(planes, [size, size, HINT_CHANNELS])
-
-
-def no_hints(size: int) -> tf.Tensor:
-  return tf.zeros([size, size, HINT_CHANNELS], tf.float32)
 
 
 def letterbox_rgb_u8(rgb: tf.Tensor, size: int) -> tf.Tensor:
@@ -109,13 +112,8 @@ def reference_palette(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
   return tf.reshape(palette, [guidance.PALETTE_SIZE])
 
 
-def guidance_inputs(hints: tf.Tensor, reference: tf.Tensor, page_hw: tf.Tensor, size: int,
-                    max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
-  """(hints_bytes, reference_bytes) scalars -> (hint planes, palette); empty = none."""
-  planes = tf.cond(tf.strings.length(hints) > 0,
-                   lambda: hint_planes(hints, page_hw, size, max_pixels),
-                   lambda: no_hints(size))
-  palette = tf.cond(tf.strings.length(reference) > 0,
-                    lambda: reference_palette(reference, max_pixels),
-                    lambda: tf.constant(guidance.NO_PALETTE, tf.float32))
-  return planes, palette
+def palette(reference: tf.Tensor, max_pixels: int) -> tf.Tensor:
+  """reference_bytes -> float32 (PALETTE_SIZE,); an empty string gives `NO_PALETTE`."""
+  return tf.cond(tf.strings.length(reference) > 0,
+                 lambda: reference_palette(reference, max_pixels),
+                 lambda: tf.constant(guidance.NO_PALETTE, tf.float32))

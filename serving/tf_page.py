@@ -28,10 +28,9 @@ Rounding ab to whole units is the precision the training records store ab at any
 table also brings out-of-gamut colours back at constant L and hue instead of clipping RGB, so
 black line art stays black and white paper white under any predicted colour.
 
-A job trained on manga renderings composes its pages by `koala.colour.manga_page_rgb` instead
-(the page multiplies the flat colour, so the colour reaches white paper and ink stays ink): the
-same table, filled by the other rule, so the colour conversion costs what a gray job's does; its
-ab is upsampled by `line_aware_upsample`, which costs more (docs/benchmarks.md).
+A job trained on manga renderings composes its pages by `serving.tf_fill` instead (the page
+multiplies a layer of flat colours: the model's, stopped at the ink lines, and the user's dots
+filling their regions); `page_png` takes the composition as a function.
 """
 from __future__ import annotations
 
@@ -128,135 +127,41 @@ def gray_to_l(gray_u8: tf.Tensor) -> tf.Tensor:
   return tf.gather(tf.constant(gray_l_table()), tf.cast(gray_u8, tf.int32))
 
 
-@functools.lru_cache(maxsize=2)
-def lab_rgb_table(composition: str = colour.COMPOSE_KEEP_L,
-                  levels_per_chunk: int = 16) -> np.ndarray:
-  """(256**3, 3) uint8: `koala.colour.compose_page` of every gray level and whole a, b in
-  [-128, 127], by the job's composition: `page_rgb` (ab clamped, brought into the gamut at
-  constant L and hue, so the output keeps the page's L exactly) or `manga_page_rgb`. The graph
-  only gathers from it, so the served pixels and the NumPy reference path have one definition,
-  the one in `koala.colour`."""
+@functools.lru_cache(maxsize=1)
+def lab_rgb_table(levels_per_chunk: int = 16) -> np.ndarray:
+  """(256**3, 3) uint8: `koala.colour.page_rgb` of every gray level and whole a, b in [-128,
+  127] (ab clamped, brought into the gamut at constant L and hue, so the output keeps the page's
+  L exactly). The graph only gathers from it, so the served pixels and the NumPy reference path
+  have one definition, the one in `koala.colour`."""
   ab = np.arange(TABLE_SIDE, dtype=np.float32) - AB_OFFSET
   a, b = np.meshgrid(ab, ab, indexing="ij")
-  ab = np.stack([a.ravel(), b.ravel()], axis=-1)
-  if composition == colour.COMPOSE_MANGA:
-    # manga_page_rgb is the page times the flat colour of ab: the colours once, then each level.
-    flat = colour.paper_colour(ab)
-    levels = np.arange(TABLE_SIDE, dtype=np.float32)[:, None, None] / np.float32(255.0)
-    table = colour.to_uint8(flat[None] * levels).reshape(-1, 3)
-  elif composition == colour.COMPOSE_KEEP_L:
-    ab = np.tile(ab, (levels_per_chunk, 1))
-    chunks = []
-    for start in range(0, TABLE_SIDE, levels_per_chunk):   # a few levels at a time: small temporaries
-      gray = np.repeat(np.arange(start, start + levels_per_chunk, dtype=np.uint8), TABLE_SIDE ** 2)
-      chunks.append(colour.page_rgb(gray, ab))
-    table = np.concatenate(chunks)
-  else:
-    raise ValueError(f"unknown composition {composition!r}; choose one of {colour.COMPOSITIONS}")
+  ab = np.tile(np.stack([a.ravel(), b.ravel()], axis=-1), (levels_per_chunk, 1))
+  chunks = []
+  for start in range(0, TABLE_SIDE, levels_per_chunk):   # a few levels at a time: small temporaries
+    gray = np.repeat(np.arange(start, start + levels_per_chunk, dtype=np.uint8), TABLE_SIDE ** 2)
+    chunks.append(colour.page_rgb(gray, ab))
+  table = np.concatenate(chunks)
   table.flags.writeable = False
   return table
 
 
-def colour_page(gray_u8: tf.Tensor, ab_square: tf.Tensor, table: tf.Tensor,
-                line_aware: bool = False) -> tf.Tensor:
-  """gray (H, W) uint8 + the model's letterboxed ab (S, S, 2) in LAB units -> uint8 RGB (H, W, 3).
-
-  ab is cut out of the letterbox, upsampled to (H, W) (bilinear, or with `line_aware` by
-  `line_aware_upsample`: manga jobs), clamped and rounded; the page's own gray gives L at full
-  resolution.
-  """
+def ab_box(gray_u8: tf.Tensor, ab_square: tf.Tensor) -> tf.Tensor:
+  """The model's letterboxed ab (S, S, 2) in LAB units -> the page's box of it (h, w, 2),
+  clamped (while small: interpolation stays inside the clamp, so no page-sized op clips)."""
   shape = tf.shape(gray_u8)
-  size = ab_square.shape[0]
-  top, left, bh, bw = letterbox_box(shape[0], shape[1], size)
-  # Clamped while small: bilinear interpolation stays inside the clamp, so the page-sized
-  # tensor needs no clipping, and +0.5 then truncation rounds it (every page-sized op costs
-  # tens of milliseconds on an A4 page).
-  ab = colour_tf.clamp_ab(ab_square[top:top + bh, left:left + bw])
-  if line_aware:
-    ab = line_aware_upsample(gray_u8, ab)
-  else:
-    ab = tf.image.resize(ab, shape[:2], method="bilinear")
-  ab = tf.cast(ab + (AB_OFFSET + 0.5), tf.int32)
+  top, left, bh, bw = letterbox_box(shape[0], shape[1], ab_square.shape[0])
+  return colour_tf.clamp_ab(ab_square[top:top + bh, left:left + bw])
+
+
+def colour_page(gray_u8: tf.Tensor, box: tf.Tensor, table: tf.Tensor) -> tf.Tensor:
+  """A gray job's page: gray (H, W) uint8 + the model's ab over the page's box (`ab_box`) ->
+  uint8 RGB (H, W, 3): ab upsampled bilinearly to (H, W) and rounded, the page's own gray gives
+  L at full resolution, one gather from `lab_rgb_table`."""
+  shape = tf.shape(gray_u8)
+  # +0.5 then truncation rounds (every page-sized op costs tens of milliseconds on an A4 page).
+  ab = tf.cast(tf.image.resize(box, shape[:2], method="bilinear") + (AB_OFFSET + 0.5), tf.int32)
   index = (tf.cast(gray_u8, tf.int32) * TABLE_SIDE + ab[..., 0]) * TABLE_SIDE + ab[..., 1]
   return tf.gather(table, index)
-
-
-# Colour that stops at the lines. Upsampling the model's small ab field bilinearly blends the
-# two sides of every ink line over one small pixel, 7 page pixels at 224 from a 1600-px page (14
-# at Koala_cpu's 112): even a perfect fill bleeds across each line. Manga's regions are bounded
-# by ink, so near a line a pixel takes the colour of its own side: every pixel within the blend
-# distance of ink is refilled from the pixels beyond it, by a fill that spreads one pixel a step
-# and never through ink (a geodesic dilation, what Krita's Colorize Mask does up to the lines).
-# Screentone is ink too, so a screened area has no pixel beyond the blend distance and keeps the
-# plain upsampling. It runs at half the page's resolution (each fill pixel is ink when any of
-# its page pixels is, so 1-px lines stay barriers), then the result is upsampled bilinearly:
-# what blends there is within a pixel or two of the line, under the line's own anti-aliasing. (A page larger
-# than 4 x FILL_PIXELS is reduced by 3 or more, so that the fill costs what it costs on a
-# 1600-px page: on an A4 page at 200 dpi, a third of the time for a leak of 9 % instead of 2 %.)
-INK_BELOW = 128             # a gray level below this is ink, for the fill's barriers
-
-
-def _window_any(mask: tf.Tensor, radius: tf.Tensor) -> tf.Tensor:
-  """(H, W) 0/1 float -> 1 where the (2r+1)^2 window holds a 1: two cumulative-sum box sums
-  (constant cost in r; TensorFlow's CPU pooling costs seconds at page size)."""
-  k = 2 * radius + 1
-  x = tf.cumsum(tf.pad(mask, [[radius + 1, radius], [0, 0]]), axis=0)
-  x = tf.cumsum(tf.pad(x[k:] - x[:-k], [[0, 0], [radius + 1, radius]]), axis=1)
-  return tf.cast(x[:, k:] - x[:, :-k] > 0.5, tf.float32)
-
-
-def _sum3(x: tf.Tensor) -> tf.Tensor:
-  """(H, W, C) -> the 3 x 3 neighbourhood sums (zero outside), by shifted adds."""
-  p = tf.pad(x, [[1, 1], [1, 1], [0, 0]])
-  rows = p[:-2] + p[1:-1] + p[2:]
-  return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
-
-
-FILL_PIXELS = 600_000       # the fill's grid: the page reduced by a whole factor >= 2 to at most
-                            # about this many pixels (a 1600 x 1200 page by 2, an A4 at 200 dpi by
-                            # 3), so its cost stays that of a fixed-size image
-
-
-def fill_reduction(height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-  """The whole factor the fill reduces a page by: 2, or more for a page over 4 x FILL_PIXELS."""
-  area = tf.cast(height, tf.float32) * tf.cast(width, tf.float32)
-  return tf.maximum(2, tf.cast(tf.math.ceil(tf.sqrt(area / FILL_PIXELS)), tf.int32))
-
-
-def line_aware_upsample(gray_u8: tf.Tensor, ab_box: tf.Tensor,
-                        reduction: int | None = None) -> tf.Tensor:
-  """The page's gray (H, W) and the model's ab over the page's box (h, w, 2) -> ab (H, W, 2)
-  that stops at the ink lines (see above). reduction: the fill grid's factor (default
-  `fill_reduction`)."""
-  shape = tf.shape(gray_u8)
-  r = fill_reduction(shape[0], shape[1]) if reduction is None else tf.constant(reduction)
-  hh, ww = (shape[0] + r - 1) // r, (shape[1] + r - 1) // r
-  half = tf.image.resize(ab_box, [hh, ww], method="bilinear")
-  levels = tf.pad(tf.cast(gray_u8, tf.float32), [[0, r * hh - shape[0]], [0, r * ww - shape[1]]],
-                  constant_values=255.0)
-  # a fill pixel is ink when any of its r x r page pixels is, so 1-px lines stay barriers
-  darkest = tf.reduce_min(tf.reshape(levels, [hh, r, ww, r]), axis=[1, 3])
-  ink = tf.cast(darkest < INK_BELOW, tf.float32)
-  # The blend distance, in fill pixels: bilinear weights reach one model pixel across a line
-  # (the model pixel on the line is itself a mix), and one more for the fill grid's step.
-  factor = tf.maximum(tf.cast(hh, tf.float32) / tf.cast(tf.shape(ab_box)[0], tf.float32),
-                      tf.cast(ww, tf.float32) / tf.cast(tf.shape(ab_box)[1], tf.float32))
-  blend = tf.cast(tf.math.ceil(factor), tf.int32) + 1
-  known = 1.0 - _window_any(ink, blend)
-  fillable = 1.0 - ink
-  # The state is (a * known, b * known, known): one 3 x 3 sum a step gives the unknown pixels
-  # next to known ones the mean of those, and marks them known.
-  state = tf.concat([half * known[..., None], known[..., None]], axis=-1)
-
-  def step(i, state):
-    sums = _sum3(state)
-    new = tf.cast(sums[..., 2:] > 0, tf.float32) * (1.0 - state[..., 2:]) * fillable[..., None]
-    return i + 1, state + new * (sums / tf.maximum(sums[..., 2:], 1e-6) - state)
-
-  _, state = tf.while_loop(lambda i, _: i < blend + 1, step, (tf.constant(0), state))
-  half = tf.where(state[..., 2:] > 0, state[..., :2], half)
-  full = tf.image.resize(half, [r * hh, r * ww], method="bilinear")
-  return full[:shape[0], :shape[1]]
 
 
 def model_inputs(gray_u8: tf.Tensor, size: int, embedder_size: int):
@@ -269,16 +174,18 @@ def model_inputs(gray_u8: tf.Tensor, size: int, embedder_size: int):
   return l[None, :, :, None], tf.tile(unit[None, :, :, None], [1, 1, 1, 3])
 
 
-def page_png(data: tf.Tensor, predict_ab, table: tf.Tensor, *, size: int, embedder_size: int,
-             max_pixels: int, png_compression: int, line_aware: bool = False) -> tf.Tensor:
+def page_png(data: tf.Tensor, predict_ab, colour_box, *, size: int, embedder_size: int,
+             max_pixels: int, png_compression: int) -> tf.Tensor:
   """One page's whole way through the SavedModel: image file bytes -> the coloured page's PNG.
 
   decode -> gray -> letterboxed inputs -> predict_ab(l, unit, page_hw) -> ab (size, size, 2) in
-  LAB units -> ab on the page's own L (`colour_page`) -> PNG. predict_ab runs the networks; a signature
-  that feeds them more than the page passes its own. The PNG is lossless at any zlib level
-  (`png_compression`), so line art and lettering keep every pixel of their lightness.
+  LAB units -> colour_box(gray, the page's box of ab) -> uint8 RGB -> PNG. predict_ab runs the
+  networks (a signature that feeds them more than the page passes its own); colour_box is the
+  job's composition (`colour_page` for a gray job, `serving.tf_fill.manga_colour_page` for a
+  manga job). The PNG is lossless at any zlib level (`png_compression`), so line art and
+  lettering keep every pixel of their lightness.
   """
   gray = decode_gray(data, max_pixels)
   l, unit = model_inputs(gray, size, embedder_size)
-  rgb = colour_page(gray, predict_ab(l, unit, tf.shape(gray)), table, line_aware=line_aware)
+  rgb = colour_box(gray, ab_box(gray, predict_ab(l, unit, tf.shape(gray))))
   return tf.io.encode_png(rgb, compression=png_compression)

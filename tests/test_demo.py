@@ -8,6 +8,7 @@ renderings, leaves a report whose pictures are the real pages (coloured, full si
 and whose dots, on bare paper, colour the paper around them, stops its server, and never empties
 a folder it did not make.
 """
+import io
 import os
 import re
 import subprocess
@@ -115,8 +116,19 @@ def test_the_guided_columns_are_the_pages_steered_by_hints_and_a_reference(demo)
       steered = np.asarray(Image.open(out / folder / name).convert("RGB"), np.int32)
       assert steered.shape == auto.shape
       assert_ink_kept(gray, steered.astype(np.uint8))
-    hinted = np.asarray(Image.open(out / "colour_pages_hints" / name).convert("RGB"), np.int32)
-    assert np.abs(hinted - auto).max() > 0             # the hints reached the model
+  # The client's guided page is the export's colorize_guided of the same page and hint image,
+  # called here in process: pixel for pixel.
+  import tensorflow as tf
+  from koala import signatures
+  guided = tf.saved_model.load(str(out / "models" / "koala" / "1")).signatures[
+      signatures.COLORIZE_GUIDED]
+  name = "page_00.png"
+  png = guided(image_bytes=tf.constant([(out / "sample" / "gray_pages" / name).read_bytes()]),
+               hints_bytes=tf.constant([(out / "hints" / name).read_bytes()]),
+               reference_bytes=tf.constant([b""]))[signatures.PNG_BYTES].numpy()[0]
+  np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")),
+                                np.asarray(Image.open(out / "colour_pages_hints" / name)
+                                           .convert("RGB")))
   with open(out / "report" / "index.html") as f:
     page = f.read()
   assert "../colour_pages_hints/page_00.png" in page
@@ -138,8 +150,8 @@ def test_the_pipeline_trains_on_manga_renderings(demo):
   assert "--render=manga" in stdout
   import json
   with open(out / "records" / "manifest.json") as f:
-    manifest = json.dumps(json.load(f))
-  assert "manga" in manifest
+    manifest = json.load(f)
+  assert manifest["rendering"]["kind"] == "manga"
 
 
 def test_the_pages_are_manga_pages_of_held_out_scenes(demo):
@@ -152,30 +164,26 @@ def test_the_pages_are_manga_pages_of_held_out_scenes(demo):
     assert truth.shape[:2] == gray.shape
 
 
-def test_the_dots_are_on_paper_and_colour_the_paper_around_them(demo):
+def test_the_dots_are_on_paper_and_fill_their_regions(demo):
   """The report's dotted column: each dot sits on bare paper in a colour the automatic result
-  lacks there, and the paper around the dots takes on the dots' colours (the page multiplies the
-  flat colour, so colour on paper shows). The margins are SMALL's, a model trained for seconds;
-  the full demo's effect is far stronger (README's picture)."""
+  lacks there, and fills the paper region it sits in (the 4-connected area of paper around it,
+  far larger than the dot) in its colour: the served graph's region fill, for any weights."""
+  import scipy.ndimage
   out, _ = demo
-  measured = []
   for gray_path in sorted((out / "sample" / "gray_pages").glob("*.png")):
     gray = np.asarray(Image.open(gray_path).convert("L"))
     auto = np.asarray(Image.open(out / "colour_pages" / gray_path.name).convert("RGB"))
     hinted = np.asarray(Image.open(out / "colour_pages_hints" / gray_path.name).convert("RGB"))
     dots = demo_hints.pick_dots(gray, auto, demo_config.SMALL.hint_dots)
     assert dots
+    areas, _ = scipy.ndimage.label(gray >= demo_hints.PAPER)
     lab_auto, lab_hinted = colour.rgb_to_lab(auto), colour.rgb_to_lab(hinted)
     for d in dots:
       around = demo_hints.near(gray.shape, d.y, d.x) & (gray >= demo_hints.PAPER)
       assert around.sum() > 600, d                           # bare paper all around
-      dot_ab = colour.rgb_to_lab(np.array([[d.rgb]], np.uint8))[0, 0, 1:]
-      off = lambda lab: float(np.linalg.norm(lab[around][:, 1:] - dot_ab, axis=-1).mean())
-      assert off(lab_auto) > 40, d                           # a colour the result lacks there
-      measured.append((off(lab_hinted), off(lab_auto),
-                       float(colour.chroma(lab_hinted[around][:, 1:]).mean())))
-  hinted_off, auto_off, hinted_chroma = np.mean(measured, axis=0)
-  print(f"\npaper around the dots: ab distance to the dot {hinted_off:.1f} with the dots, "
-        f"{auto_off:.1f} without; chroma {hinted_chroma:.1f}")
-  assert hinted_off < auto_off - 3, measured                # nearer the dots' colours
-  assert hinted_chroma > 5, measured                         # coloured, not white
+      dot_lab = colour.rgb_to_lab(np.array([[d.rgb]], np.uint8))[0, 0]
+      assert np.linalg.norm(lab_auto[around][:, 1:] - dot_lab[1:], axis=-1).mean() > 40, d
+      region = areas == areas[d.y, d.x]
+      assert region.sum() > 4 * around.sum(), d              # a region, not a neighbourhood
+      covered = (np.linalg.norm(lab_hinted[region] - dot_lab, axis=-1) <= 15).mean()
+      assert covered >= 0.9, (gray_path.name, d, covered)

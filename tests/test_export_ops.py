@@ -115,17 +115,26 @@ def test_colour_table_is_koala_colour_page_rgb():
   assert white.min() >= 254 and black.max() <= 1
 
 
-def test_manga_colour_table_is_koala_colour_manga_page_rgb():
-  """A manga job's table (built by its fast path) holds manga_page_rgb's pixels exactly."""
-  table = tf_page.lab_rgb_table(colour.COMPOSE_MANGA)
+def test_paper_colour_table_is_koala_colour_paper_colour():
+  """A manga job's flat colours (its table, looked up by rounded ab) are paper_colour's, and
+  manga_page_rgb is the page times them."""
+  table = colour.paper_colour_table()
   rng = np.random.default_rng(3)
-  g = rng.integers(0, 256, 20000)
-  a, b = rng.integers(-128, 128, 20000), rng.integers(-128, 128, 20000)
-  got = table[(g * 256 + a + 128) * 256 + b + 128]
-  np.testing.assert_array_equal(
-      got, colour.manga_page_rgb(g.astype(np.uint8), np.stack([a, b], -1)))
-  skin_on_paper = table[(255 * 256 + 128 + 15) * 256 + 128 + 20]
-  assert skin_on_paper.tolist() != [255, 255, 255] and skin_on_paper.min() > 150
+  ab = rng.uniform(-128, 127, (20000, 2)).astype(np.float32)
+  got = table[colour.paper_colour_index(ab)]
+  np.testing.assert_array_equal(got, colour.paper_colour(np.floor(ab + 0.5)))
+  g = rng.integers(0, 256, 20000).astype(np.uint8)
+  np.testing.assert_array_equal(colour.to_uint8(got * (g[:, None] / np.float32(255.0))),
+                                colour.manga_page_rgb(g, ab))
+  skin_on_paper = table[colour.paper_colour_index(np.array([15.0, 20.0]))]
+  assert (skin_on_paper < 1).any() and skin_on_paper.min() > 150 / 255
+
+
+def colour_page(gray: np.ndarray, ab_square: np.ndarray) -> np.ndarray:
+  """A gray job's served page from the model's letterboxed ab, in process."""
+  g = tf.constant(gray)
+  return tf_page.colour_page(g, tf_page.ab_box(g, tf.constant(ab_square)),
+                             tf.constant(tf_page.lab_rgb_table())).numpy()
 
 
 def test_colour_page_is_the_numpy_page_for_out_of_gamut_ab():
@@ -135,8 +144,7 @@ def test_colour_page_is_the_numpy_page_for_out_of_gamut_ab():
   gray = rng.integers(0, 256, (230, 170)).astype(np.uint8)
   gray[:, :60] = 20                                # dark: a small gamut
   ab = np.repeat(np.repeat(rng.uniform(-127, 127, (8, 8, 2)), 7, 0), 7, 1).astype(np.float32)
-  rgb = tf_page.colour_page(tf.constant(gray), tf.constant(ab),
-                            tf.constant(tf_page.lab_rgb_table())).numpy()
+  rgb = colour_page(gray, ab)
   box = images.letterbox_box(*gray.shape, 56)
   inside = ab[box.top:box.top + box.height, box.left:box.left + box.width]
   upsampled = cv2.resize(inside, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
@@ -153,51 +161,9 @@ def test_colour_page_keeps_full_resolution_l_and_places_ab():
   gray[::7] = 0                                   # line art
   ab = np.zeros((56, 56, 2), np.float32)
   ab[..., 0], ab[..., 1] = 30.0, -20.0            # one flat colour
-  rgb = tf_page.colour_page(tf.constant(gray), tf.constant(ab),
-                            tf.constant(tf_page.lab_rgb_table())).numpy()
+  rgb = colour_page(gray, ab)
   lab = colour.rgb_to_lab(rgb)
   assert rgb.shape == (90, 60, 3)
   assert np.abs(lab[..., 0] - colour.gray_to_l(gray)).max() < 2.0
   mid = lab[gray == 128]
   assert np.abs(mid[:, 1:].mean(0) - [30.0, -20.0]).max() < 2.0
-
-
-def voronoi_line_art(height=800, width=600, cells=16, seed=0):
-  """White regions bounded by 3 px ink lines, one flat ab each: (page, per-pixel ab, regions)."""
-  import cv2
-  rng = np.random.default_rng(seed)
-  pts = rng.uniform(0, 1, (cells, 2)) * [height, width]
-  yy, xx = np.mgrid[:height, :width]
-  label = ((yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2).argmin(-1)
-  edge = np.zeros((height, width), bool)
-  edge[:-1] |= label[:-1] != label[1:]
-  edge[:, :-1] |= label[:, :-1] != label[:, 1:]
-  ink = cv2.dilate(edge.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-  colours = rng.uniform(-60, 60, (cells, 2)).astype(np.float32)
-  return np.where(ink, 0, 255).astype(np.uint8), colours[label], ink
-
-
-def test_line_aware_upsampling_stops_colour_at_the_lines():
-  """A perfect fill made at the model's size: bilinear upsampling blends each line's two sides
-  over a model pixel; the line-aware one refills the pixels near a line from their own side,
-  and leaves the pixels far from any line as bilinear upsampling has them."""
-  import cv2
-  page, truth, ink = voronoi_line_art()
-  h, w = page.shape
-  small = cv2.resize(truth, (round(w * 112 / h), 112), interpolation=cv2.INTER_AREA)
-  dist = cv2.distanceTransform((~ink).astype(np.uint8), cv2.DIST_L2, 5)
-  band = (dist >= 2) & (dist <= 8)
-  plain = tf.image.resize(small, (h, w), method="bilinear").numpy()
-  aware = tf_page.line_aware_upsample(tf.constant(page), tf.constant(small)).numpy()
-  off = lambda ab: (np.linalg.norm(ab - truth, axis=-1)[band] > 5).mean()
-  # 0.20 and 0.02 here; the issue's target for the band is 10 % at most
-  assert off(plain) > 0.15 and off(aware) < 0.1, (off(plain), off(aware))
-  far = dist > 30
-  assert np.abs(aware - plain)[far].max() < 0.5
-  # No ink, nothing to stop at: a smooth field comes out as bilinear upsampling gives it.
-  blank = np.full((h, w), 255, np.uint8)
-  ramp = np.stack(np.meshgrid(np.linspace(-40, 40, small.shape[1]),
-                              np.linspace(-30, 30, small.shape[0])), -1).astype(np.float32)
-  np.testing.assert_allclose(
-      tf_page.line_aware_upsample(tf.constant(blank), tf.constant(ramp)).numpy(),
-      tf.image.resize(ramp, (h, w), method="bilinear").numpy(), atol=0.5)

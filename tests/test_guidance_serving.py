@@ -81,8 +81,9 @@ def test_hint_planes_match_the_numpy_rule(page_hw, hint_hw):
   for _ in range(12):   # dots of random colours, some overlapping, some on the edges
     y, x = rng.integers(0, hint_hw[0]), rng.integers(0, hint_hw[1])
     rgba[y:y + 5, x:x + 5] = (*rng.integers(0, 256, 3), rng.integers(1, 256))
-  got = tf_guidance.hint_planes(tf.constant(support.png_bytes(rgba, "RGBA")),
-                                tf.constant(page_hw), SIZE, 10 ** 8).numpy()
+  got = tf_guidance.hint_planes(
+      tf_guidance.hint_image(tf.constant(support.png_bytes(rgba, "RGBA")), 10 ** 8),
+      tf.constant(page_hw), SIZE).numpy()
   want = expected_planes(rgba, *page_hw, SIZE)
   assert got.shape == (SIZE, SIZE, 3) and got.dtype == np.float32
   np.testing.assert_array_equal(got[..., 2], want[..., 2])       # the same cells are hinted
@@ -97,9 +98,10 @@ def test_hint_planes_match_the_numpy_rule(page_hw, hint_hw):
 def test_a_transparent_hint_image_gives_exactly_no_hints():
   import tensorflow as tf
   from serving import tf_guidance
-  planes = tf_guidance.hint_planes(tf.constant(rgba_png(80, 60)), tf.constant([80, 60]), SIZE,
-                                   10 ** 8).numpy()
-  assert not np.signbit(planes).any() and not planes.any()
+  for data in (rgba_png(80, 60), b""):
+    planes = tf_guidance.hint_planes(tf_guidance.hint_image(tf.constant(data), 10 ** 8),
+                                     tf.constant([80, 60]), SIZE).numpy()
+    assert not np.signbit(planes).any() and not planes.any()
 
 
 def encoded(rgb_or_rgba: np.ndarray, fmt: str, mode=None) -> bytes:
@@ -128,8 +130,8 @@ def test_hint_images_without_alpha_hint_every_pixel():
   from serving import tf_guidance
   rgb = np.full((100, 100, 3), (200, 40, 40), np.uint8)
   for data in (encoded(rgb, "JPEG"), encoded(rgb, "PNG"), encoded(rgb[..., 0], "PNG")):
-    planes = tf_guidance.hint_planes(tf.constant(data), tf.constant([100, 100]), SIZE,
-                                     10 ** 8).numpy()
+    planes = tf_guidance.hint_planes(tf_guidance.hint_image(tf.constant(data), 10 ** 8),
+                                     tf.constant([100, 100]), SIZE).numpy()
     assert planes[..., 2].all()
 
 

@@ -103,6 +103,9 @@ def test_every_metric_for_every_predictor_and_count_and_the_outputs(evaluated, g
   assert "flat_fill 10 dots" in out and "manga_ceiling" in out and "targets:" in out
 
 
+SERVED_ROWS = {"model", "model_fill", "model_flat"}
+
+
 def test_ceilings_and_baselines_behave_for_any_weights(evaluated):
   results, _ = evaluated
   b = results["baselines"]
@@ -117,7 +120,7 @@ def test_ceilings_and_baselines_behave_for_any_weights(evaluated):
   assert fill[0]["paper_colour_share"] == 0.0                   # no dots: the page unchanged
   assert fill[0]["psnr"] == pytest.approx(b["page"]["psnr"], abs=1e-6)
   names = {t["target"] for t in results["targets"]}
-  assert len(names) == 4 and all(isinstance(t["met"], bool) for t in results["targets"])
+  assert len(names) == 5 and all(isinstance(t["met"], bool) for t in results["targets"])
 
 
 def test_a_guided_job_defaults_to_the_dot_list_and_an_unguided_one_to_zero(
@@ -125,12 +128,12 @@ def test_a_guided_job_defaults_to_the_dot_list_and_an_unguided_one_to_zero(
   results = evaluate.main([f"--records_dir={manga_records}", f"--job_dir={guided_job}",
                            "--no_levin", "--max_examples=2", f"--output_dir={tmp_path / 'a'}"])
   assert results["hint_counts"] == list(manga_eval.GUIDED_HINTS)
-  assert all(set(r["predictors"]) == {"model"} for r in results["rows"])
+  assert all(set(r["predictors"]) == SERVED_ROWS for r in results["rows"])
   job = _job(tmp_path / "auto", build_colorizer(SIZE, width=0.25), manga.RENDERING_NAME)
   results = evaluate.main([f"--records_dir={manga_records}", f"--job_dir={job}",
                            "--max_examples=2", "--samples=1"])
   assert results["hint_counts"] == [0] and not results["guided"]
-  assert set(results["rows"][0]["predictors"]) == {"model"}
+  assert set(results["rows"][0]["predictors"]) == SERVED_ROWS
   assert os.path.exists(f"{job}/evaluation/test/psnr_vs_dots.png")
 
 

@@ -72,6 +72,19 @@ def page_files() -> list[bytes]:
           encode([wide], "JPEG", quality=95), encode(frames, "GIF", duration=100), sideways]
 
 
+def hint_files() -> list[bytes]:
+  """Hint images for the four pages: colour dots (a manga export fills their regions), none,
+  an opaque image (every pixel a hint), and dots drawn on a smaller image than the page."""
+  rgba = np.zeros((300, 200, 4), np.uint8)
+  rgba[40:52, 30:42] = (220, 40, 40, 255)
+  rgba[200:212, 120:132] = (30, 40, 110, 255)
+  rgba[100:106, 150:156] = (255, 255, 255, 255)
+  small = np.zeros((30, 40, 4), np.uint8)
+  small[10:14, 5:9] = (60, 160, 80, 255)
+  return [serving_support.png_bytes(rgba, "RGBA"), b"", page_files()[2],
+          serving_support.png_bytes(small, "RGBA")]
+
+
 EXAMPLE_INPUTS = {   # input name -> (shape with None filled) -> example value
     "l": lambda shape: np.random.default_rng(1).uniform(0, 100, shape).astype(np.float32),
     "embedding": lambda shape: np.abs(np.random.default_rng(2).normal(0, 0.5, shape)).astype(
@@ -84,7 +97,9 @@ def example_feed(signature) -> dict:
   _, specs = signature.structured_input_signature
   feed = {}
   for name, spec in specs.items():
-    if spec.dtype == tf.string and name.endswith("_bytes"):
+    if name == "hints_bytes":
+      feed[name] = np.array(hint_files(), dtype=object)
+    elif spec.dtype == tf.string and name.endswith("_bytes"):
       feed[name] = np.array(page_files(), dtype=object)
     elif name in EXAMPLE_INPUTS:
       feed[name] = EXAMPLE_INPUTS[name](tuple(2 if d is None else d for d in spec.shape))
@@ -97,7 +112,8 @@ def example_feed(signature) -> dict:
     ("inception", {"serving_default", "colorize_tensors"}),
     # the guided model's export adds colorize_guided (page + hint image + reference)
     ("guided", {"serving_default", "colorize_tensors", "colorize_guided"}),
-    # a manga job: the same signatures, its pages composed by the manga rule
+    # a manga job: the same signatures, its pages composed by the manga rule, its dots filling
+    # their regions (serving.tf_fill)
     ("manga", {"serving_default", "colorize_tensors", "colorize_guided"})])
 def test_every_signature_gives_the_same_result_on_the_pinned_tf_serving_version(
     tmp_path, kind, signatures):

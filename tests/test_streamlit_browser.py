@@ -293,11 +293,11 @@ def paper_spot(page: np.ndarray) -> tuple[int, int]:
   return tuple(int(v) for v in np.unravel_index(int(np.argmax(clear)), clear.shape))
 
 
-def test_a_click_on_paper_colours_the_paper_around_it(manga_app_url, browser, tmp_path):
-  """A manga page (koala.manga's rendering of held-out hint-task art: cells whose colours only
-  hints can tell) and the manga model trained on such pages: a click on bare paper with the
-  default hint colour (red, one of the task's colours) colours the paper around the click, where
-  the automatic result leaves it nearly white (test_manga_serving measures the same effect)."""
+def test_a_click_on_paper_fills_its_region(manga_app_url, browser, tmp_path):
+  """A manga page (koala.manga's rendering of held-out hint-task art) and a manga model: a click
+  on bare paper with the default hint colour fills the paper region it sits in (the 4-connected
+  area of paper, gray >= 250, around the click; many times the dot's disc) in the colour picked,
+  up to its lines: what the served graph's region fill does for any weights."""
   from selenium.webdriver.common.action_chains import ActionChains
   from selenium.webdriver.common.by import By
   from koala import manga
@@ -350,8 +350,16 @@ def test_a_click_on_paper_colours_the_paper_around_it(manga_app_url, browser, tm
   yy, xx = np.mgrid[:sh, :sw]
   near = ((yy - cy * k) ** 2 + (xx - cx * k) ** 2 <= (20 * k) ** 2) & (paper >= 0.999)
   assert near.sum() > 0.5 * np.pi * (20 * k) ** 2           # the click is on bare paper
-  chroma = lambda rgb: float(colour.chroma(colour.rgb_to_lab(rgb)[near][:, 1:]).mean())
-  assert chroma(b) > 10 and chroma(b) > chroma(a), (chroma(b), chroma(a))
+  import scipy.ndimage
+  from serving import hint_dots
+  areas, _ = scipy.ndimage.label(gray >= 250)
+  region = areas == areas[cy, cx]
+  assert region.sum() > 10 * np.pi * hint_dots.dot_radius(h, w) ** 2   # far more than the disc
+  inside = cv2.resize(region.astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA) >= 0.999
+  picked = colour.rgb_to_lab(np.array([[0xD0, 0x30, 0x30]], np.uint8))[0]   # the default colour
+  off = lambda rgb: np.linalg.norm(colour.rgb_to_lab(rgb)[inside] - picked, axis=-1)
+  assert (off(b) <= 15).mean() >= 0.9, (off(b) <= 15).mean()
+  assert (off(a) <= 15).mean() < 0.1                        # the automatic page is not red there
   assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=stException]")
   os.makedirs(ARTIFACTS, exist_ok=True)
   shot = os.path.join(ARTIFACTS, "streamlit_browser_hints.png")

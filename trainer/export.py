@@ -24,10 +24,11 @@ Signatures:
                     serving_default and colorize_tensors of a guided model run it unguided.
 
 A job trained on manga records (pipeline.run --render=manga; model/rendering.json) composes its
-pages by koala.colour.manga_page_rgb, so colour reaches the white paper and ink stays ink, and
-upsamples its colour so that it stops at the ink lines (serving/tf_page.line_aware_upsample); a
-gray job keeps the page's own L (koala.colour.page_rgb) and plain bilinear upsampling. Both
-compositions are one table gather in the graph.
+pages as a colourist does (serving/tf_fill.py): flat colours under the page, which multiplies
+them, so colour reaches the white paper and ink stays ink; the model's colour stops at the ink
+lines, and in colorize_guided each dot fills its region in the colour picked (--gap_closing:
+how far the lines grow to close gaps). A gray job keeps the page's own L (koala.colour.page_rgb,
+one table gather).
 
 Why the embedder is inside: the colorizer needs the Inception-ResNet-v2 embedding of the very
 page it colours, and TF Serving runs one SavedModel per request. The export rebuilds exactly the
@@ -50,7 +51,8 @@ from koala import embedder as embedder_lib
 from koala import colour, guidance, images, schema
 from koala.signatures import (COLORIZE_GUIDED, COLORIZE_TENSORS, HINTS_BYTES, IMAGE_BYTES,
                               PNG_BYTES, REFERENCE_BYTES, SERVING_DEFAULT)
-from serving import tf_guidance, tf_page
+from koala import regions
+from serving import tf_fill, tf_guidance, tf_page
 from trainer import artifacts, model as model_lib
 
 # zlib level of the output PNG. 0 (stored) is lossless like every level and half the cost of
@@ -58,6 +60,7 @@ from trainer import artifacts, model as model_lib
 # bytes; --png_compression=1 trades ~0.1-0.2 s a page for the smaller file.
 DEFAULT_PNG_COMPRESSION = 0
 EXPORT_INFO = "koala_export.json"
+MAX_GAP_CLOSING = 8        # fill pixels: wider closing swallows small regions whole
 
 _LOG = logging.getLogger(__name__)
 
@@ -122,7 +125,8 @@ class KoalaServing(tf.Module):
   signatures. One page at a time inside tf.map_fn, because pages differ in size."""
 
   def __init__(self, colorizer, embed: _Embed, *, max_pixels: int, png_compression: int,
-               composition: str = colour.COMPOSE_KEEP_L):
+               composition: str = colour.COMPOSE_KEEP_L,
+               gap_closing: int = regions.DEFAULT_CLOSING):
     super().__init__(name="koala")
     self.colorizer = colorizer
     self.embed = embed
@@ -130,8 +134,16 @@ class KoalaServing(tf.Module):
     self.max_pixels = int(max_pixels)
     self.png_compression = int(png_compression)
     self.composition = composition
-    self.rgb_table = tf.Variable(tf_page.lab_rgb_table(composition), trainable=False,
-                                 name="lab_rgb_table")
+    self.gap_closing = int(gap_closing)
+    self.manga = composition == colour.COMPOSE_MANGA
+    if self.manga:    # flat colours under the page (serving.tf_fill)
+      self.colour_table = tf.Variable(colour.paper_colour_table(), trainable=False,
+                                      name="paper_colour_table")
+    elif composition == colour.COMPOSE_KEEP_L:
+      self.colour_table = tf.Variable(tf_page.lab_rgb_table(), trainable=False,
+                                      name="lab_rgb_table")
+    else:
+      raise ExportError(f"unknown composition {composition!r}; one of {colour.COMPOSITIONS}")
     # Each network is traced once, as a concrete function that both signatures call: tracing
     # Inception-ResNet-v2's ~800 Keras layers is the slow part of an export. autograph=False
     # throughout: the graph uses explicit tf.cond / tf.case, and autograph-converting Keras's
@@ -174,24 +186,31 @@ class KoalaServing(tf.Module):
   def _predict_ab(self, l, unit, page_hw):
     return self.colorize_fn(l, self.embed_fn(unit))["ab"][0]
 
-  def _page(self, data, predict_ab=None):
-    return tf_page.page_png(data, predict_ab or self._predict_ab, self.rgb_table, size=self.size,
-                            embedder_size=schema.EMBEDDER_SIZE, max_pixels=self.max_pixels,
-                            png_compression=self.png_compression,
-                            line_aware=self.composition == colour.COMPOSE_MANGA)
+  def _colour_box(self, gray, box, hints_rgba=None):
+    """The job's composition of a page from the model's ab over its box."""
+    if self.manga:
+      return tf_fill.manga_colour_page(gray, box, self.colour_table, hints_rgba,
+                                       closing=self.gap_closing)
+    return tf_page.colour_page(gray, box, self.colour_table)
+
+  def _page(self, data, predict_ab=None, colour_box=None):
+    return tf_page.page_png(data, predict_ab or self._predict_ab, colour_box or self._colour_box,
+                            size=self.size, embedder_size=schema.EMBEDDER_SIZE,
+                            max_pixels=self.max_pixels, png_compression=self.png_compression)
 
   def _guided_page(self, args):
     data, hints, reference = args
+    rgba = tf_guidance.hint_image(hints, self.max_pixels)
 
     def predict_ab(l, unit, page_hw):
-      planes, palette = tf_guidance.guidance_inputs(hints, reference, page_hw, self.size,
-                                                    self.max_pixels)
-      ab = self.guided_fn(l, self.embed_fn(unit), planes[None], palette[None])["ab"][0]
-      if self.composition == colour.COMPOSE_MANGA:   # a manga page lays the dots as given
-        ab = guidance.paint_hints(ab / colour.AB_SCALE, planes) * colour.AB_SCALE
-      return ab
+      planes = tf_guidance.hint_planes(rgba, page_hw, self.size)
+      palette = tf_guidance.palette(reference, self.max_pixels)
+      return self.guided_fn(l, self.embed_fn(unit), planes[None], palette[None])["ab"][0]
 
-    return self._page(data, predict_ab)
+    # A manga page fills each dot's region in the dot's colour (serving.tf_fill); a gray page
+    # has only the model's colours.
+    colour_box = (lambda gray, box: self._colour_box(gray, box, rgba)) if self.manga else None
+    return self._page(data, predict_ab, colour_box)
 
   def _serve_guided(self, image_bytes, hints_bytes, reference_bytes):
     pngs = tf.map_fn(self._guided_page, (image_bytes, hints_bytes, reference_bytes),
@@ -229,7 +248,8 @@ def next_version(export_dir: str) -> int:
 
 def export(job_dir: str, export_dir: str, version: int | None = None, *,
            max_pixels: int = images.DEFAULT_MAX_PIXELS,
-           png_compression: int = DEFAULT_PNG_COMPRESSION) -> str:
+           png_compression: int = DEFAULT_PNG_COMPRESSION,
+           gap_closing: int = regions.DEFAULT_CLOSING) -> str:
   """Writes <export_dir>/<version>/ and returns its path."""
   started = time.time()
   version = next_version(export_dir) if version is None else int(version)
@@ -243,8 +263,10 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
   rendering = artifacts.load_rendering(job_dir)
   embed, identity = rebuild_embedder(info)
   _LOG.info("loaded the model and rebuilt the embedder in %.1f s", time.time() - started)
+  if not 0 <= gap_closing <= MAX_GAP_CLOSING:
+    raise ExportError(f"--gap_closing must be 0..{MAX_GAP_CLOSING} fill pixels, got {gap_closing}")
   module = KoalaServing(colorizer, embed, max_pixels=max_pixels, png_compression=png_compression,
-                        composition=rendering["composition"])
+                        composition=rendering["composition"], gap_closing=gap_closing)
   _LOG.info("built the LAB -> sRGB table at %.1f s", time.time() - started)
   signatures = {SERVING_DEFAULT: module.serve, COLORIZE_TENSORS: module.colorize_fn}
   if module.guided:
@@ -256,6 +278,7 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
   artifacts.write_json(artifacts.join(target, "assets.extra", EXPORT_INFO), {
       "embedder": info, "embedder_identity": identity, "colorizer_size": module.size,
       "max_pixels": module.max_pixels, "png_compression": module.png_compression,
+      "gap_closing": module.gap_closing if module.manga else None,
       "job_dir": job_dir, "signatures": sorted(signatures), "rendering": rendering})
   if local:
     os.rename(target, final)
@@ -275,11 +298,15 @@ def main(argv=None) -> int:
                  help="zlib level of the output PNG, lossless at any level: 0 is the fastest, 1 "
                       "about a third of the bytes for ~0.1-0.2 s more per A4 page, -1 = zlib's "
                       "default (default %(default)s)")
+  p.add_argument("--gap_closing", type=int, default=regions.DEFAULT_CLOSING,
+                 help="manga jobs: fill pixels the ink lines grow by before a dot's region is "
+                      "found; closes gaps in the lines of about twice that (a fill pixel is 2 "
+                      "page pixels, 3 on an A4 page); 0 closes none (default %(default)s)")
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   try:
     path = export(args.job_dir, args.export_dir, args.version, max_pixels=args.max_pixels,
-                  png_compression=args.png_compression)
+                  png_compression=args.png_compression, gap_closing=args.gap_closing)
   except (ExportError, FileNotFoundError) as e:
     print(f"export failed: {e}", file=sys.stderr)
     return 2

@@ -9,8 +9,13 @@ image's own box (letterbox cut away). The page is the model's input L (the rende
 turned back into gray levels (colour.l_to_neutral_gray, to uint8), as the served graph sees it.
 
 Predictors (per hint count where they take dots, else once):
-  model           the job's model, its dots painted over its prediction as the served page
-                  does (koala.guidance.paint_hints), composed by the manga rule on the page
+  model           the job's model alone (the dots are its input), composed as the served page
+                  composes the model's colours (koala.regions.manga_page without the dots and
+                  without flattening: flats stopped at the lines, the page multiplied over them)
+  model_fill      the same, and each dot filling its region in its colour (the dot's colour is
+                  the mean true colour under it, as a user picks the colour they mean)
+  model_flat      the served page: model_fill, and every region of the model's own colour laid
+                  flat at its mean (koala.regions.flatten; Style2Paints' flattening)
   flat_fill       Levin et al. 2004 (trainer.levin) spreading the same dots over the descreened
                   page (`descreen`), composed by the manga rule: the classical flat fill
   page            the page as it is (gray RGB): what the reader has without us
@@ -37,14 +42,15 @@ import io
 import cv2
 import numpy as np
 
-from koala import colour, guidance, schema
+from koala import colour, guidance, regions, schema
 from trainer import callbacks, levin, metrics
 from trainer import input as trainer_input
 from trainer.guided_eval import _draw_dots
 from trainer.predict import crop_to_image, mean_ab, predict_ab
 
 GUIDED_HINTS = (0, 1, 2, 5, 10, 20, 50, 100)   # the default list for a manga guided job
-DOTTED = ("model", "flat_fill")                # predictors that take the dots
+DOTTED = ("model", "model_fill", "model_flat", "flat_fill")   # predictors that take the dots
+SERVED = "model_flat"                          # what a user of the export gets
 FIXED = ("page", "gray", "mean_colour", "keep_l_ceiling", "manga_ceiling",
          "multiply_ceiling")
 SAMPLE_HINTS = 10
@@ -106,6 +112,18 @@ def flat_fill(page: np.ndarray, hints: np.ndarray) -> np.ndarray:
   return levin.propagate(descreen(page), *guidance.decode_hints_np(hints))
 
 
+def dots_image(hints: np.ndarray, truth_rgb: np.ndarray) -> np.ndarray:
+  """Hint planes (H, W, 3) and the true colours -> the RGBA hint image a user would send: each
+  dot (a connected patch of hinted pixels) in the mean true colour under it."""
+  mask = (hints[..., 2] > 0.5).astype(np.uint8)
+  rgba = np.zeros(mask.shape + (4,), np.uint8)
+  count, labels = cv2.connectedComponents(mask, connectivity=4)
+  for k in range(1, count):
+    dot = labels == k
+    rgba[dot] = (*np.rint(truth_rgb[dot].mean(axis=0)).astype(np.uint8), 255)
+  return rgba
+
+
 def _fixed_predictions(page, true_l, true_ab, mean_colour) -> dict:
   gray_rgb = np.repeat(page[..., None], 3, axis=-1)
   return {
@@ -133,7 +151,7 @@ def evaluate_manga(model, info, split: str = "test", hint_counts=GUIDED_HINTS,
   show = SAMPLE_HINTS if SAMPLE_HINTS in hint_counts else hint_counts[-1]
   cols: dict = {}
   for n in hint_counts:
-    stats = {"model": _Stats()}
+    stats = {"model": _Stats(), "model_fill": _Stats(), "model_flat": _Stats()}
     if guided and with_flat_fill:
       stats["flat_fill"] = _Stats()
     g = trainer_input.eval_guidance(n, max_hints=max_hints, seed=seed) if guided else None
@@ -145,17 +163,17 @@ def evaluate_manga(model, info, split: str = "test", hint_counts=GUIDED_HINTS,
     for inputs, target, meta in ds:
       l_in, true_ab = inputs["l"].numpy(), target.numpy() * colour.AB_SCALE
       true_l = meta[schema.L].numpy()
-      model_ab = predict_ab(model, inputs)
+      model_ab = predict_ab(model, inputs) * colour.AB_SCALE
       hints = inputs["hints"].numpy() if guided else None
-      if guided:   # as the served manga page does: the dots are laid as given
-        model_ab = guidance.paint_hints(model_ab, hints)
-      model_ab = model_ab * colour.AB_SCALE
       for i in range(len(true_ab)):
         crop = crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]),
                              int(meta[schema.ORIGINAL_WIDTH][i]))
         page = page_of(l_in[i])
         truth = callbacks.colorize_lab(true_l[i], true_ab[i] / colour.AB_SCALE)
-        preds = {"model": colour.manga_page_rgb(page, model_ab[i])}
+        dots = dots_image(hints[i], truth) if guided else None
+        preds = {"model": regions.manga_page(page, model_ab[i], flat_regions=False),
+                 "model_fill": regions.manga_page(page, model_ab[i], dots, flat_regions=False),
+                 "model_flat": regions.manga_page(page, model_ab[i], dots, flat_regions=True)}
         if "flat_fill" in stats:
           preds["flat_fill"] = colour.manga_page_rgb(page, flat_fill(page, hints[i]))
         for name, rgb in preds.items():
@@ -170,7 +188,7 @@ def evaluate_manga(model, info, split: str = "test", hint_counts=GUIDED_HINTS,
             cols.setdefault("model 0", []).append(preds["model"])
             cols.setdefault("truth", []).append(truth)
           if guided and n == show:
-            cols.setdefault("model dots", []).append(_draw_dots(preds["model"], hints[i]))
+            cols.setdefault("model dots", []).append(_draw_dots(preds[SERVED], hints[i]))
             if "flat_fill" in preds:
               cols.setdefault("flat fill", []).append(preds["flat_fill"])
         index += 1
@@ -226,14 +244,16 @@ def row_at(results: dict, hints: int) -> dict | None:
 
 
 def check_targets(results: dict, hints: int = SAMPLE_HINTS) -> list[dict]:
-  """The issue's targets: at `hints` dots PSNR >= flat fill + 1 dB, ab error <= 0.85 x the
-  flat fill's, colourfulness >= 70% of the truth's; at 0 dots better (PSNR) than the page."""
+  """The targets, on the served page (`SERVED`): at `hints` dots PSNR >= flat fill + 1 dB, ab
+  error (1/4 scale) <= 0.85 x the flat fill's, colourfulness >= 70% of the truth's; at 0 dots
+  better PSNR than the page as it is, and no worse an ab error (automatic colour is no worse
+  than none)."""
   out = []
   def add(name, value, threshold, met):
     out.append({"target": name, "value": value, "threshold": threshold, "met": bool(met)})
   at, zero = row_at(results, hints), row_at(results, 0)
   if at and "flat_fill" in at:
-    m, f = at["model"], at["flat_fill"]
+    m, f = at[SERVED], at["flat_fill"]
     add(f"{hints} dots: PSNR >= flat fill + 1 dB", m["psnr"], f["psnr"] + 1.0,
         m["psnr"] >= f["psnr"] + 1.0)
     add(f"{hints} dots: ab error/4 <= 0.85 x flat fill's", m["ab_error_quarter"],
@@ -242,9 +262,11 @@ def check_targets(results: dict, hints: int = SAMPLE_HINTS) -> list[dict]:
     add(f"{hints} dots: colourfulness >= 70% of the truth's", m["colorfulness"], 0.7 * truth,
         m["colorfulness"] >= 0.7 * truth)
   if zero:
-    page = results["baselines"]["page"]["psnr"]
-    add("0 dots: PSNR > the page as it is", zero["model"]["psnr"], page,
-        zero["model"]["psnr"] > page)
+    page = results["baselines"]["page"]
+    add("0 dots: PSNR > the page as it is", zero[SERVED]["psnr"], page["psnr"],
+        zero[SERVED]["psnr"] > page["psnr"])
+    add("0 dots: ab error/4 <= the page's", zero[SERVED]["ab_error_quarter"],
+        page["ab_error_quarter"], zero[SERVED]["ab_error_quarter"] <= page["ab_error_quarter"])
   return out
 
 
@@ -260,7 +282,8 @@ def plot_psnr(results: dict) -> bytes:
   from matplotlib import pyplot as plt
   x = [r["hints"] for r in results["rows"]]
   fig, ax = plt.subplots(figsize=(6.5, 4.2))
-  for name, style in (("model", "-o"), ("flat_fill", "-s")):
+  for name, style in (("model", "-o"), ("model_fill", "-^"), ("model_flat", "-v"),
+                      ("flat_fill", "-s")):
     if all(name in r["predictors"] for r in results["rows"]):
       ax.plot(x, [r["predictors"][name]["psnr"] for r in results["rows"]], style,
               label=name.replace("_", " "))
