@@ -73,16 +73,18 @@ def page_files() -> list[bytes]:
 
 
 def hint_files() -> list[bytes]:
-  """Hint images for the four pages: colour dots (a manga export fills their regions), none,
-  an opaque image (every pixel a hint), and dots drawn on a smaller image than the page."""
+  """A hint image for each of page_files(): colour dots (a manga export fills their regions),
+  none, an opaque image (every pixel a hint), dots drawn on a smaller image than the page, and
+  none again for the rest."""
   rgba = np.zeros((300, 200, 4), np.uint8)
   rgba[40:52, 30:42] = (220, 40, 40, 255)
   rgba[200:212, 120:132] = (30, 40, 110, 255)
   rgba[100:106, 150:156] = (255, 255, 255, 255)
   small = np.zeros((30, 40, 4), np.uint8)
   small[10:14, 5:9] = (60, 160, 80, 255)
-  return [serving_support.png_bytes(rgba, "RGBA"), b"", page_files()[2],
-          serving_support.png_bytes(small, "RGBA")]
+  hints = [serving_support.png_bytes(rgba, "RGBA"), b"", page_files()[2],
+           serving_support.png_bytes(small, "RGBA")]
+  return (hints + [b""] * len(page_files()))[:len(page_files())]
 
 
 EXAMPLE_INPUTS = {   # input name -> (shape with None filled) -> example value
