@@ -1,14 +1,12 @@
-"""The demo's "user": a few colour dots per page, on bare paper, in colours the automatic result
-does not have there.
+"""The demo's "user": a few colour dots per page, on bare paper, in the colours the page's colour
+original has there.
 
 Why there and in those colours: on a manga page most of the picture is white paper (SPEC,
-"Manga pages"), and a colourist's first complaint is a hint that changes nothing. A dot in the
-middle of a large paper area, in a colour the model did not already put there, is the case
-where a hint must show: the paper around it takes the dot's colour (the page multiplies the
-flat colour), or guidance does not work. A dot in a colour the automatic result already has
-would show nothing either way. So a dot goes to the centre of the page's largest paper areas
-(spread over the page), and takes, of a fixed list of saturated colours, the one farthest in
-ab from the automatic output's mean colour around it.
+"Manga pages"), and which colour a sky or a wall is, blue at noon or orange at dusk, only the
+user knows: the demo's scenes are drawn so. A user who knows clicks on the sky in its colour,
+and the dot fills the sky up to its lines (the served graph's region fill), so a dot goes to
+the centre of the page's largest paper areas (spread over the page) and takes the colour
+original's median colour around that spot.
 
 The hint images are `serving.hint_dots`'s, the same the Streamlit page sends: each dot a disc
 the size of the trainer's hint patch.
@@ -24,9 +22,7 @@ from koala import colour
 from serving import hint_dots
 
 PAPER = 250                # gray level: paper (the manga SPEC's count of white paper)
-AROUND = 20                # pixels: the neighbourhood whose automatic colour a dot must differ from
-SATURATED = ((220, 40, 40), (245, 140, 20), (235, 205, 20), (40, 170, 60), (20, 175, 200),
-             (40, 80, 220), (190, 50, 190))
+AROUND = 20                # pixels: the neighbourhood a dot takes its colour from
 
 
 def paper_clearance(gray: np.ndarray) -> np.ndarray:
@@ -58,21 +54,15 @@ def near(shape, y: int, x: int, radius: float = AROUND) -> np.ndarray:
   return (yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2
 
 
-def unlike(automatic_ab: np.ndarray) -> tuple[int, int, int]:
-  """The colour of SATURATED farthest in ab from `automatic_ab` (2,)."""
-  ab = colour.rgb_to_lab(np.array(SATURATED, np.uint8)[None])[0, :, 1:]
-  return SATURATED[int(np.argmax(np.linalg.norm(ab - automatic_ab, axis=-1)))]
-
-
-def pick_dots(gray: np.ndarray, automatic_rgb: np.ndarray, count: int) -> list[hint_dots.Dot]:
-  """Dots on the page's largest paper areas, each in the saturated colour least like the
-  automatic output's mean colour on the paper around it. A pure function of its inputs."""
-  lab = colour.rgb_to_lab(automatic_rgb)
+def pick_dots(gray: np.ndarray, truth_rgb: np.ndarray, count: int) -> list[hint_dots.Dot]:
+  """Dots on the page's largest paper areas, each in the colour original's median colour on
+  the paper around it. A pure function of its inputs."""
   paper = np.asarray(gray) >= PAPER
   dots = []
   for y, x in paper_spots(gray, count):
     around = near(gray.shape, y, x) & paper
-    dots.append(hint_dots.Dot(x, y, unlike(lab[around][:, 1:].mean(axis=0))))
+    rgb = np.median(np.asarray(truth_rgb)[around], axis=0)
+    dots.append(hint_dots.Dot(x, y, tuple(int(round(v)) for v in rgb)))
   return dots
 
 
@@ -82,19 +72,19 @@ def _read(path: str, mode: str) -> np.ndarray:
     return np.asarray(img.convert(mode))
 
 
-def write_hint_images(pages_dir: str, automatic_dir: str, hints_dir: str,
+def write_hint_images(pages_dir: str, truth_dir: str, hints_dir: str,
                       count: int) -> dict[str, list]:
-  """A hint image per gray page that has an automatic result, under the same name in hints_dir
+  """A hint image per gray page that has a colour original, under the same name in hints_dir
   (so the client's --hints matches it to the page by stem); returns {stem: dots}."""
   os.makedirs(hints_dir, exist_ok=True)
   picked = {}
   for name in sorted(os.listdir(pages_dir)):
     stem = os.path.splitext(name)[0]
-    automatic = os.path.join(automatic_dir, stem + ".png")
-    if not os.path.exists(automatic):
+    truth = os.path.join(truth_dir, stem + ".png")
+    if not os.path.exists(truth):
       continue
     gray = _read(os.path.join(pages_dir, name), "L")
-    dots = pick_dots(gray, _read(automatic, "RGB"), count)
+    dots = pick_dots(gray, _read(truth, "RGB"), count)
     with open(os.path.join(hints_dir, stem + ".png"), "wb") as f:
       f.write(hint_dots.hint_png(gray.shape[0], gray.shape[1], dots))
     picked[stem] = dots

@@ -251,10 +251,10 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
     if cfg.hints:
       with prog.stage(f"colorize again with {cfg.hint_dots} hint dots per page (client --hints) "
                       "and with a reference palette (client --reference)", "guided") as st:
-        dots = demo_hints.write_hint_images(out.gray_pages, out.coloured, out.hints,
+        dots = demo_hints.write_hint_images(out.gray_pages, out.page_truth, out.hints,
                                             cfg.hint_dots)
         prog.say(f"    hint images: {_shown(out.hints)}/ (dots on each page's largest paper "
-                 f"areas, in colours the automatic result does not have there)")
+                 f"areas, in the colour original's colours there)")
         client = [py, "-m", "serving.client", f"--server={url}", f"--model={MODEL_NAME}",
                   out.gray_pages]
         prog.run(st, client + [f"--output_dir={out.coloured_hints}", f"--hints={out.hints}"],

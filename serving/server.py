@@ -45,6 +45,7 @@ import time
 import numpy as np
 from aiohttp import web
 
+from koala import signatures
 from koala.signatures import SERVING_DEFAULT
 from serving import admission, rest_json
 from serving.admission import Deadline, Slots
@@ -87,6 +88,26 @@ class LoadedModel:
       self.inputs[name] = {k: _spec(k, v) for k, v in fn.structured_input_signature[1].items()}
       self.outputs[name] = {k: _spec(k, v) for k, v in fn.structured_outputs.items()}
     self.signature_defs = _signature_defs_json(path)
+    self.warm_up()
+
+  def warm_up(self) -> None:
+    """Calls every signature once on a small made-up input before the version is served (TF
+    Serving's warm-up requests): a signature's first call optimises its graph, seconds that
+    would count against a user's deadline. One the input does not fit is left cold (logged)."""
+    tf = _tf()
+    page = tf.io.encode_png(tf.fill([64, 64, 1], tf.constant(255, tf.uint8)))
+    for name, fn in self.signatures.items():
+      feeds = {}
+      for key, spec in fn.structured_input_signature[1].items():
+        shape = [1 if d is None else d for d in spec.shape.as_list()]
+        if spec.dtype == tf.string:
+          feeds[key] = tf.fill(shape, page if key == signatures.IMAGE_BYTES else tf.constant(b""))
+        else:
+          feeds[key] = tf.zeros(shape, spec.dtype)
+      try:
+        fn(**feeds)
+      except Exception as e:
+        _LOG.warning("version %d: %s not warmed up (%s)", self.version, name, str(e)[:200])
 
   def predict(self, signature: str, arrays: dict, deadline: Deadline | None = None) -> dict:
     tf = _tf()
