@@ -61,9 +61,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import (KeyedModelHandler, ModelHandler, PredictionResult,
                                            RunInference)
 
-from koala import archives, exports, images, pages, schema, signatures, storage
+from koala import archives, exports, images, pages, schema, storage
 from pipeline import run as pipeline_run
 from pipeline.options import ColorizeOptions, KoalaOptions
+from trainer.export import signatures
 from pipeline.run import absolute, input_root, relative_to
 
 NAMESPACE = "koala_colorize"

@@ -45,7 +45,7 @@ import time
 import numpy as np
 from aiohttp import web
 
-from koala.signatures import SERVING_DEFAULT
+from trainer.export.signatures import SERVING_DEFAULT
 from serving import admission, rest_json
 from serving.admission import Deadline, Slots
 from serving.bounded_http import BoundedProtocol, Limits, raise_fd_limit

@@ -13,7 +13,8 @@ from PIL import Image
 
 from koala import colour, images
 from pipeline import preprocess
-from serving import inference, pages, tf_guidance, tf_page
+from serving import inference, pages
+from trainer.export import guidance as tf_guidance, page as tf_page
 from tests import corpus, serving_support
 
 LOSSLESS = ("page.png", "animated.png", "page.webp", "page.bmp", "still.gif", "animated.gif")

@@ -3,7 +3,7 @@ them share lives in koala/. These tests read the source (every import, those ins
 too, with `ast`), so a shortcut from one stage into another fails here rather than in review.
 
 Not checked: trainer -> serving. trainer/export.py builds the served graph from
-serving.tf_page and serving.tf_guidance, so that direction does not hold yet.
+trainer.export.page and trainer.export.guidance, so that direction does not hold yet.
 """
 import ast
 import os
