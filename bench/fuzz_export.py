@@ -192,8 +192,8 @@ def run_batch(args) -> None:
   """The worker: prints '> i' before input i and '= i seed role outcome' after it, then one JSON
   line with its memory."""
   import tensorflow as tf
-  from trainer.export import signatures
   from serving import inference
+  from trainer.export import signatures
   fn = inference.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
   seeds = seed_files()
   call = lambda feed: fn(**{k: tf.constant([v]) for k, v in feed.items()})[
@@ -359,8 +359,8 @@ def measure_one(args) -> None:
   outcome = "answered"
   if args.entry == "export":
     import tensorflow as tf
-    from trainer.export import signatures
     from serving import inference
+    from trainer.export import signatures
     fn = inference.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
     feed = lambda d: {"image_bytes": tf.constant([d]), "hints_bytes": tf.constant([b""]),
                       "reference_bytes": tf.constant([b""])}

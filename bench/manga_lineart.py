@@ -199,7 +199,7 @@ def main(argv=None) -> int:
       for c in (int(v) for v in args.closings.split(","))}
   model = None
   if args.export:
-    from koala import exports
+    from serving import exports
     model = tf.saved_model.load(exports.resolve_version_dir(args.export))
   rows: dict[str, list] = {}
   times: dict[str, list] = {}

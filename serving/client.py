@@ -41,9 +41,10 @@ import urllib.parse
 
 import requests
 
-from trainer.export import signatures
-from koala.pages import Guidance
 from serving import pages
+from serving.hint_files import Guidance
+from serving.page_names import NameClash
+from trainer.export import signatures
 
 RETRY_STATUSES = (429, 503)
 # What a status means, said without the remote body (which a hostile or misconfigured server
@@ -245,7 +246,7 @@ def main(argv=None) -> int:
 
   try:
     jobs, problems = pages.find_jobs(args.inputs, args.output_dir)
-  except pages.NameClash as e:
+  except NameClash as e:
     print(f"error: {e} Nothing was coloured.", file=sys.stderr)
     return 2
   for problem in problems:
