@@ -233,7 +233,7 @@ class Sort(beam.DoFn):
     if isinstance(result.inference, Refused):
       self.rejected.inc()
       reason = result.inference.reason
-      if page.hints and signatures.HINTS_BYTES in reason:   # tf_guidance names the input it refused
+      if page.hints and signatures.HINTS_BYTES in reason:   # the graph names the input it refused
         reason = f"hints file {page.hints}: {reason}"
       yield beam.pvalue.TaggedOutput(REJECTED, {"path": page.label, "reason": reason})
       return
