@@ -94,8 +94,7 @@ def read_guidance_file(path: str) -> bytes:
 
 def load_guidance(hints_dir: Optional[str], reference: Optional[str]) -> Guidance:
   """serving.client's guidance, read through Beam's file system; ValueError says what is wrong."""
-  return Guidance.load(hints_dir, reference, read=read_guidance_file,
-                             list_files=list_folder)
+  return Guidance.load(hints_dir, reference, read=read_guidance_file, list_files=list_folder)
 
 
 def open_archive(path: str):

@@ -14,7 +14,7 @@ import requests
 from koala import colour, manga
 from tests import serving_support, trainer_records
 from trainer import artifacts
-from trainer.export import build as export_lib, info as export_info
+from trainer.export import info as export_info
 
 def b64(data: bytes) -> dict:
   return {"b64": base64.b64encode(data).decode("ascii")}
