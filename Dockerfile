@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One multi-stage Dockerfile, three images (cloudbuild.yaml builds and pushes all of them):
 #   trainer          TensorFlow GPU base running `python -m trainer.task` (Vertex AI custom jobs)
-#   pipeline-worker  Beam's Python SDK base with the project baked in (Dataflow --sdk_container_image)
+#   pipeline-worker  Beam's Python SDK base with the project baked in (Dataflow --sdk_container_image
+#                    for pipeline.run and serving.beam_colorize)
 #   serving          TensorFlow Serving with an exported model copied in (REST on 8501)
 # TF_VERSION and BEAM_VERSION are the pins of setup.py; tests/test_containers.py holds them equal.
 # TF_SERVING_VERSION is pinned on its own: TF Serving releases trail TensorFlow's (2.20.0 is the

@@ -1,4 +1,4 @@
-"""Batch colorization throughput: pipeline.colorize (Beam RunInference) against in-process
+"""Batch colorization throughput: serving.beam_colorize (Beam RunInference) against in-process
 batch_colorize, on the same real manga pages, in the same run.
 
   python bench/colorize_throughput.py [--limit=N] [--keep_dir=DIR] [--beam_args="..."]
@@ -12,7 +12,7 @@ where that folder is absent):
   * reference: serving.inference.batch_colorize over the pages, with the model already loaded
     and warm (one page coloured first): pages/s, run before and after the pipeline (the mean
     is the reference); its start-up (load + first page) apart;
-  * pipeline.colorize with the default local runner (FnApiRunner, one process), from a cold
+  * serving.beam_colorize with the default local runner (FnApiRunner, one process), from a cold
     model: pages/s after its first batch is written, its start-up (Beam, model load, first
     batch) apart;
 Rates come from the coloured pages' write times, so start-up is excluded on both sides alike.
@@ -62,11 +62,10 @@ def time_reference(base: str, src: str, out: str) -> tuple[float, float, float]:
 def time_pipeline(base: str, src: str, out: str, extra: list[str]):
   """-> (pages/s once the first batch is written, seconds to it: Beam, model load, first batch;
   CPU seconds of the whole run (one process: FnApiRunner in_memory); the manifest's counts)."""
-  from pipeline import colorize
-  from serving import inference
+  from serving import beam_colorize, inference
   inference.load_model.cache_clear()   # the run loads its model cold, as a worker does
   start, cpu = time.time(), time.process_time()
-  colorize.run([f"--model={base}", f"--input={src}", f"--output_dir={out}", *extra])
+  beam_colorize.run([f"--model={base}", f"--input={src}", f"--output_dir={out}", *extra])
   cpu = time.process_time() - cpu
   batch = int(next((a.split("=")[1] for a in extra if a.startswith("--max_batch_size=")), 16))
   rate, startup = steady_rate(out, start, batch)
@@ -96,7 +95,7 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--limit", type=int, default=0, help="pages to use (0: all)")
   p.add_argument("--keep_dir", default=None, help="reuse/keep the export here")
-  p.add_argument("--beam_args", default="", help="extra Beam flags for pipeline.colorize")
+  p.add_argument("--beam_args", default="", help="extra Beam flags for serving.beam_colorize")
   args = p.parse_args(argv)
   folder = common.shared_data("manga")
   paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs
@@ -121,7 +120,7 @@ def main(argv=None):
     print(f"reference, batch_colorize in-process: {ref_rate:6.3f} pages/s   "
           f"(before {ref_before:.3f}, after {ref_after:.3f}; start-up to the first page "
           f"{ref_startup:.1f} s, excluded)")
-    print(f"pipeline.colorize, FnApiRunner:       {rate:6.3f} pages/s   "
+    print(f"serving.beam_colorize, FnApiRunner:   {rate:6.3f} pages/s   "
           f"(start-up to the first batch written {startup:.1f} s, excluded; counts {counts})")
     print(f"ratio pipeline / reference:           {rate / ref_rate:6.2f}          (target >= 0.9)")
     ref_cpu = (ref_cpu1 + ref_cpu2) / 2

@@ -30,7 +30,7 @@ def split_files(split: str, sub: str = "") -> list[str]:
 def stage_files(paths: list[str], folder: str) -> str:
   """A folder (outside the repository) holding the given real files under numbered names, as
   HARD links: the very files, read in place, never copied. The tools skip symbolic links that
-  lead out of their input folder (koala.pages), so these benchmarks cannot use those. Where
+  lead out of their input folder (koala.input_tree), so these benchmarks cannot use those. Where
   the folder is on another file system than the data, the file is copied there, outside the
   repository, and removed with the folder."""
   import shutil

@@ -192,8 +192,8 @@ def run_batch(args) -> None:
   """The worker: prints '> i' before input i and '= i seed role outcome' after it, then one JSON
   line with its memory."""
   import tensorflow as tf
-  from koala import signatures
   from serving import inference
+  from trainer.export import signatures
   fn = inference.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
   seeds = seed_files()
   call = lambda feed: fn(**{k: tf.constant([v]) for k, v in feed.items()})[
@@ -250,7 +250,7 @@ def export_guided(work: str, max_pixels: int) -> str:
   """<work>/models/guided_<cap>: the tests' guided model exported with the given cap, made anew
   each run (an export carries the graph of the code that made it)."""
   from tests import serving_support
-  from trainer import export
+  from trainer.export import build as export
   base = os.path.join(work, "models", f"guided_{max_pixels}")
   shutil.rmtree(base, ignore_errors=True)
   export.export(serving_support.untrained_job(True), base, 1, max_pixels=max_pixels)
@@ -359,8 +359,8 @@ def measure_one(args) -> None:
   outcome = "answered"
   if args.entry == "export":
     import tensorflow as tf
-    from koala import signatures
     from serving import inference
+    from trainer.export import signatures
     fn = inference.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
     feed = lambda d: {"image_bytes": tf.constant([d]), "hints_bytes": tf.constant([b""]),
                       "reference_bytes": tf.constant([b""])}

@@ -18,7 +18,7 @@ machine's load falls on all of them alike:
   * with both;
 and each one's p50 / serving_default's p50 (target: <= 1.1 with hints and a reference), and the
 same with the minimum of the runs. On a shared machine the page's p50 moves by more than
-guidance costs, so it also times what guidance adds alone (serving.tf_guidance's decoding and
+guidance costs, so it also times what guidance adds alone (trainer.export.guidance's decoding and
 encoding of the hint image and the reference, the rest of the graph being the same) and prints
 the ratio that cost implies: (serving_default + guidance alone) / serving_default.
 """
@@ -39,13 +39,14 @@ sys.path.insert(0, ROOT)
 
 from bench.common import machine  # noqa: E402
 from bench.serving_latency import A4_200DPI, a4_page  # noqa: E402
-from koala import signatures  # noqa: E402
+from trainer.export import signatures  # noqa: E402
 
 
 def export_guided(work: str) -> str:
   """<work>/models/koala/1: the full-size guided model's export, made once per --keep_dir."""
   from koala import embedder as embedder_lib
-  from trainer import artifacts, export, model as model_lib
+  from trainer import artifacts, model as model_lib
+  from trainer.export import build as export
   base = os.path.join(work, "models", "koala")
   if os.path.exists(os.path.join(base, "1", "saved_model.pb")):
     return base
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
             image_bytes=batch, hints_bytes=tf.constant([hints]),
             reference_bytes=tf.constant([reference])),
     }
-    from serving import tf_guidance
+    from trainer.export import guidance as tf_guidance
     prepare = tf.function(lambda h, r: (
         tf_guidance.hint_planes(tf_guidance.hint_image(h, 10 ** 9), tf.constant(A4_200DPI), 224),
         tf_guidance.palette(r, 10 ** 9)), autograph=False)

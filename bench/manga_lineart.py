@@ -14,7 +14,7 @@ saturated flats; some get a white dot, some none. Reported, per closing and in a
   * gap leak: of the dotless regions that share a gapped line with a dotted one, the share of
     the interior within dE 15 of that neighbour's colour (target <= 5 %);
   * white kept: white-dotted regions whose interior stays white (dE <= 5; target 100 %).
-The graph's fill (serving/tf_fill.py) is run on each page at gap closings 0-3 (--closings),
+The graph's fill (trainer/export/fill.py) is run on each page at gap closings 0-3 (--closings),
 with the model's colour left out (ab = 0), since a dotted region takes the dot's colour
 whatever the model says; with --export, the export's colorize_guided is measured as well.
 """
@@ -147,7 +147,7 @@ def gap_figure(path: str) -> None:
   import tensorflow as tf
   from PIL import Image, ImageDraw
   from koala import colour
-  from serving import tf_fill
+  from trainer.export import fill as tf_fill
   page = np.full((700, 900), 255, np.uint8)
   cv2.rectangle(page, (20, 20), (879, 679), 0, 4)                        # the panel
   cv2.ellipse(page, (330, 260), (200, 130), 0, 0, 360, 0, 3)             # the bubble
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
   import tensorflow as tf
   from PIL import Image
   from koala import colour, images
-  from serving import tf_fill
+  from trainer.export import fill as tf_fill
   rng = np.random.default_rng(args.seed)
   table = tf.constant(colour.paper_colour_table())
   fills = {c: tf.function(lambda g, h, c=c: tf_fill.manga_colour_page(
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
       for c in (int(v) for v in args.closings.split(","))}
   model = None
   if args.export:
-    from koala import exports
+    from serving import exports
     model = tf.saved_model.load(exports.resolve_version_dir(args.export))
   rows: dict[str, list] = {}
   times: dict[str, list] = {}

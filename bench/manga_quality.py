@@ -79,7 +79,8 @@ def main(argv=None):
                     f"--max_minutes={args.max_minutes}", "--verbose=2"],
                    check=True, cwd=common.REPO)
   train_minutes = (time.perf_counter() - t0) / 60
-  from trainer import evaluate, export
+  from trainer import evaluate
+  from trainer.export import build as export
   scored = {"eval": eval_dir, **({"held_out": held_dir} if held_dir else {})}
   results = {name: evaluate.main([f"--records_dir={d}", f"--train_records_dir={train_dir}",
                                   f"--job_dir={job}", f"--max_examples={args.max_examples}",

@@ -69,9 +69,10 @@ def run(export_path: str, max_pages: int | None = None, out_dir: str | None = No
   import cv2
   import tensorflow as tf
   from PIL import Image
-  from koala import colour, exports
-  from koala.signatures import COLORIZE_GUIDED
-  from serving import hint_dots, tf_page
+  from koala import colour
+  from serving import exports, hint_dots
+  from trainer.export import page as tf_page
+  from trainer.export.signatures import COLORIZE_GUIDED
   fn = tf.saved_model.load(exports.resolve_version_dir(export_path)).signatures[COLORIZE_GUIDED]
   files = sorted(f for f in glob.glob(os.path.join(common.shared_data("manga"), "**", "*"),
                                       recursive=True)

@@ -20,7 +20,7 @@ What it prints:
     <= 2 x the floor of the guided network), and hostile hint images: every pixel opaque in
     random colours (448 px as the page sends, and page-sized: the worst a client can send under
     the pixel cap) and 500 dots with 50 of them in one region (target <= 3 x); and
-    the fill's own time (serving.tf_fill alone) for each.
+    the fill's own time (trainer.export.fill alone) for each.
 The floor and the pages are timed in turn, call by call, so that all see the same load on a
 shared machine; the ratio is printed as p50 / p50 and as the median of the round-by-round
 ratios. --png_compression exports one model per zlib level (default: the export's default) and
@@ -46,7 +46,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from koala import signatures  # noqa: E402
+from trainer.export import signatures  # noqa: E402
 
 A4_200DPI = (2339, 1654)
 SHARED_MANGA = os.path.join(ROOT, "..", "shared", "data", "manga")
@@ -81,10 +81,11 @@ def export_full_size(work: str, png_compression: int | None = None,
   """The SPEC-size export (random weights) under work/models/, made once per PNG level and
   composition and kept between runs with --keep_dir; the export's default level unless
   `png_compression` is given. composition "manga" exports the guided colorizer as a manga job
-  (serving.tf_fill's composition, and colorize_guided with its region fill)."""
+  (trainer.export.fill's composition, and colorize_guided with its region fill)."""
   from koala import embedder as embedder_lib
   from koala import manga
-  from trainer import artifacts, export, model as model_lib
+  from trainer import artifacts, model as model_lib
+  from trainer.export import build as export
   if png_compression is None:
     png_compression = export.DEFAULT_PNG_COMPRESSION
   job = os.path.join(work, f"job_{composition}")
@@ -141,7 +142,8 @@ def hint_images(page: bytes) -> dict:
   import cv2
   import tensorflow as tf
   from bench import manga_regions
-  from serving import hint_dots, tf_page
+  from serving import hint_dots
+  from trainer.export import page as tf_page
   gray = tf_page.decode_gray(tf.constant(page), 10 ** 9).numpy()
   rng = np.random.default_rng(0)
   colours = [tuple(int(v) for v in c) for c in rng.integers(0, 256, (500, 3))]
@@ -168,7 +170,7 @@ def stage_timings(page: bytes, runs: int, levels: list[int], hints: dict | None)
   """The page-sized steps of the graph, each alone: where the time beyond the floor goes."""
   import tensorflow as tf
   from koala import colour
-  from serving import tf_fill, tf_guidance, tf_page
+  from trainer.export import fill as tf_fill, guidance as tf_guidance, page as tf_page
   data = tf.constant(page)
   gray = tf.function(lambda d: tf_page.decode_gray(d, 10**9))(data)
   table = tf.constant(tf_page.lab_rgb_table())
@@ -255,7 +257,7 @@ def main(argv=None) -> int:
                       "with several, only the first zlib level")
   args = p.parse_args(argv)
   import tensorflow as tf
-  from trainer import export
+  from trainer.export import build as export
 
   levels = ([int(v) for v in args.png_compression.split(",")] if args.png_compression
             else [export.DEFAULT_PNG_COMPRESSION])

@@ -154,8 +154,8 @@ def reference_lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 # The gamut mapping of a coloured page. Clipping RGB (as `lab_to_rgb` does) changes L: black line
 # art under a predicted colour turns gray and white paper turns tinted. A page keeps its own L
 # exactly; out-of-gamut chroma gives way instead, at constant L and hue. This is the one
-# definition of a coloured page's pixels: the served graph (serving/tf_page.py) gathers them from
-# a table built by `page_rgb`, and the tests' NumPy reference path calls `page_rgb` itself.
+# definition of a coloured page's pixels: the served graph (trainer/export/page.py) gathers them
+# from a table built by `page_rgb`, and the tests' NumPy reference path calls `page_rgb` itself.
 GAMUT_HUES = 360          # hue bins of the max-chroma table
 GAMUT_ITERATIONS = 12     # bisection steps: 2 * AB_LIMIT / 2**12 = 0.06 LAB units
 

@@ -1,6 +1,6 @@
 """What an image file's bytes say before any pixel is decoded: a GIF's frames and a JPEG's EXIF
 orientation. Plain Python over the bytes, the reference definition; the served graph reads the
-same with TensorFlow ops (serving/tf_image.py) and tests/test_image_headers.py holds the two
+same with TensorFlow ops (trainer/export/image.py) and tests/test_image_headers.py holds the two
 equal, byte for byte, on good files and on mutated ones.
 
 GIF frames. A GIF's header gives its logical screen, but TensorFlow's GIF decoder (giflib's

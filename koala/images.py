@@ -127,7 +127,7 @@ def check_gif(data: bytes) -> None:
   """ImageError for a GIF with a frame outside its logical screen. TensorFlow's decoder (the
   served model's) draws the first frame on a canvas as large as the largest frame, Pillow on
   the screen grown to the first frame: refused, the two decoders cannot disagree about a page's
-  size. The served graph refuses the same (`serving.tf_image`)."""
+  size. The served graph refuses the same (`trainer.export.image`)."""
   if not data.startswith(headers.GIF_SIGNATURE):
     return
   height, width = headers.gif_screen(data)

@@ -3,7 +3,7 @@
 A dot on a manga page means "this region is this colour": the paper enclosed by ink lines, or
 an area of one screentone, up to its lines, as Krita's Colorize Mask and LazyBrush fill it. This
 module is the reference definition of those regions, in NumPy; the served graph computes the
-same with TensorFlow ops (serving/tf_regions.py), and tests/test_regions.py holds the two equal.
+same with TensorFlow ops (trainer/export/regions.py), and tests/test_regions.py holds the two equal.
 Everything works on the fill grid: the page reduced by a whole factor r (`fill_reduction`), so
 that a page costs what a ~0.6 Mpx image does.
 
@@ -304,7 +304,7 @@ def manga_page(gray: np.ndarray, ab_box: np.ndarray, hints_rgba: np.ndarray | No
                flat_regions: bool = DEFAULT_FLAT_REGIONS) -> np.ndarray:
   """A coloured manga page: uint8 gray (H, W), the model's ab over the page's box (h, w, 2) in
   LAB units, an optional hint image (any size, RGBA) -> uint8 sRGB (H, W, 3). The reference of
-  serving/tf_fill.py's `manga_colour_page` (its docstring says why each step); flat_regions
+  trainer/export/fill.py's `manga_colour_page` (its docstring says why each step); flat_regions
   lays the model's colour flat per region (`flatten`)."""
   from koala import colour
   page = page_regions(gray, closing, r, hints_rgba)

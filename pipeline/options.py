@@ -22,8 +22,9 @@ class KoalaOptions(PipelineOptions):
                              "naming the input images, one path or URI a line, each read as "
                              "named (a catalogue's manifest, a split list).")
     parser.add_argument("--output_dir", required=True,
-                        help="Where records (pipeline.run) or coloured pages (pipeline.colorize), "
-                             "manifest.json and the reject lists go (local or gs://).")
+                        help="Where records (pipeline.run) or coloured pages "
+                             "(serving.beam_colorize), manifest.json and the reject lists go "
+                             "(local or gs://).")
     parser.add_argument("--embedder", default=embedder.KERAS_NAME,
                         help=f"'{embedder.KERAS_NAME}' (Keras) or 'hub:<handle or SavedModel path>'.")
     parser.add_argument("--embedder_weights", default=embedder.IMAGENET,
@@ -36,7 +37,7 @@ class KoalaOptions(PipelineOptions):
                              "Equal min and max keep one shape, so the model traces once.")
     parser.add_argument("--max_batch_size", type=int, default=16,
                         help="Largest batch the embedder (pipeline.run) or the SavedModel "
-                             "(pipeline.colorize) sees (RunInference's BatchElements); "
+                             "(serving.beam_colorize) sees (RunInference's BatchElements); "
                              "raise both on GPU workers, e.g. 128.")
     parser.add_argument("--val_fraction", type=float, default=0.1)
     parser.add_argument("--test_fraction", type=float, default=0.1)
@@ -64,25 +65,27 @@ class KoalaOptions(PipelineOptions):
 
 
 class ColorizeOptions(PipelineOptions):
-  """pipeline.colorize's own flags; --input, --output_dir and the batch sizes are KoalaOptions'
-  (Beam parses every options class together, so a flag is defined once)."""
+  """serving.beam_colorize's own flags; --input, --output_dir and the batch sizes are
+  KoalaOptions' (Beam parses every options class together, so a flag is defined once)."""
 
   @classmethod
   def _add_argparse_args(cls, parser):
     parser.add_argument("--model", default=None,
-                        help="pipeline.colorize: an export folder (trainer.export), local or "
+                        help="serving.beam_colorize: an export folder (trainer.export), local or "
                              "gs://; its highest numbered version is used, as TF Serving does.")
     parser.add_argument("--colorize_colour_pages", action="store_true",
-                        help="pipeline.colorize: colour pages that are already in colour too "
+                        help="serving.beam_colorize: colour pages that are already in colour too "
                              "(by default they are copied unchanged, as serving.client "
                              "--skip_colour_pages does).")
     parser.add_argument("--hints_dir", default=None,
-                        help="pipeline.colorize, guided exports only: a folder (local or gs://) "
-                             "of hint images, one per page matched by file stem as serving.client "
-                             "--hints does (RGBA: pixels with alpha > 0 are colour hints).")
+                        help="serving.beam_colorize, guided exports only: a folder (local or "
+                             "gs://) of hint images, one per page matched by file stem as "
+                             "serving.client --hints does (RGBA: pixels with alpha > 0 are colour "
+                             "hints).")
     parser.add_argument("--reference", default=None,
-                        help="pipeline.colorize, guided exports only: one image (local or gs://) "
-                             "whose palette steers every page, as serving.client --reference.")
+                        help="serving.beam_colorize, guided exports only: one image (local or "
+                             "gs://) whose palette steers every page, as serving.client "
+                             "--reference.")
 
 
 def _all_options_parser():

@@ -82,7 +82,7 @@ def embedder_input(rgb: np.ndarray) -> np.ndarray:
 
 def page_inputs(page: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """A uint8 gray page (H, W) -> (quantised L (224, 224, 1), embedder gray (299, 299)), made as
-  the served graph makes them from a user's page (serving/tf_page.model_inputs): letterboxed
+  the served graph makes them from a user's page (trainer.export.page.model_inputs): letterboxed
   with area averaging in gray levels, then L of each level."""
   small = images.letterbox(page, schema.IMAGE_SIZE)
   return (schema.quantize_l(colour.gray_to_l(small)[..., None]),

@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   SetupOptions, StandardOptions)
 
 from koala import embedder as koala_embedder
-from koala import images, pages, schema
+from koala import images, input_tree, schema
 from pipeline import preprocess
 from pipeline.embed import EmbedderModelHandler
 from pipeline.options import KoalaOptions, refuse_unknown_flags
@@ -102,7 +102,7 @@ def relative_to(path: str, root: str) -> str:
 
 class HashFile(beam.DoFn):
   """path -> (content hash, path); unreadable files, and links that lead out of the input
-  folder `root` (koala.pages' rule; None for files named in --input_list), go to the
+  folder `root` (koala.input_tree; None for files named in --input_list), go to the
   `rejected` output."""
 
   def __init__(self, root: str):
@@ -113,7 +113,7 @@ class HashFile(beam.DoFn):
   def process(self, path: str):
     self.inputs.inc()
     outside = (None if self.root is None or "://" in path
-               else pages.outside_root(path, self.root))
+               else input_tree.outside_root(path, self.root))
     if outside:
       self.rejected.inc()
       yield beam.pvalue.TaggedOutput(REJECTED, {"path": path, "reason": outside})
@@ -359,7 +359,7 @@ def run(argv=None, test_pipeline=None):
 
 def run_to_end(options: PipelineOptions, build, test_pipeline=None):
   """Builds the graph with build(pipeline), runs it and waits; returns the PipelineResult.
-  Shared by pipeline.run and pipeline.colorize."""
+  Shared by pipeline.run and serving.beam_colorize."""
   p = test_pipeline or beam.Pipeline(options=options)
   build(p)
   result = p.run()

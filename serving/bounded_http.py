@@ -16,8 +16,7 @@ import resource
 
 from aiohttp import web, web_protocol
 
-from koala import archives
-from serving import rest_json
+from serving import archives, rest_json
 
 SERVER_NAME = "koala-standin"
 DEFAULT_MAX_REQUEST_BYTES = archives.MAX_PAGE_BYTES   # the one page byte cap

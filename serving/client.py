@@ -41,9 +41,10 @@ import urllib.parse
 
 import requests
 
-from koala import signatures
-from koala.pages import Guidance
 from serving import pages
+from serving.hint_files import Guidance
+from serving.page_names import NameClash
+from trainer.export import signatures
 
 RETRY_STATUSES = (429, 503)
 # What a status means, said without the remote body (which a hostile or misconfigured server
@@ -167,12 +168,12 @@ class RestColorizer:
 
   def __call__(self, data: bytes, hints: bytes | None = None,
                reference: bytes | None = None) -> bytes:
-    if hints is None and reference is None:
+    name, inputs = signatures.signature_inputs(data, hints, reference)
+    if name == signatures.SERVING_DEFAULT:
       body = {"instances": [_b64(data)]}
     else:   # all three inputs in every instance, as TF Serving's row format requires
-      body = {"signature_name": signatures.COLORIZE_GUIDED, "instances": [{
-          signatures.IMAGE_BYTES: _b64(data), signatures.HINTS_BYTES: _b64(hints or b""),
-          signatures.REFERENCE_BYTES: _b64(reference or b"")}]}
+      body = {"signature_name": name,
+              "instances": [{key: _b64(value) for key, value in inputs.items()}]}
     for attempt in range(self.retries + 1):
       try:
         r = self._session().post(self.predict_url, json=body, timeout=self.timeout,
@@ -245,7 +246,7 @@ def main(argv=None) -> int:
 
   try:
     jobs, problems = pages.find_jobs(args.inputs, args.output_dir)
-  except pages.NameClash as e:
+  except NameClash as e:
     print(f"error: {e} Nothing was coloured.", file=sys.stderr)
     return 2
   for problem in problems:

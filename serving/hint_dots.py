@@ -2,7 +2,7 @@
 
 Why a module: the Streamlit page (a user's clicks) and the demo (dots picked from a page's true
 colours) both turn a few dots into the same thing: an RGBA PNG the size of the page, transparent
-except for filled discs of the dots' colours (serving/tf_guidance.py reads alpha > 0 as "hint
+except for filled discs of the dots' colours (trainer/export/guidance.py reads alpha > 0 as "hint
 here"). A disc is as wide as 5 cells of the model's 224 square: the trainer's evaluation hint
 patch (koala.guidance.EVAL_PATCH) and the 5 x 5 dots PaintsChainer draws, the size of dot the
 model learned from. A smaller one (it was 1/200 of the page's side, about 2 cells) reached a

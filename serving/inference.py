@@ -19,12 +19,13 @@ from __future__ import annotations
 import os
 import sys
 
-from koala import signatures as names
-# How an export is found, loaded (cached) and its refusals read are koala.exports', the batch
+# How an export is found, loaded (cached) and its refusals read are serving.exports', the batch
 # job's too; named here as well, since callers have always found them here.
-from koala.exports import load_model, refusal_reason, resolve_version_dir  # noqa: F401
-from koala.pages import Guidance, write_atomic
+from serving.exports import load_model, refusal_reason, resolve_version_dir  # noqa: F401
 from serving import pages
+from serving.hint_files import Guidance
+from serving.pages import write_atomic
+from trainer.export import signatures as names
 
 
 def load(model_path: str):
@@ -32,19 +33,18 @@ def load(model_path: str):
   serving_default signature, or colorize_guided when hints or a reference (bytes) are given."""
   import tensorflow as tf
   signatures = load_model(model_path).signatures
-  fn = signatures[names.SERVING_DEFAULT]
-  guided = signatures.get(names.COLORIZE_GUIDED)
+  by_name = {names.SERVING_DEFAULT: signatures[names.SERVING_DEFAULT],
+             names.COLORIZE_GUIDED: signatures.get(names.COLORIZE_GUIDED)}
 
   def colorize(data: bytes, hints: bytes | None = None, reference: bytes | None = None) -> bytes:
+    name, inputs = names.signature_inputs(data, hints, reference)
+    if by_name[name] is None:
+      raise ValueError(names.no_guidance(f"the model at {model_path}"))
     try:
-      if hints is None and reference is None:
-        return fn(image_bytes=tf.constant([data]))[names.PNG_BYTES][0].numpy()
-      if guided is None:
-        raise ValueError(names.no_guidance(f"the model at {model_path}"))
-      return guided(image_bytes=tf.constant([data]), hints_bytes=tf.constant([hints or b""]),
-                    reference_bytes=tf.constant([reference or b""]))[names.PNG_BYTES][0].numpy()
+      out = by_name[name](**{k: tf.constant([v]) for k, v in inputs.items()})
     except tf.errors.InvalidArgumentError as e:
       raise ValueError(f"the model refused the image: {refusal_reason(e)}") from None
+    return out[names.PNG_BYTES][0].numpy()
   return colorize
 
 
@@ -72,7 +72,7 @@ def batch_colorize(model_path: str, input_folder: str, output_folder: str, *,
   with a progress bar; outputs that exist are skipped, so a rerun resumes. hints: a folder of
   hint images matched to pages by file stem; reference: one image (path or bytes) for all.
   A bad hint file fails its page only (the report says why); a bad reference raises ValueError,
-  and so do two pages that would share an output name (pages.NameClash, naming both), before
+  and so do two pages that would share an output name (page_names.NameClash, naming both), before
   any page is coloured. Links that lead out of input_folder are skipped (report.skipped_inputs)."""
   if not os.path.isdir(input_folder):
     raise FileNotFoundError(f"{input_folder}: no such folder")

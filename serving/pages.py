@@ -1,33 +1,34 @@
-"""What the client and the in-process batch tool share: finding pages, naming outputs, .cbz
-archives, skipping colour pages, and running one colorize function over everything with a
-progress bar.
+"""The thread-pool walker: what the client, the in-process batch tool and the Streamlit page
+share to colour files, folders and .cbz archives, running one colorize function over every
+page with a progress bar.
 
-Why one module: `serving.client` colours pages through a REST server and
-`serving.inference.batch_colorize` through an in-process SavedModel, but users expect the two to
-treat folders, archives and reruns identically. Only the `colorize(bytes) -> png bytes` function
-differs. The page rules below (names, the colour-page test, guidance) are `koala.pages`', which
-the batch job (pipeline.colorize) follows too; this module walks local folders and archives by
-them.
+Why one module: `serving.client` colours pages through a REST server,
+`serving.inference.batch_colorize` through an in-process SavedModel and the Streamlit page
+through either, but users expect the three to treat folders, archives and reruns identically.
+Only the `colorize(bytes) -> png bytes` function differs. Names are `serving.page_names`',
+hint files `serving.hint_files`', and a coloured .cbz is written by `serving.cbz` under its
+rule, all of which the Beam batch job (serving.beam_colorize) follows too.
 
 Rules:
   * a file -> <output_dir>/<stem>.png; a folder -> the same relative tree under output_dir;
-    a .cbz -> <output_dir>/<stem>.cbz with every page coloured (as PNG) and every other entry
-    (ComicInfo.xml, ...) copied.
+    a .cbz -> <output_dir>/<stem>.cbz (`serving.cbz`: the pages coloured, as PNG, every other
+    entry copied, a refused page left out and reported).
   * two inputs whose outputs would share a name (compared without case) stop the run before
-    any page is coloured (`koala.pages.NameClash`, naming both); two such entries of one .cbz
+    any page is coloured (`page_names.NameClash`, naming both); two such entries of one .cbz
     fail that archive. A symbolic link in a folder that leads outside it is skipped and
-    reported as a problem.
-  * an output that exists already is skipped, so a rerun resumes; outputs are written to a
-    temporary name and renamed, so an interrupted run never leaves a half file to be skipped.
+    reported as a problem (`koala.input_tree`).
+  * an output that exists already is skipped, so a rerun resumes; outputs are written whole
+    (`atomic_file`): a file of a random name made by `tempfile` (O_EXCL, never through a link
+    planted in the folder), renamed into place, so an interrupted run never leaves a half file
+    to be skipped.
   * with skip_colour, pages that are already in colour are copied unchanged, by the same test
     the pipeline uses to call an image gray (`koala.gray`).
-  * archives are read only through `koala.archives` (page byte cap, streaming, no names that
-    escape the folder): a refused entry is reported with its reason and left out of the coloured
-    archive (a rerun would refuse it again), and the other pages go through.
-  * guidance (`Guidance`): a folder of hint images, one per page, matched by file stem (a page
-    without one is coloured with no hints), and one reference image for every page. A hint file
-    is read when its page is coloured, so a bad one fails that page only, and the report names
-    it; the colorize function is then called as colorize(data, hints=..., reference=...).
+  * archives are read only through `serving.archives` (page byte cap, streaming, no names that
+    escape the folder): a refused entry is reported with its reason, and the other pages go
+    through.
+  * guidance (`serving.hint_files.Guidance`): a hint file is read when its page is coloured, so
+    a bad one fails that page only, and the report names it; the colorize function is then
+    called as colorize(data, hints=..., reference=...).
 """
 from __future__ import annotations
 
@@ -35,17 +36,62 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import os
+import tempfile
 import threading
-import zipfile
 from typing import Callable
 
-from koala import archives
-# The page rules themselves are koala.pages' (the batch job's too); named here as well, since
-# callers of serving.pages have always found them here.
-from koala.pages import (ARCHIVE_EXTENSIONS, IMAGE_EXTENSIONS, Guidance,  # noqa: F401
-                         NameClash, archive_entry_name, atomic_file, check_outputs,
-                         entry_clashes, is_colour, is_page_name, kept_colour_name, output_name,
-                         outside_root, safe_is_colour, write_atomic)
+from koala import gray, images
+from koala.input_tree import outside_root
+from serving import archives, cbz
+from serving.hint_files import Guidance
+from serving.page_names import (IMAGE_EXTENSIONS, check_outputs, entry_clashes, is_archive_name,
+                                is_page_name, kept_colour_name, output_name, page_label)
+
+
+def is_colour(data: bytes) -> bool:
+  """True when a page is already in colour, by the pipeline's own gray test."""
+  return gray.is_colour(images.decode_image(data))
+
+
+def safe_is_colour(data: bytes) -> bool:
+  try:
+    return is_colour(data)
+  except Exception:   # undecodable here: let the model's own decoder give the error
+    return False
+
+
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()     # what open() would have given a new file
+
+
+@contextlib.contextmanager
+def atomic_file(path: str):
+  """A binary file that appears at `path` whole when the block ends, or not at all: written
+  under a random hidden name made by tempfile (O_EXCL), then renamed over `path`, so an
+  interrupted run never leaves a half file that a rerun would take as done."""
+  folder = os.path.dirname(path) or "."
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      os.fchmod(f.fileno(), _FILE_MODE)
+      yield f
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def write_atomic(path: str, data: bytes) -> None:
+  """Writes a whole file through `atomic_file`."""
+  with atomic_file(path) as f:
+    f.write(data)
 
 
 @dataclasses.dataclass
@@ -81,7 +127,7 @@ def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]
         dirs.sort()
         links = [os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))]
         pages = [os.path.join(root, name) for name in sorted(files)
-                 if is_page_name(name) or name.lower().endswith(ARCHIVE_EXTENSIONS)]
+                 if is_page_name(name) or is_archive_name(name)]
         for path in links + pages:
           reason = outside_root(path, item)
           if reason:
@@ -90,7 +136,7 @@ def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]
             rel = os.path.relpath(path, item)
             jobs.append(_job(path, os.path.join(output_dir, output_name(rel))))
     elif os.path.isfile(item):
-      if is_page_name(item) or item.lower().endswith(ARCHIVE_EXTENSIONS):
+      if is_page_name(item) or is_archive_name(item):
         jobs.append(_job(item, os.path.join(output_dir, output_name(os.path.basename(item)))))
       else:
         problems.append(f"{item}: not a page ({', '.join(IMAGE_EXTENSIONS)}) or a .cbz archive")
@@ -103,7 +149,7 @@ def find_jobs(inputs: list[str], output_dir: str) -> tuple[list[Job], list[str]]
 
 
 def _job(path: str, output: str) -> Job:
-  if path.lower().endswith(ARCHIVE_EXTENSIONS):
+  if is_archive_name(path):
     return Job(path, output, entries=[])
   return Job(path, output)
 
@@ -140,15 +186,12 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
         report.failed[job.source] = str(e)
         continue
       for name, reason in job.refused.items():
-        report.failed[f"{job.source}!{name}"] = reason
+        report.failed[page_label(job.source, name)] = reason
     todo.append(job)
   total = sum(len(job.entries) if job.is_archive else 1 for job in todo)
   results: dict[tuple[int, str | None], bytes] = {}
   lock = threading.Lock()
   workers = max(1, concurrency)
-
-  def label(job, entry):
-    return f"{job.source}!{entry}" if entry else job.source
 
   def inputs():
     """(job, entry name or None, ArchiveEntry or None), in the caller's thread. Each archive is
@@ -175,7 +218,7 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
       data = entry.data
     if skip_colour and safe_is_colour(data):
       with lock:
-        report.kept_colour.append(label(job, name))
+        report.kept_colour.append(page_label(job.source, name))
       return data
     if guidance:
       return colorize(data, **guidance.for_page(name or job.source))
@@ -188,10 +231,10 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
     try:
       data = future.result()
     except Exception as e:   # one bad page must not stop the batch; the report names it
-      report.failed[label(job, entry)] = str(e)
+      report.failed[page_label(job.source, entry)] = str(e)
     else:
       if entry is None:
-        kept = label(job, entry) in report.kept_colour
+        kept = page_label(job.source, entry) in report.kept_colour
         out = job.output if not kept else kept_colour_name(job.output, job.source)
         write_atomic(out, data)
         report.done.append(out)
@@ -221,33 +264,20 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
 
 
 def _write_archive(job: Job, results: dict, report: Report) -> None:
-  if not job.entries and job.refused:
-    report.failed[job.source] = "no page could be read; the archive was not written"
+  """The coloured archive by `serving.cbz`'s rule: the pages that were coloured or kept, the
+  other entries copied; refused pages are already in the report."""
+  done = {e: results[(id(job), e)] for e in job.entries if (id(job), e) in results}
+  pages = len(job.entries) + sum(1 for name in job.refused if is_page_name(name))
+  reason = cbz.not_written(pages, len(done))
+  if reason:
+    report.failed[job.source] = reason
     return
-  missing = [e for e in job.entries if (id(job), e) not in results]
-  if missing:
-    report.failed[job.source] = (f"{len(missing)} of {len(job.entries)} pages failed; "
-                                 "the archive was not written")
-    return
-  pages = set(job.entries)
   try:
-    members = archives.members(job.source)
-    others = [m.name for m in members if m.name not in pages and not m.reason]
-    copies = archives.iter_entries(job.source, names=others)   # archive order, as `members`
-    with contextlib.closing(copies), atomic_file(job.output) as out, \
-        zipfile.ZipFile(out, "w") as dst:
-      for member in members:
-        if member.name in pages:
-          data = results[(id(job), member.name)]
-          dst.writestr(archive_entry_name(member.name, data), data,
-                       compress_type=zipfile.ZIP_STORED)
-        elif not member.reason:   # ComicInfo.xml and other non-pages, copied
-          entry = next(copies)
-          if entry.data is None:    # refused only once inflated
-            report.failed[f"{job.source}!{entry.name}"] = entry.reason
-          else:
-            dst.writestr(entry.name, entry.data, compress_type=zipfile.ZIP_DEFLATED)
+    with atomic_file(job.output) as out:
+      refused = cbz.write(job.source, out, done)
   except archives.ArchiveError as e:   # atomic_file has removed what was written
     report.failed[job.source] = str(e)
     return
+  for name, why in refused:
+    report.failed[page_label(job.source, name)] = why
   report.done.append(job.output)

@@ -45,8 +45,7 @@ import time
 import numpy as np
 from aiohttp import web
 
-from koala import signatures
-from koala.signatures import SERVING_DEFAULT
+from trainer.export.signatures import IMAGE_BYTES, SERVING_DEFAULT
 from serving import admission, rest_json
 from serving.admission import Deadline, Slots
 from serving.bounded_http import BoundedProtocol, Limits, raise_fd_limit
@@ -101,7 +100,7 @@ class LoadedModel:
       for key, spec in fn.structured_input_signature[1].items():
         shape = [1 if d is None else d for d in spec.shape.as_list()]
         if spec.dtype == tf.string:
-          feeds[key] = tf.fill(shape, page if key == signatures.IMAGE_BYTES else tf.constant(b""))
+          feeds[key] = tf.fill(shape, page if key == IMAGE_BYTES else tf.constant(b""))
         else:
           feeds[key] = tf.zeros(shape, spec.dtype)
       try:

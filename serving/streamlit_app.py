@@ -39,7 +39,7 @@ if ROOT not in sys.path:
 
 from koala.images import DEFAULT_MAX_PIXELS as MAX_PIXELS  # noqa: E402  (the export's default cap)
 from koala.images import FORMAT_NAMES, PAGE_EXTENSIONS  # noqa: E402
-from koala import signatures  # noqa: E402
+from trainer.export import signatures  # noqa: E402
 from serving import web_config, web_runs  # noqa: E402
 from serving.web_runs import PREVIEW_WIDTH, UserError, first_line  # noqa: E402
 
@@ -149,15 +149,12 @@ def make_colorizer(choice: Choice, local: bool):
 
 def export_notes(version_dir: str, shown: str) -> list[str]:
   """What the export's provenance file says the user must know: above all, random weights."""
-  import json
+  from trainer.export import info as export_info
   try:
-    with open(os.path.join(version_dir, "assets.extra", "koala_export.json")) as f:
-      info = json.load(f)
+    info = export_info.read(version_dir)
   except (OSError, ValueError):
-    return [f"{shown} has no readable assets.extra/koala_export.json: which embedder it holds "
-            "is unknown."]
-  embedder = info.get("embedder") or {}
-  if embedder.get("random_weights"):
+    return [f"{shown} has no readable {export_info.PATH}: which embedder it holds is unknown."]
+  if info.random_weights:
     return [f"The embedder inside {shown} has RANDOM weights (an offline demo or test model): "
             "it colours the generated demo scenes, but its colours mean nothing for real "
             "manga."]

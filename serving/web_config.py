@@ -38,7 +38,7 @@ import os
 import sys
 from typing import Mapping
 
-from koala.exports import resolve_version_dir
+from serving.exports import resolve_version_dir
 
 DEMO_EXPORT = os.path.join("demo_out", "models", "koala")
 DEFAULT_MODEL_NAME = "koala"

@@ -143,12 +143,12 @@ class UploadGuidance:
 
 def _too_many_pages(name: str, data: bytes, caps: Caps) -> str | None:
   """Why a .cbz upload is refused for its page count (central directory only), or None."""
-  from koala import archives, pages
+  from serving import archives, page_names
   try:
     members = archives.members(io.BytesIO(data))
   except archives.ArchiveError:
     return None                   # serving.pages says why, as for the client
-  count = sum(1 for m in members if not m.reason and pages.is_page_name(m.name))
+  count = sum(1 for m in members if not m.reason and page_names.is_page_name(m.name))
   if count > caps.pages_per_cbz:
     return (f"{name}: {count} pages; this page colours at most {caps.pages_per_cbz} pages of a "
             ".cbz in one run. Split the archive, or use the command-line client.")
@@ -159,7 +159,7 @@ def colorize_uploads(uploads: list[tuple[str, bytes]], colorize, caps: Caps = Ca
                      skip_colour: bool = False, guidance: UploadGuidance | None = None,
                      on_page: Callable[[int, int], None] | None = None) -> list[Output]:
   """Colours every uploaded page and archive through serving.pages (as the client does)."""
-  from serving import pages
+  from serving import page_names, pages
   if len(uploads) > caps.files_per_run:
     raise UserError(f"{len(uploads)} files; this page colours at most {caps.files_per_run} in "
                     "one run. Remove some and press Colorize again.")
@@ -192,7 +192,7 @@ def colorize_uploads(uploads: list[tuple[str, bytes]], colorize, caps: Caps = Ca
         continue
       job = by_source.get(sources[i])
       if job is None:
-        result.errors.append(f"{name}: not a page ({', '.join(pages.IMAGE_EXTENSIONS)}) or a "
+        result.errors.append(f"{name}: not a page ({', '.join(page_names.IMAGE_EXTENSIONS)}) or a "
                              ".cbz archive")
         continue
       _collect_errors(job.source, name, report, result)
@@ -213,7 +213,7 @@ def _collect_errors(source: str, name: str, report, result: Output) -> None:
   for label, reason in sorted(report.failed.items()):
     if label == source or label.startswith(source + "!"):
       page = label.split("!", 1)[1] if "!" in label else name
-      named = page == name or reason.startswith(f"{page}: ")   # koala.archives names it
+      named = page == name or reason.startswith(f"{page}: ")   # serving.archives names it
       result.errors.append(reason if named else f"{page}: {reason}")
 
 
@@ -255,8 +255,8 @@ def _collect_page(job, data: bytes, result: Output, report) -> None:
 
 
 def _collect_archive(job, result: Output) -> None:
-  """The first pages, before and after, through the guarded archive reader (koala.archives)."""
-  from koala import archives
+  """The first pages, before and after, through the guarded archive reader (serving.archives)."""
+  from serving import archives
   if not os.path.exists(job.output):
     return
   with open(job.output, "rb") as f:

@@ -162,7 +162,8 @@ def export_base(kind: str = "inception") -> str:
   "saturated" is "tiny" with the last layer's weights times SATURATION, so that most predicted
   colours lie far outside the sRGB gamut, as other trained weights may put them; "guided" and
   "untrained" are untrained_job's; "manga" is manga_job's."""
-  from trainer import artifacts, export
+  from trainer import artifacts
+  from trainer.export import build as export
   if kind in ("guided", "untrained"):
     base = os.path.join(workdir(), "models", kind)
     export.export(untrained_job(kind == "guided"), base, 1)
@@ -223,7 +224,7 @@ def capped_export(max_pixels: int) -> str:
   """models/guided_<cap>/1: the "guided" export's model exported with a low --max_pixels, for
   the tests of the cap itself (a page just past a low cap costs little, even where the cap does
   not hold)."""
-  from trainer import export
+  from trainer.export import build as export
   base = os.path.join(workdir(), "models", f"guided_{max_pixels}")
   export.export(untrained_job(True), base, 1, max_pixels=max_pixels)
   return base

@@ -1,4 +1,4 @@
-"""koala.archives, the guarded .cbz reader, on archives built on the spot: every refusal names
+"""serving.archives, the guarded .cbz reader, on archives built on the spot: every refusal names
 its entry and the other entries go through; the whole-archive limits raise ArchiveError."""
 import contextlib
 import io
@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from koala import archives
+from serving import archives
 from tests import corpus
 
 SMALL = archives.ArchiveLimits(max_entry_bytes=10_000, max_entries=5, max_total_bytes=30_000)
@@ -156,7 +156,7 @@ def test_outputs_are_written_through_tempfile_not_a_predictable_name(tmp_path):
   written through; the output appears whole with the mode a new file gets, and a write that
   fails leaves nothing behind."""
   import threading
-  from koala import images, pages
+  from koala import images
   from serving import pages as serving_pages
   victim = tmp_path / "victim.txt"
   victim.write_text("keep me")
@@ -165,7 +165,7 @@ def test_outputs_are_written_through_tempfile_not_a_predictable_name(tmp_path):
   for planted in (f"p.png.part-{os.getpid()}-{threading.get_ident()}",
                   f"book.cbz.part-{os.getpid()}"):
     (out / planted).symlink_to(victim)
-  pages.write_atomic(str(out / "p.png"), b"coloured")
+  serving_pages.write_atomic(str(out / "p.png"), b"coloured")
   (tmp_path / "book.cbz").write_bytes(cbz({"001.png": images.encode_png(
       corpus.colour_scene(0, 64, 48))}))
   jobs, _ = serving_pages.find_jobs([str(tmp_path / "book.cbz")], str(out))
@@ -175,7 +175,7 @@ def test_outputs_are_written_through_tempfile_not_a_predictable_name(tmp_path):
   os.umask(umask)
   assert (out / "p.png").stat().st_mode & 0o777 == 0o666 & ~umask
   with pytest.raises(RuntimeError):
-    with pages.atomic_file(str(out / "half.png")) as f:
+    with serving_pages.atomic_file(str(out / "half.png")) as f:
       f.write(b"half")
       raise RuntimeError("interrupted")
   assert sorted(p.name for p in out.iterdir() if not p.is_symlink()) == ["book.cbz", "p.png"]

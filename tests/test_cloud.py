@@ -16,9 +16,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from koala import schema, storage
+from koala import schema
 from pipeline import run as pipeline_run
-from tests import corpus
+from tests import corpus, storage
 from tests.corpus import tiny_hub_module
 from tests.serving_support import free_port
 

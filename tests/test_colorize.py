@@ -1,4 +1,4 @@
-"""pipeline.colorize, the batch job: real Beam runs (the offline FnApiRunner) with RunInference
+"""serving.beam_colorize, the batch job: real Beam runs (the offline FnApiRunner) with RunInference
 over a real exported SavedModel, on one made tree of pages; a rerun after outputs are removed;
 the same job on the Cloud Storage emulator; the Dataflow job graph; and the pages against what
 serving.client gets from a real stand-in server on the same export.
@@ -19,10 +19,10 @@ import pytest
 from apache_beam.options.pipeline_options import GoogleCloudOptions, WorkerOptions
 from PIL import Image
 
-from koala import colour, pages, schema, storage
-from pipeline import colorize
-from serving import client
+from koala import colour, schema
+from serving import beam_colorize as colorize, beam_pages, client, page_names
 from tests import serving_support as support
+from tests import storage
 from tests.test_cloud import BUCKET, assert_dataflow_job, emulator  # noqa: F401 (a fixture)
 
 CBZ_PAGES = ["001.png", "002.jpg", "003.png"]
@@ -68,7 +68,7 @@ def run_job(model, input_, output, *extra):
                          "--min_batch_size=4", "--max_batch_size=4", *extra])
   counters = {}    # a counter that several steps increment is reported once per step
   for r in result.metrics().query()["counters"]:
-    if r.key.metric.namespace == colorize.NAMESPACE:
+    if r.key.metric.namespace == beam_pages.NAMESPACE:
       counters[r.key.metric.name] = counters.get(r.key.metric.name, 0) + r.committed
   return counters
 
@@ -230,7 +230,7 @@ def test_names_that_would_share_an_output_stop_the_job_before_it_starts(tmp_path
   tree.mkdir()
   for i, name in enumerate(["001.png", "001.jpg", "x.png", "x.PNG", "y.png"]):
     (tree / name).write_bytes(support.png_bytes(support.task_page(40, 30, seed=i)[0]))
-  with pytest.raises(pages.NameClash) as refused:
+  with pytest.raises(page_names.NameClash) as refused:
     colorize.run(["--model=unused", f"--input={tree}", f"--output_dir={tmp_path / 'out'}"])
   assert f"{tree}/001.jpg and {tree}/001.png (both 001.png)" in str(refused.value)
   assert f"{tree}/x.PNG and {tree}/x.png (both x.png)" in str(refused.value)

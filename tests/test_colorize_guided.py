@@ -1,4 +1,4 @@
-"""pipeline.colorize with --hints_dir and --reference, on a guided export: real Beam runs (the
+"""serving.beam_colorize with --hints_dir and --reference, on a guided export: real Beam runs (the
 offline FnApiRunner) with RunInference over the export's colorize_guided signature, against
 serving.client --hints --reference on `python -m serving.server` with the same export.
 
@@ -17,10 +17,10 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from koala import schema, storage
-from pipeline import colorize
-from serving import client
+from koala import schema
+from serving import beam_colorize as colorize, client
 from tests import serving_support as support
+from tests import storage
 from tests.test_cloud import BUCKET, emulator  # noqa: F401 (a fixture)
 from tests.test_colorize import manifest_counts, pixels, run_job
 from tests.test_guidance_serving import rgba_png
@@ -125,7 +125,7 @@ def test_hints_change_the_page_where_they_are(export, library, tmp_path):
 
 
 def test_an_export_without_colorize_guided_is_refused_before_launch(library, tmp_path):
-  r = subprocess.run([sys.executable, "-m", "pipeline.colorize",
+  r = subprocess.run([sys.executable, "-m", "serving.beam_colorize",
                       f"--model={support.untrained_export()}", f"--input={library / 'library'}",
                       f"--output_dir={tmp_path / 'out'}", f"--reference={library / 'cover.png'}"],
                      cwd=support.ROOT, capture_output=True, text=True, timeout=300)

@@ -81,6 +81,7 @@ def test_each_stage_entry_command_exists_in_the_project():
   for src in re.findall(r"^COPY (serving/\S+)", text, re.M):
     assert os.path.exists(os.path.join(REPO, src)), src
   assert "ENV MODEL_NAME=koala" in text
-  # pipeline-worker: the packages Dataflow imports on the workers are the ones copied in.
-  for package in ("koala", "pipeline"):
+  # pipeline-worker: the packages Dataflow imports on the workers are the ones copied in
+  # (pipeline.run's; serving.beam_colorize's, which runs the served graph's signatures).
+  for package in ("koala", "pipeline", "trainer", "serving"):
     assert f"COPY {package} /koala/{package}" in text

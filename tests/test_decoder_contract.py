@@ -13,7 +13,8 @@ from PIL import Image
 
 from koala import colour, images
 from pipeline import preprocess
-from serving import inference, pages, tf_guidance, tf_page
+from serving import inference, page_names
+from trainer.export import guidance as tf_guidance, page as tf_page
 from tests import corpus, serving_support
 
 LOSSLESS = ("page.png", "animated.png", "page.webp", "page.bmp", "still.gif", "animated.gif")
@@ -70,7 +71,7 @@ def test_both_paths_accept_the_format_and_see_its_first_frame(files, name):
   else:                  # two JPEG decoders of one file: a level apart; both the first picture
     assert np.abs(served - neutral_gray(rgb)).mean() < 1.5
     assert np.abs(served - truth).mean() < 4 and np.abs(neutral_gray(rgb) - truth).mean() < 4
-  assert pages.is_page_name(name) == (name != "page.mpo")   # MPO files are named .jpg
+  assert page_names.is_page_name(name) == (name != "page.mpo")   # MPO files are named .jpg
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
@@ -80,7 +81,7 @@ def test_both_paths_refuse_the_same_formats_with_a_reason(files, name):
     preprocess.prepare_image(data, name)
   with pytest.raises(tf.errors.InvalidArgumentError, match="Not a supported image"):
     tf_page.decode_gray(tf.constant(data), images.DEFAULT_MAX_PIXELS)
-  assert not pages.is_page_name(name) or name.endswith(".webp")
+  assert not page_names.is_page_name(name) or name.endswith(".webp")
 
 
 def test_the_exported_model_in_process_takes_the_same_files(files):

@@ -119,7 +119,7 @@ def test_the_guided_columns_are_the_pages_steered_by_hints_and_a_reference(demo)
   # The client's guided page is the export's colorize_guided of the same page and hint image,
   # called here in process: pixel for pixel.
   import tensorflow as tf
-  from koala import signatures
+  from trainer.export import signatures
   guided = tf.saved_model.load(str(out / "models" / "koala" / "1")).signatures[
       signatures.COLORIZE_GUIDED]
   name = "page_00.png"

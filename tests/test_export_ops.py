@@ -1,4 +1,4 @@
-"""serving.tf_page (the SavedModel's decode, gray, letterbox and colour table) against the NumPy
+"""trainer.export.page (the SavedModel's decode, gray, letterbox and colour table) against the NumPy
 path that made the training records (koala.images, koala.colour, pipeline.preprocess)."""
 import io
 import struct
@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from koala import colour, images
-from serving import tf_image, tf_page
+from trainer.export import image as tf_image, page as tf_page
 
 
 def encode(array, fmt, mode=None, **kw):

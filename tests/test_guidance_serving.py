@@ -75,7 +75,7 @@ def expected_planes(rgba: np.ndarray, page_h: int, page_w: int, size: int) -> np
                                               ((90, 200), (400, 300))])
 def test_hint_planes_match_the_numpy_rule(page_hw, hint_hw):
   import tensorflow as tf
-  from serving import tf_guidance
+  from trainer.export import guidance as tf_guidance
   rng = np.random.default_rng(sum(hint_hw))
   rgba = np.zeros(hint_hw + (4,), np.uint8)
   for _ in range(12):   # dots of random colours, some overlapping, some on the edges
@@ -97,7 +97,7 @@ def test_hint_planes_match_the_numpy_rule(page_hw, hint_hw):
 
 def test_a_transparent_hint_image_gives_exactly_no_hints():
   import tensorflow as tf
-  from serving import tf_guidance
+  from trainer.export import guidance as tf_guidance
   for data in (rgba_png(80, 60), b""):
     planes = tf_guidance.hint_planes(tf_guidance.hint_image(tf.constant(data), 10 ** 8),
                                      tf.constant([80, 60]), SIZE).numpy()
@@ -113,7 +113,7 @@ def encoded(rgb_or_rgba: np.ndarray, fmt: str, mode=None) -> bytes:
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "RGBA PNG", "gray PNG", "WEBP"])
 def test_reference_palette_matches_the_trainers_palette_of_the_same_image(reference, fmt):
   import tensorflow as tf
-  from serving import tf_guidance
+  from trainer.export import guidance as tf_guidance
   rgb = np.asarray(Image.open(io.BytesIO(reference)).convert("RGB"))
   data = {"PNG": reference, "JPEG": encoded(rgb, "JPEG"), "WEBP": encoded(rgb, "WEBP"),
           "RGBA PNG": encoded(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "PNG"),
@@ -127,7 +127,7 @@ def test_reference_palette_matches_the_trainers_palette_of_the_same_image(refere
 
 def test_hint_images_without_alpha_hint_every_pixel():
   import tensorflow as tf
-  from serving import tf_guidance
+  from trainer.export import guidance as tf_guidance
   rgb = np.full((100, 100, 3), (200, 40, 40), np.uint8)
   for data in (encoded(rgb, "JPEG"), encoded(rgb, "PNG"), encoded(rgb[..., 0], "PNG")):
     planes = tf_guidance.hint_planes(tf_guidance.hint_image(tf.constant(data), 10 ** 8),

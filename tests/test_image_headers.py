@@ -1,4 +1,4 @@
-"""koala.headers (the Python rule) against serving.tf_image (the same rule as graph ops): a GIF's
+"""koala.headers (the Python rule) against trainer.export.image (the same rule as graph ops): a GIF's
 frames and a JPEG's EXIF orientation, equal on good files, on crafted edge cases, and on a few
 hundred mutants of each, so the pipeline and the served model cannot read one file two ways."""
 import io
@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from koala import headers, images
-from serving import tf_image, tf_page
+from trainer.export import image as tf_image, page as tf_page
 from tests import corpus
 
 graph_frames = tf.function(tf_image.gif_frames, input_signature=[tf.TensorSpec([], tf.string)])

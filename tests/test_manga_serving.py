@@ -13,7 +13,8 @@ import requests
 
 from koala import colour, manga
 from tests import serving_support, trainer_records
-from trainer import artifacts, export as export_lib
+from trainer import artifacts
+from trainer.export import info as export_info
 
 def b64(data: bytes) -> dict:
   return {"b64": base64.b64encode(data).decode("ascii")}
@@ -73,7 +74,7 @@ def paper_spot(page: np.ndarray, side: int = 40) -> tuple[int, int]:
 
 def test_a_manga_export_names_its_rendering_and_composition():
   base = serving_support.export_base("manga")
-  with open(f"{base}/1/assets.extra/{export_lib.EXPORT_INFO}") as f:
+  with open(f"{base}/1/{export_info.PATH}") as f:
     info = json.load(f)
   assert info["rendering"] == {"rendering": manga.RENDERING_NAME,
                                "composition": colour.COMPOSE_MANGA}

@@ -253,7 +253,7 @@ def test_no_matching_input_fails_before_running(tmp_path):
 
 
 def test_a_link_that_leaves_the_input_folder_is_rejected_not_read(tmp_path):
-  """koala.pages' rule for input trees: a link to an image elsewhere on the host is rejected
+  """koala.input_tree's rule for input trees: a link to an image elsewhere on the host is rejected
   with the reason, never read into the records; a link within the folder is an input."""
   from PIL import Image
   src, elsewhere = tmp_path / "in", tmp_path / "elsewhere"

@@ -142,7 +142,7 @@ def run_module(module, *args):
 
 @pytest.mark.parametrize("module,flags,message", [
     ("pipeline.run", ["--rendr=manga"], "unknown flag --rendr=manga (did you mean --render?)"),
-    ("pipeline.colorize", ["--model=m", "--hint_dir=h"], "unknown flag --hint_dir=h"),
+    ("serving.beam_colorize", ["--model=m", "--hint_dir=h"], "unknown flag --hint_dir=h"),
     ("pipeline.run", ["--render=sepia"], "--render must be one of gray, manga"),
     ("pipeline.run", ["--render=manga", "--renderings_per_image=0"],
      "--renderings_per_image must be between 1 and 16"),

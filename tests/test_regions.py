@@ -1,5 +1,5 @@
-"""A dot fills its region: koala.regions (the NumPy reference) and serving.tf_regions /
-serving.tf_fill (the served graph's ops), on pages generated here.
+"""A dot fills its region: koala.regions (the NumPy reference) and trainer.export.regions /
+trainer.export.fill (the served graph's ops), on pages generated here.
 
 Nothing here depends on a network's weights: the model's colour is a given ab field (zero, or
 a saturated one), so every assertion holds for any model the export could carry."""
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from koala import colour, manga, regions
-from serving import tf_fill, tf_regions
+from trainer.export import fill as tf_fill, regions as tf_regions
 
 RED, NAVY, WHITE = (220, 40, 40), (30, 40, 110), (255, 255, 255)
 

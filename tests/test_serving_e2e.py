@@ -20,7 +20,8 @@ from koala import colour
 from serving import client, inference
 from tests import serving_support as support
 from tests import trainer_records
-from trainer import artifacts, export
+from trainer import artifacts
+from trainer.export import __main__ as export_cli, build as export, info as export_info
 
 PAGE_SHAPE = (420, 300)    # portrait: the letterbox pads left and right
 
@@ -234,7 +235,7 @@ def test_colorize_tensors_is_the_trained_colorizer(base):
 def test_export_layout_and_refusals(base, tmp_path):
   assert sorted(os.listdir(base)) == ["1"]
   assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(f"{base}/1"))
-  info = json.load(open(f"{base}/1/assets.extra/{export.EXPORT_INFO}"))
+  info = json.load(open(f"{base}/1/{export_info.PATH}"))
   assert info["colorizer_size"] == 56 and info["embedder"]["weights"] == "random"
   assert export.next_version(base) == 2
   with pytest.raises(export.ExportError, match="exists already"):
@@ -247,4 +248,4 @@ def test_export_layout_and_refusals(base, tmp_path):
       "identity": "hub:elsewhere:0123456789abcdef"}))
   with pytest.raises(export.ExportError, match="not the one that made the training records"):
     export.export(str(job), str(tmp_path / "models"))
-  assert export.main([f"--job_dir={tmp_path / 'nothing'}", f"--export_dir={tmp_path / 'm'}"]) == 2
+  assert export_cli.main([f"--job_dir={tmp_path / 'nothing'}", f"--export_dir={tmp_path / 'm'}"]) == 2

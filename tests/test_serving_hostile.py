@@ -370,7 +370,7 @@ def test_no_page_is_lost_to_names_that_collide(tiny_server, base, tmp_path, caps
   and batch_colorize stop before any page is coloured, with a sentence naming both of each
   pair. Once one of each is renamed, every page gets its own output, and a rerun skips exactly
   those: 0 pages lost, 0 on the rerun."""
-  from koala import pages as page_rules
+  from serving import page_names as page_rules
   tree = tmp_path / "in"
   (tree / "ch1").mkdir(parents=True)
   for i, name in enumerate(["ch1/001.png", "ch1/001.jpg", "x.png", "x.PNG", "y.png"]):

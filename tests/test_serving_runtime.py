@@ -115,7 +115,7 @@ def example_feed(signature) -> dict:
     # the guided model's export adds colorize_guided (page + hint image + reference)
     ("guided", {"serving_default", "colorize_tensors", "colorize_guided"}),
     # a manga job: the same signatures, its pages composed by the manga rule, its dots filling
-    # their regions (serving.tf_fill)
+    # their regions (trainer.export.fill)
     ("manga", {"serving_default", "colorize_tensors", "colorize_guided"})])
 def test_every_signature_gives_the_same_result_on_the_pinned_tf_serving_version(
     tmp_path, kind, signatures):

@@ -202,7 +202,7 @@ def test_a_wrong_operator_option_is_a_sentence(operator, monkeypatch):
 
 
 def test_seven_spellings_of_one_export_load_it_once(base, tmp_path):
-  from koala import exports
+  from serving import exports
   os.symlink(base, tmp_path / "link")
   spellings = [base, base + "/", base + "//", os.path.join(base, "1"), base + "/./1/",
                os.path.relpath(base), str(tmp_path / "link")]

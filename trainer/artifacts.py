@@ -1,6 +1,6 @@
 """Where a training job puts its outputs, and how the export reads the trained model back.
 
-This is the contract between the trainer and the serving export (trainer/export.py), kept in
+This is the contract between the trainer and the serving export (trainer/export/), kept in
 one small module so that neither side spells a path or a file name on its own:
 
   <model_dir>/colorizer.keras   the final trained Keras model (compiled, with optimizer state)

@@ -1,5 +1,5 @@
 """An exported SavedModel on disk, as everything that runs one finds, loads and reads it: the
-in-process API (serving.inference), the Streamlit page and the batch job (pipeline.colorize).
+in-process API (serving.inference), the Streamlit page and the batch job (serving.beam_colorize).
 
 Why here: TF Serving serves the highest numeric version folder under a base path, and every
 tool that runs an export locally must pick the same one, or a page coloured by the batch job

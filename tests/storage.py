@@ -1,15 +1,15 @@
-"""Copying whole folders to and from Cloud Storage with the plain google-cloud-storage client.
+"""Copying whole folders to and from Cloud Storage with the plain google-cloud-storage client,
+for the tests that put a library, records or an export on gs:// (a local emulator).
 
 Beam's and TensorFlow's file systems handle records, manifests and checkpoints on gs://; this
 module is for the jobs a storage client does better, such as uploading an exported SavedModel
-folder for TF Serving or Vertex AI in one call. It honours STORAGE_EMULATOR_HOST, so tests run
-it against a local emulator.
+folder in one call. It honours STORAGE_EMULATOR_HOST, so tests run it against a local emulator.
 """
 from __future__ import annotations
 
 import os
 
-from koala import archives
+from serving.archives import local_path
 
 
 def split_gs_uri(uri: str) -> tuple[str, str]:
@@ -40,16 +40,6 @@ def upload_dir(local_dir: str, uri: str, gcs_client=None) -> list[str]:
       bucket.blob(blob_name).upload_from_filename(path)
       uploaded.append(f"gs://{bucket_name}/{blob_name}")
   return uploaded
-
-
-def local_path(local_dir: str, rel: str, source: str) -> str:
-  """Where an object named `rel` below a prefix is written under local_dir. Object names are
-  whatever their writer chose ('a/../../x' is a valid one): a name that would escape local_dir
-  ('..', an absolute path) is refused, ValueError naming `source`."""
-  reason = archives.unsafe_name_reason(rel, local_dir)
-  if reason:
-    raise ValueError(f"{source}: {reason}")
-  return os.path.join(local_dir, *rel.split("/"))
 
 
 def download_dir(uri: str, local_dir: str, gcs_client=None) -> list[str]:

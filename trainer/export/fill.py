@@ -12,7 +12,7 @@ colour = colour, ink x colour = ink, screentone stays texture under the colour):
      region takes the mean of the model's ab away from its lines. On held-out art it made the
      automatic colour nearer the truth than the bare page, where the raw model was farther
      (docs/benchmarks.md, "Manga pages").
-  3. The dots: each dotted region (`serving.tf_regions`) takes its dot's sRGB as the flat, so a
+  3. The dots: each dotted region (`trainer.export.regions`) takes its dot's sRGB as the flat, so a
      paper pixel comes out as exactly the colour picked, lightness included (a navy coat is
      navy), and a white dot keeps its region white. Regions without a dot keep the model's.
   4. Colour that stops at the lines. Upsampling the model's small ab field blends the two
@@ -34,7 +34,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from koala import regions as ref
-from serving import tf_regions
+from trainer.export import regions
 
 AB_SIDE = 256             # koala.colour.paper_colour_table's index: (a + 128) * 256 + b + 128
 INK_STEPS = ref.INK_STEPS
@@ -92,7 +92,7 @@ def dot_colours(page: dict, labels) -> tf.Tensor:
   them already)."""
   seed = page["seed"]
   return tf.cond(tf.reduce_any(seed >= 0),
-                 lambda: tf_regions.region_colours(labels(), seed),
+                 lambda: regions.region_colours(labels(), seed),
                  lambda: tf.fill(tf.shape(seed), tf.constant(-1, tf.int64)))
 
 
@@ -105,13 +105,13 @@ def manga_colour_page(gray_u8: tf.Tensor, ab_box: tf.Tensor, table: tf.Tensor,
   `koala.colour.paper_colour_table()`; `closing` the barriers' growth in fill pixels (gap
   closing); `flat_regions` lays the model's colour flat per region (`flatten`)."""
   shape = tf.shape(gray_u8)
-  page = tf_regions.page_regions(gray_u8, closing, reduction, hints_rgba)
+  page = regions.page_regions(gray_u8, closing, reduction, hints_rgba)
   r, grid, ink = page["r"], tf.shape(page["levels"]), page["ink"]
   blend = ref.blend_distance_tf(grid, tf.shape(ab_box))
   near_ink = _window_any(tf.cast(ink, tf.float32), blend) > 0.5
   beside = tf.logical_and(near_ink, tf.logical_not(ink))
   ab = tf.image.resize(ab_box, grid, method="bilinear")
-  labels = lambda: tf_regions.components(page["levels"], page["barrier"])
+  labels = lambda: regions.components(page["levels"], page["barrier"])
   if flat_regions:
     components = labels()
     labels = lambda: components

@@ -1,4 +1,5 @@
-"""The one guarded reader of .cbz (zip) archives: every path that opens a comic archive uses it.
+"""The one guarded reader of .cbz (zip) archives: every path that opens a comic archive uses it
+(the client, batch_colorize and the Streamlit page through serving.pages, the Beam batch job).
 
 Why: a .cbz is a zip, and a zip is a promise about sizes that its author writes. A 3 MB archive
 whose single page inflates to gigabytes of zeros ("zip bomb") took the batch job to 20 GB of
@@ -75,6 +76,17 @@ def unsafe_name_reason(name: str, folder: str = "the archive's folder") -> str |
   if "\x00" in path:
     return f"{name}: NUL in the name, refused"
   return None
+
+
+def local_path(local_dir: str, rel: str, source: str) -> str:
+  """Where an object named `rel` below a prefix (a gs:// export copied to a worker) is written
+  under local_dir. Object names are whatever their writer chose ('a/../../x' is a valid one): a
+  name that would escape local_dir ('..', an absolute path) is refused, ValueError naming
+  `source`."""
+  reason = unsafe_name_reason(rel, local_dir)
+  if reason:
+    raise ValueError(f"{source}: {reason}")
+  return os.path.join(local_dir, *rel.split("/"))
 
 
 def _open(source) -> zipfile.ZipFile:

@@ -2,13 +2,14 @@
 hint planes, and a reference image -> its palette.
 
 Why here and in TF ops: TF Serving runs the SavedModel with no Python, so the `colorize_guided`
-signature (trainer/export.py) must turn the two uploaded images into model inputs in the graph,
-beside the page path of `serving.tf_page`. The encodings are `koala.guidance`'s, the single
-source of truth the trainer uses; tests/test_guidance_serving.py holds these ops equal to it.
+signature (trainer/export/module.py) must turn the two uploaded images into model inputs in the
+graph, beside the page path of `trainer.export.page`. The encodings are `koala.guidance`'s, the
+single source of truth the trainer uses; tests/test_guidance_serving.py holds these ops equal to
+it.
 
 Hints (`hints_bytes`): an RGBA image; every pixel with alpha > 0 is a hint of its RGB colour.
 It may have any size: it is stretched over the page, so every hint lands on the page, then
-follows the page's own geometry (`tf_page.letterbox_box`) into the model's S x S square. Per
+follows the page's own geometry (`page.letterbox_box`) into the model's S x S square. Per
 square cell: mask = 1 when any hinted pixel falls in it, ab = the mean LAB ab of those pixels
 (their L is ignored: the page's own lightness stays). The letterbox padding never gets a hint.
 An empty string, or an image with no opaque pixel, gives all-zero planes: exactly the input the
@@ -23,7 +24,7 @@ schema.IMAGE_SIZE and converted to LAB exactly as the pipeline makes a record of
 (`koala.gray.lab_at`), and its palette is `koala.guidance.palette_tf` of that. An empty
 string gives `NO_PALETTE`.
 
-Both are decoded like the page (`tf_image.decode`: format, truncation, the pixel cap on every
+Both are decoded like the page (`image.decode`: format, truncation, the pixel cap on every
 frame that will be decoded, EXIF orientation), and the error names the input ("hints_bytes: Not
 a supported image ..."), so REST answers 400 with a message that says which upload was wrong.
 A hint image is turned upright as the page is: drawn over the page as a viewer shows it (the
@@ -34,8 +35,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from koala import colour_tf, guidance, schema
-from koala.signatures import HINTS_BYTES, REFERENCE_BYTES
-from serving import tf_image, tf_page
+from trainer.export import image, page
+from trainer.export.signatures import HINTS_BYTES, REFERENCE_BYTES
 
 HINT_CHANNELS = guidance.HINT_CHANNELS      # a / 128 * mask, b / 128 * mask, mask
 
@@ -44,7 +45,7 @@ def decode_rgba(data: tf.Tensor, max_pixels: int, name: str) -> tf.Tensor:
   """Image file bytes -> uint8 (H, W, 4); gray and RGB get alpha 255. InvalidArgument that
   names the input for bad, truncated or huge files; upright, as the page is."""
   # channels as stored (libjpeg refuses to decode to 4), so each layout is expanded here
-  img = tf_image.decode(data, max_pixels, name)
+  img = image.decode(data, max_pixels, name)
   opaque = tf.fill(tf.shape(img)[:2], tf.constant(255, tf.uint8))[..., None]
   gray3 = lambda: tf.tile(img[..., :1], [1, 1, 3])
   branches = [
@@ -79,7 +80,7 @@ def hint_planes(rgba: tf.Tensor, page_hw: tf.Tensor, size: int) -> tf.Tensor:
   hinted = tf.where(rgba[..., 3] > 0)                                   # (n, 2) int64
   ab = colour_tf.rgb_to_lab(tf.gather_nd(rgba[..., :3], hinted))[:, 1:]
   shape = tf.shape(rgba)
-  top, left, bh, bw = tf_page.letterbox_box(page_hw[0], page_hw[1], size)
+  top, left, bh, bw = page.letterbox_box(page_hw[0], page_hw[1], size)
   rows = _cells(hinted[:, 0], shape[0], top, bh)
   cols = _cells(hinted[:, 1], shape[1], left, bw)
   cell = rows * size + cols
@@ -93,10 +94,10 @@ def hint_planes(rgba: tf.Tensor, page_hw: tf.Tensor, size: int) -> tf.Tensor:
 
 def letterbox_rgb_u8(rgb: tf.Tensor, size: int) -> tf.Tensor:
   """uint8 (H, W, 3) -> uint8 (size, size, 3): `koala.images.letterbox` on colour, as
-  `tf_page.letterbox_u8` is on gray."""
+  `page.letterbox_u8` is on gray."""
   shape = tf.shape(rgb)
-  top, left, bh, bw = tf_page.letterbox_box(shape[0], shape[1], size)
-  scaled = tf.clip_by_value(tf.round(tf_page.resize(tf.cast(rgb, tf.float32), bh, bw)), 0.0, 255.0)
+  top, left, bh, bw = page.letterbox_box(shape[0], shape[1], size)
+  scaled = tf.clip_by_value(tf.round(page.resize(tf.cast(rgb, tf.float32), bh, bw)), 0.0, 255.0)
   padded = tf.pad(scaled, [[top, size - bh - top], [left, size - bw - left], [0, 0]],
                   constant_values=255.0)
   padded.set_shape([size, size, 3])
@@ -106,7 +107,7 @@ def letterbox_rgb_u8(rgb: tf.Tensor, size: int) -> tf.Tensor:
 def reference_palette(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
   """A reference image -> float32 (PALETTE_SIZE,): its palette as the trainer computes it."""
   rgba = decode_rgba(data, max_pixels, REFERENCE_BYTES)
-  rgb = tf_page.composite_on_white(rgba[..., :3], rgba[..., 3:])
+  rgb = page.composite_on_white(rgba[..., :3], rgba[..., 3:])
   lab = colour_tf.rgb_to_lab(letterbox_rgb_u8(rgb, schema.IMAGE_SIZE))
   palette = tf.cast(guidance.palette_tf(lab[..., 0], lab[..., 1:]), tf.float32)
   return tf.reshape(palette, [guidance.PALETTE_SIZE])

@@ -10,7 +10,7 @@ tests/test_export_ops.py holds them equal:
     the pipeline accepts too; an animation's first frame; gray or colour; a JPEG turned upright
     by its EXIF orientation; alpha is composited on white paper. Every check on the bytes (the
     format, the pixel cap on what will be decoded, GIF frames included) runs BEFORE decoding,
-    so a 60000 x 60000 "bomb" is refused without allocating it (`serving.tf_image`).
+    so a 60000 x 60000 "bomb" is refused without allocating it (`trainer.export.image`).
   * gray: a gray page stays as it is; a colour page becomes the neutral gray of its own L
     (`koala.colour_tf`), as the pipeline shows the embedder.
   * letterbox: `koala.images.letterbox_box`'s formula, area resampling when shrinking
@@ -28,7 +28,7 @@ Rounding ab to whole units is the precision the training records store ab at any
 table also brings out-of-gamut colours back at constant L and hue instead of clipping RGB, so
 black line art stays black and white paper white under any predicted colour.
 
-A job trained on manga renderings composes its pages by `serving.tf_fill` instead (the page
+A job trained on manga renderings composes its pages by `trainer.export.fill` instead (the page
 multiplies a layer of flat colours: the model's, stopped at the ink lines, and the user's dots
 filling their regions); `page_png` takes the composition as a function.
 """
@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from koala import colour, colour_tf
-from serving import tf_image
+from trainer.export import image
 
 AB_OFFSET = 128          # table index of ab = round(ab) + AB_OFFSET
 TABLE_SIDE = 256
@@ -67,8 +67,8 @@ def rgb_to_gray_u8(rgb: tf.Tensor) -> tf.Tensor:
 
 def decode_gray(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
   """Image file bytes -> uint8 gray (H, W), upright; InvalidArgument for bad, truncated or huge
-  files (`serving.tf_image.decode`)."""
-  img = tf_image.decode(data, max_pixels)
+  files (`trainer.export.image.decode`)."""
+  img = image.decode(data, max_pixels)
   channels = tf.shape(img)[-1]
   branches = [
       lambda: img[..., 0],
@@ -181,7 +181,7 @@ def page_png(data: tf.Tensor, predict_ab, colour_box, *, size: int, embedder_siz
   decode -> gray -> letterboxed inputs -> predict_ab(l, unit, page_hw) -> ab (size, size, 2) in
   LAB units -> colour_box(gray, the page's box of ab) -> uint8 RGB -> PNG. predict_ab runs the
   networks (a signature that feeds them more than the page passes its own); colour_box is the
-  job's composition (`colour_page` for a gray job, `serving.tf_fill.manga_colour_page` for a
+  job's composition (`colour_page` for a gray job, `trainer.export.fill.manga_colour_page` for a
   manga job). The PNG is lossless at any zlib level (`png_compression`), so line art and
   lettering keep every pixel of their lightness.
   """
