@@ -25,6 +25,8 @@ from serving import client
 from tests import serving_support as support
 from tests.test_cloud import BUCKET, assert_dataflow_job, emulator  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.slow   # real Beam runs of the batch job
+
 CBZ_PAGES = ["001.png", "002.jpg", "003.png"]
 
 

@@ -25,6 +25,8 @@ from tests.test_cloud import BUCKET, emulator  # noqa: F401 (a fixture)
 from tests.test_colorize import manifest_counts, pixels, run_job
 from tests.test_guidance_serving import rgba_png
 
+pytestmark = pytest.mark.slow   # real Beam runs of the batch job
+
 DOT = (40, 30, 8)   # top, left, side of the hint dot on a 120 x 90 page
 
 

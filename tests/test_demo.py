@@ -25,6 +25,7 @@ from demo import run as demo_run
 from koala import colour
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow   # the whole demo, every stage for real
 
 
 @pytest.fixture(scope="module")

@@ -180,6 +180,7 @@ def test_shared_data_train_list_yields_a_val_split_of_the_expected_size():
   assert 0.06 <= held_out_share(hashes) <= 0.14, held_out_share(hashes)
 
 
+@pytest.mark.slow   # a second Beam run
 def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_path):
   out, manifest, _ = first_run
   folder, _ = corpus_dir
@@ -197,6 +198,7 @@ def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_pat
     np.testing.assert_allclose(a[key][schema.EMBEDDING], b[key][schema.EMBEDDING], atol=1e-4)
 
 
+@pytest.mark.slow   # Beam on two worker processes
 def test_hub_embedder_on_multiprocess_workers(tmp_path):
   """A SavedModel feature-vector module via --embedder=hub:..., on two worker processes."""
   src = tmp_path / "in"
@@ -272,6 +274,7 @@ def test_no_matching_input_fails_before_running(tmp_path):
                       "--embedder_weights=random", *FAST])
 
 
+@pytest.mark.slow   # another Beam run
 def test_a_link_that_leaves_the_input_folder_is_rejected_not_read(tmp_path):
   """koala.pages' rule for input trees: a link to an image elsewhere on the host is rejected
   with the reason, never read into the records; a link within the folder is an input."""
@@ -295,6 +298,7 @@ def test_a_link_that_leaves_the_input_folder_is_rejected_not_read(tmp_path):
   assert {r[schema.SOURCE_PATH].decode() for r in read_records(out)} == {str(src / "inside.png")}
 
 
+@pytest.mark.slow   # another Beam run
 def test_an_input_list_names_files_wherever_they_lie(tmp_path):
   """--input_list: a file naming the inputs one a line (a catalogue's manifest, a split list);
   each is read as named, in whatever folder, a missing one is rejected with its reason; and

@@ -22,6 +22,8 @@ from serving import inference
 from tests import corpus
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # an export of its own, a server, a Beam run
+
 CAP = 1_000_000
 BOMBS = {   # name -> (file, what the refusal says)
     "first.gif": (corpus.blank_gif((10, 10), [(1500, 1500, 0, 0)]),

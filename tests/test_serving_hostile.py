@@ -34,6 +34,8 @@ from serving import bounded_http, client, inference
 from tests import corpus
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # hundreds of slow clients, zip bombs, batches of A4 pages
+
 SLOW = 300                     # slow-body and slow-header connections, each
 A4 = (2339, 1654)              # 200 dpi
 

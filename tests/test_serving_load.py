@@ -13,6 +13,8 @@ import requests
 from serving import client
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # hundreds of requests
+
 CLIENTS, REQUESTS = 8, 25
 
 

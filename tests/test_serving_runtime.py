@@ -26,6 +26,7 @@ import pytest
 from tests import serving_support
 
 ROOT = serving_support.ROOT
+pytestmark = pytest.mark.slow   # a second TensorFlow, and the trained exports
 
 
 def serving_version() -> str:

@@ -19,6 +19,8 @@ from streamlit.testing.v1 import AppTest
 from koala import colour
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # the Streamlit page on the trained Inception export
+
 APP = f"{support.ROOT}/serving/streamlit_app.py"
 TIMEOUT = 300          # the first run loads Inception-ResNet-v2 from the SavedModel
 

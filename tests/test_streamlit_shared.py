@@ -23,6 +23,8 @@ from streamlit.testing.v1 import AppTest
 from tests import traps
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # the Streamlit page run by AppTest, a model run per test
+
 APP = f"{support.ROOT}/serving/streamlit_app.py"
 TIMEOUT = 300
 REST = "TF Serving URL"

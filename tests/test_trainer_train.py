@@ -4,11 +4,14 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 
 from pipeline import sample_data
 from tests.corpus import tiny_hub_module
 from trainer import artifacts
 from trainer.train import train_model
+
+pytestmark = pytest.mark.slow   # Beam runs and training
 
 FAST_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
