@@ -20,7 +20,7 @@ PY := $(VENV)/bin/python
 VENV_TARGET := $(VENV)/bin/python
 endif
 
-.PHONY: install demo test bench browser clean venv print-python
+.PHONY: install demo test test-fast bench browser clean venv print-python
 
 # The interpreter the targets below use (tests/test_makefile.py reads it).
 print-python:
@@ -52,6 +52,12 @@ browser:
 
 test: install browser
 	$(PY) -m pytest tests
+
+# The fast loop while working: every test but those marked slow (training, the Inception export,
+# the demo, the TF 2.20 runtime, Chromium, long Beam runs; tests/conftest.py says which). CI runs
+# `make test`, all of them.
+test-fast: install
+	$(PY) -m pytest tests -m "not slow"
 
 # Everything the two commands and the tests made: the project virtualenv, the demo's output,
 # out/ (tests/test_serving_runtime.py's side virtualenv), build and cache files.

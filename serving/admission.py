@@ -29,9 +29,11 @@ DEFAULT_TIMEOUT_MS = 30_000          # TF Serving's --rest_api_timeout_in_ms def
 
 
 def max_batch_size(path: str = BATCHING_CONFIG) -> int:
-  """`max_batch_size { value: N }` of a TF Serving batching parameters file (text format)."""
+  """`max_batch_size { value: N }` of a TF Serving batching parameters file (protobuf text
+  format, which also allows `max_batch_size: { value: N }` and `<value: N>`)."""
   with open(path) as f:
-    found = re.search(r"^\s*max_batch_size\s*\{\s*value\s*:\s*(\d+)\s*\}", f.read(), re.M)
+    found = re.search(r"^\s*max_batch_size\s*:?\s*[{<]\s*value\s*:\s*(\d+)\s*[}>]", f.read(),
+                      re.M)
   if not found:
     raise ValueError(f"{path}: no max_batch_size {{ value: N }}")
   return int(found.group(1))

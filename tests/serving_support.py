@@ -1,9 +1,10 @@
-"""Test helper for the serving tests: a model really trained on the learnable synthetic task,
-really exported, and a real stand-in server process on a loopback port.
+"""Test helper for the serving tests: the builders of the models and exports they share, pages of
+the synthetic task, and a real stand-in server process on a loopback port.
 
-Everything is built once per test process (exporting Inception-ResNet-v2 costs tens of seconds
-on a CPU) and shared by the test modules; pytest's session fixtures would be built once per
-module that imports them, so the cache lives here.
+The builders are plain functions that write into the folder they are given; tests/conftest.py
+runs each once per test session as a session fixture (exporting Inception-ResNet-v2 costs tens
+of seconds on a CPU, training a minute), so a test asks for `gray_job`, `guided_export`,
+`tiny_server` and the like by name.
 
   * the task is the trainer tests' (tests/trainer_records.py): flat shapes whose colour follows
     from their gray level. Training runs through trainer.task itself, on a narrow model at 56 x
@@ -11,14 +12,18 @@ module that imports them, so the cache lives here.
   * the embeddings in the records come from the real embedder the export rebuilds
     (Inception-ResNet-v2, random weights, seed 0), so serving feeds the model the same signal as
     training did.
-  * a second export swaps in a tiny SavedModel embedder through the `hub:<path>` route, for the
-    REST conformance and load tests, where only the server is under test and Inception's
-    0.3 s per request would make 200 requests cost minutes on 2 cores.
-  * a third, "guided", is the guided colorizer (trainer.model.build_guided_colorizer, narrow, at
-    56 x 56) with the tiny embedder, for the colorize_guided signature's tests: they test how
-    hints and references reach the network (geometry, byte equality, errors), which holds for
-    any weights, so it is not trained. "untrained" is the SPEC colorizer the same way, for what
-    an export without guidance answers to guidance.
+  * "saturated" is the trained colorizer with a tiny SavedModel embedder (the `hub:<path>`
+    route) and its last layer's weights times SATURATION, so that most predicted colours lie
+    far outside the sRGB gamut, as other trained weights may put them.
+  * "guided" is the guided colorizer (trainer.model.build_guided_colorizer, narrow, at 56 x 56)
+    with the tiny embedder, for the colorize_guided signature's tests: they test how hints and
+    references reach the network (geometry, byte equality, errors), which holds for any weights,
+    so it is not trained. "untrained" is the SPEC colorizer the same way, for what an export
+    without guidance answers to guidance, and for the server and the plumbing around an export
+    (REST conformance, hostile clients, load), where only the server is under test and
+    Inception's 0.3 s per request would make 200 requests cost minutes on 2 cores.
+  * "manga" is a guided model trained for real on manga renderings (pipeline.run --render=manga)
+    of the hint task's art.
 """
 from __future__ import annotations
 
@@ -41,11 +46,11 @@ from koala import colour, schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(width=0.25, image_size=56)
-TRAIN_IMAGES = 16
 
 
 @functools.cache
 def workdir() -> str:
+  """Where the servers and Streamlit apps the tests start write their logs."""
   path = tempfile.mkdtemp(prefix="koala-serving-tests-")
   atexit.register(shutil.rmtree, path, True)
   return path
@@ -81,12 +86,15 @@ def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
   return buf.getvalue()
 
 
-def _write_records(records_dir: str, embedder) -> None:
-  """The trainer tests' task with real embeddings of each image's neutral gray at 299."""
+def write_task_records(records_dir: str) -> str:
+  """The trainer tests' task with real embeddings of each image's neutral gray at 299
+  (Inception-ResNet-v2, random weights, seed 0: the embedder the export rebuilds)."""
+  from koala import embedder as embedder_lib
   from koala import images
   from tests import trainer_records
+  embedder = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)
   rng = np.random.default_rng(0)
-  counts = {"train": TRAIN_IMAGES, "val": 4, "test": 2}
+  counts = trainer_records.GRAY_JOB_COUNTS
   for split, n in counts.items():
     pairs = [trainer_records.make_image(rng) for _ in range(n)]
     gray = [colour.to_uint8(colour.l_to_neutral_gray(l[..., 0])) for l, _ in pairs]
@@ -101,22 +109,19 @@ def _write_records(records_dir: str, embedder) -> None:
               "options": {"embedder_seed": 0}}
   with open(os.path.join(records_dir, schema.MANIFEST), "w") as f:
     json.dump(manifest, f)
+  return records_dir
 
 
-@functools.cache
-def trained_job() -> str:
-  """A job dir from trainer.task, trained on the synthetic task (300 steps, ~1 min on 2 cores)."""
-  from koala import embedder as embedder_lib
+def train_task_job(records_dir: str, job_dir: str):
+  """trainer.task on the task records: the one trained gray job of a test run
+  (trainer_records.GRAY_JOB_TRAINING) -> (model, history)."""
+  from tests import trainer_records
   from trainer import task
-  records, job = os.path.join(workdir(), "records"), os.path.join(workdir(), "job")
-  _write_records(records, embedder_lib.load_embedder("inception_resnet_v2", "random", 0))
-  task.train(task.TrainConfig(records_dir=records, job_dir=job, learning_rate=3e-3, epochs=3,
-                              batch_size=8, steps_per_epoch=100, seed=1, verbose=0, **SMALL))
-  return job
+  return task.train(task.TrainConfig(records_dir=records_dir, job_dir=job_dir,
+                                     **trainer_records.GRAY_JOB_TRAINING))
 
 
-@functools.cache
-def tiny_embedder() -> str:
+def write_tiny_embedder(path: str) -> str:
   """A SavedModel feature-vector module (images in [0, 1] -> 1536-d), like a TF-Hub one."""
   import tensorflow as tf
 
@@ -130,7 +135,6 @@ def tiny_embedder() -> str:
       pooled = tf.image.resize(x, (8, 8), method="area")
       return tf.nn.relu(tf.reshape(pooled, (-1, 192)) @ self.w)
 
-  path = os.path.join(workdir(), "tiny_embedder")
   tf.saved_model.save(Tiny(), path)
   return path
 
@@ -138,12 +142,11 @@ def tiny_embedder() -> str:
 SATURATION = 3.0   # the "saturated" export's factor on the colorizer's last layer
 
 
-def _tiny_embedder_info() -> dict:
-  return {"name": f"hub:{tiny_embedder()}", "weights": "", "identity": "", "random_weights": True}
+def tiny_embedder_info(tiny_embedder: str) -> dict:
+  return {"name": f"hub:{tiny_embedder}", "weights": "", "identity": "", "random_weights": True}
 
 
-@functools.cache
-def untrained_job(guided: bool) -> str:
+def save_untrained_job(job_dir: str, guided: bool, tiny_embedder: str) -> str:
   """A job dir holding a narrow colorizer (guided or not; seeded, untrained) and the tiny
   embedder."""
   import keras
@@ -151,91 +154,55 @@ def untrained_job(guided: bool) -> str:
   keras.utils.set_random_seed(3)
   build = model_lib.build_guided_colorizer if guided else model_lib.build_colorizer
   model = build(image_size=SMALL["image_size"], width=SMALL["width"])
-  job = os.path.join(workdir(), f"job_untrained_{'guided' if guided else 'spec'}")
-  artifacts.save_trained(model, _tiny_embedder_info(), artifacts.model_dir(job))
-  return job
+  artifacts.save_trained(model, tiny_embedder_info(tiny_embedder), artifacts.model_dir(job_dir))
+  return job_dir
 
 
-@functools.cache
-def export_base(kind: str = "inception") -> str:
-  """models/<kind>/1 from the trained job; kind "tiny" uses the tiny hub-style embedder;
-  "saturated" is "tiny" with the last layer's weights times SATURATION, so that most predicted
-  colours lie far outside the sRGB gamut, as other trained weights may put them; "guided" and
-  "untrained" are untrained_job's; "manga" is manga_job's."""
+def save_saturated_job(trained_job: str, job_dir: str, tiny_embedder: str) -> str:
+  """The trained job's colorizer with the tiny embedder and its last layer's weights times
+  SATURATION."""
   from trainer import artifacts
+  model, _ = artifacts.load_trained(trained_job)
+  last = [layer for layer in model.layers if layer.weights][-1]
+  last.set_weights([w * SATURATION for w in last.get_weights()])
+  artifacts.save_trained(model, tiny_embedder_info(tiny_embedder), artifacts.model_dir(job_dir))
+  return job_dir
+
+
+def export_job(job_dir: str, base: str, **options) -> str:
+  """<base>/1: the job exported for TF Serving (options: trainer.export's, e.g. max_pixels)
+  -> base, the model base path a server takes."""
   from trainer.export import build as export
-  if kind in ("guided", "untrained"):
-    base = os.path.join(workdir(), "models", kind)
-    export.export(untrained_job(kind == "guided"), base, 1)
-    return base
-  if kind == "manga":
-    base = os.path.join(workdir(), "models", kind)
-    export.export(manga_job(), base, 1)
-    return base
-  job = trained_job()
-  if kind in ("tiny", "saturated"):
-    model, _ = artifacts.load_trained(job)
-    if kind == "saturated":
-      last = [layer for layer in model.layers if layer.weights][-1]
-      last.set_weights([w * SATURATION for w in last.get_weights()])
-    tiny_job = os.path.join(workdir(), f"job_{kind}")
-    artifacts.save_trained(model, _tiny_embedder_info(), artifacts.model_dir(tiny_job))
-    job = tiny_job
-  base = os.path.join(workdir(), "models", kind)
-  export.export(job, base, 1)
+  export.export(job_dir, base, 1, **options)
   return base
 
 
 MANGA_TRAIN_IMAGES = 48
 
 
-@functools.cache
-def manga_records() -> str:
+def write_manga_records(out: str, art: str, tiny_embedder: str) -> str:
   """pipeline.run --render=manga on the hint task's colour art (two renderings an image)."""
   from PIL import Image
   from pipeline import run as pipeline_run
   from tests import trainer_records
-  art = os.path.join(workdir(), "manga_art")
   os.makedirs(art, exist_ok=True)
   rng = np.random.default_rng(5)
   for i in range(MANGA_TRAIN_IMAGES):
     Image.fromarray(trainer_records.hint_task_art(rng)).save(os.path.join(art, f"s{i}.png"))
-  out = os.path.join(workdir(), "manga_records")
-  pipeline_run.run([f"--input={art}", f"--output_dir={out}", f"--embedder=hub:{tiny_embedder()}",
+  pipeline_run.run([f"--input={art}", f"--output_dir={out}", f"--embedder=hub:{tiny_embedder}",
                     "--render=manga", "--renderings_per_image=2", "--val_fraction=0.15",
                     "--test_fraction=0.1", "--direct_running_mode=in_memory",
                     "--direct_num_workers=1"])
   return out
 
 
-@functools.cache
-def manga_job() -> str:
-  """trainer.task --hints on manga_records (narrow, 56 x 56, ~1 min on 2 cores)."""
+def train_manga_job(records_dir: str, job_dir: str) -> str:
+  """trainer.task --hints on the manga records (narrow, 56 x 56, ~1 min on 2 cores)."""
   from trainer import task
-  job = os.path.join(workdir(), "job_manga")
-  task.train(task.TrainConfig(records_dir=manga_records(), job_dir=job, learning_rate=1e-3,
+  task.train(task.TrainConfig(records_dir=records_dir, job_dir=job_dir, learning_rate=1e-3,
                               epochs=3, batch_size=8, steps_per_epoch=100, seed=0, verbose=0,
                               hints=True, **SMALL))
-  return job
-
-
-@functools.cache
-def capped_export(max_pixels: int) -> str:
-  """models/guided_<cap>/1: the "guided" export's model exported with a low --max_pixels, for
-  the tests of the cap itself (a page just past a low cap costs little, even where the cap does
-  not hold)."""
-  from trainer.export import build as export
-  base = os.path.join(workdir(), "models", f"guided_{max_pixels}")
-  export.export(untrained_job(True), base, 1, max_pixels=max_pixels)
-  return base
-
-
-def untrained_export() -> str:
-  """models/untrained/1: a freshly initialised narrow colorizer with the tiny embedder, exported
-  without training (seconds, not the minute trained_job costs), for tests of the plumbing
-  around an export (the batch job), where which colours come out does not matter. The same
-  export as export_base("untrained") (two exports into one folder would collide)."""
-  return export_base("untrained")
+  return job_dir
 
 
 def free_port() -> int:
@@ -281,6 +248,12 @@ class Server:
           return int(line.split()[1]) / 1024.0
     return float("nan")
 
+  def cpu_seconds(self) -> float:
+    """User and system CPU time the process has used so far, all its threads together."""
+    with open(f"/proc/{self.proc.pid}/stat") as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
   def stop(self, sig=signal.SIGTERM, timeout: float = 30) -> int | None:
     if self.proc.poll() is None:
       self.proc.send_signal(sig)
@@ -291,3 +264,26 @@ class Server:
         self.proc.wait()
     self.log.close()
     return self.proc.returncode
+
+
+@functools.cache
+def _saved_model(base: str):
+  import tensorflow as tf
+  return tf.saved_model.load(os.path.join(base, "1"))
+
+
+def colorize_in_process(base: str, image: bytes, hints: bytes | None = None,
+                        reference: bytes | None = None) -> bytes:
+  """The export's own PNG for a page, its signatures called in this process by the names the
+  REST API uses: colorize_guided with the hint image and the reference (b"" for none), or
+  serving_default when neither is given. What a server, the client, the batch job or the web
+  page answers for the same page and guidance must be these bytes."""
+  import tensorflow as tf
+  model = _saved_model(base)
+  if hints is None and reference is None:
+    out = model.signatures["serving_default"](image_bytes=tf.constant([image]))
+  else:
+    out = model.signatures["colorize_guided"](
+        image_bytes=tf.constant([image]), hints_bytes=tf.constant([hints or b""]),
+        reference_bytes=tf.constant([reference or b""]))
+  return out["png_bytes"].numpy()[0]

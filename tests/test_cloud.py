@@ -22,6 +22,8 @@ from tests import corpus, storage
 from tests.corpus import tiny_hub_module
 from tests.serving_support import free_port
 
+pytestmark = pytest.mark.slow   # a Cloud Storage emulator and Beam runs
+
 BUCKET = "koala-test"
 
 

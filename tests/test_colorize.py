@@ -25,12 +25,14 @@ from tests import serving_support as support
 from tests import storage
 from tests.test_cloud import BUCKET, assert_dataflow_job, emulator  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.slow   # real Beam runs of the batch job
+
 CBZ_PAGES = ["001.png", "002.jpg", "003.png"]
 
 
 @pytest.fixture(scope="module")
-def export():
-  return support.untrained_export()
+def export(untrained_export):
+  return untrained_export
 
 
 def _jpeg(gray) -> bytes:
@@ -149,13 +151,10 @@ def test_a_rerun_redoes_exactly_the_removed_outputs(export, tree, first_run, tmp
   assert {k: counters.get(k, 0) for k in counts} == counts
 
 
-def test_pages_are_pixel_for_pixel_what_the_client_gets(export, tree, first_run, tmp_path):
-  server = support.Server(export, "koala")
-  try:
-    code = client.main([str(tree), f"--server={server.url}", "--model=koala",
-                        f"--output_dir={tmp_path}", "--skip_colour_pages", "--no_progress"])
-  finally:
-    server.stop()
+def test_pages_are_pixel_for_pixel_what_the_client_gets(untrained_server, tree, first_run,
+                                                       tmp_path):
+  code = client.main([str(tree), f"--server={untrained_server.url}", "--model=koala",
+                      f"--output_dir={tmp_path}", "--skip_colour_pages", "--no_progress"])
   assert code == 1                                       # the bad files
   out = first_run[0]
   for rel in ("p1.png", "vol1/ch1/p2.png", "vol1/colour.png"):

@@ -84,8 +84,8 @@ def test_both_paths_refuse_the_same_formats_with_a_reason(files, name):
   assert not page_names.is_page_name(name) or name.endswith(".webp")
 
 
-def test_the_exported_model_in_process_takes_the_same_files(files):
-  colorize = inference.load(serving_support.export_base("tiny"))
+def test_the_exported_model_in_process_takes_the_same_files(files, untrained_export):
+  colorize = inference.load(untrained_export)
   for name in LOSSLESS + LOSSY:
     data, first_frame = files[name]
     out = np.asarray(Image.open(io.BytesIO(colorize(data))))

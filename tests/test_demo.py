@@ -25,6 +25,7 @@ from demo import run as demo_run
 from koala import colour
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow   # the whole demo, every stage for real
 
 
 @pytest.fixture(scope="module")
@@ -116,19 +117,22 @@ def test_the_guided_columns_are_the_pages_steered_by_hints_and_a_reference(demo)
       steered = np.asarray(Image.open(out / folder / name).convert("RGB"), np.int32)
       assert steered.shape == auto.shape
       assert_ink_kept(gray, steered.astype(np.uint8))
-  # The client's guided page is the export's colorize_guided of the same page and hint image,
-  # called here in process: pixel for pixel.
+  # The client's guided pages are the export's colorize_guided of the same page and hint image,
+  # and of the same page and reference, called here in process: pixel for pixel.
   import tensorflow as tf
   from trainer.export import signatures
   guided = tf.saved_model.load(str(out / "models" / "koala" / "1")).signatures[
       signatures.COLORIZE_GUIDED]
   name = "page_00.png"
-  png = guided(image_bytes=tf.constant([(out / "sample" / "gray_pages" / name).read_bytes()]),
-               hints_bytes=tf.constant([(out / "hints" / name).read_bytes()]),
-               reference_bytes=tf.constant([b""]))[signatures.PNG_BYTES].numpy()[0]
-  np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")),
-                                np.asarray(Image.open(out / "colour_pages_hints" / name)
-                                           .convert("RGB")))
+  reference = demo_run.reference_image(str(out / "sample" / "colour"))
+  for folder, hints, ref in (("colour_pages_hints", (out / "hints" / name).read_bytes(), b""),
+                             ("colour_pages_reference", b"", open(reference, "rb").read())):
+    png = guided(image_bytes=tf.constant([(out / "sample" / "gray_pages" / name).read_bytes()]),
+                 hints_bytes=tf.constant([hints]),
+                 reference_bytes=tf.constant([ref]))[signatures.PNG_BYTES].numpy()[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")),
+                                  np.asarray(Image.open(out / folder / name).convert("RGB")),
+                                  err_msg=folder)
   with open(out / "report" / "index.html") as f:
     page = f.read()
   assert "../colour_pages_hints/page_00.png" in page

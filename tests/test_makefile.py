@@ -56,6 +56,15 @@ def test_demo_and_test_install_and_run_with_the_venv_interpreter(tmp_path):
   assert f"{SYSTEM_PYTHON} -m venv {venv}" in dry
 
 
+def test_test_runs_every_test_and_test_fast_all_but_the_slow_tier(tmp_path):
+  venv = str(tmp_path / "venv")
+  run = lambda target: [line for line in make("-n", target, f"VENV={venv}",
+                                              f"PYTHON={SYSTEM_PYTHON}").stdout.splitlines()
+                        if " -m pytest" in line]
+  assert run("test") == [f"{venv}/bin/python -m pytest tests"]
+  assert run("test-fast") == [f'{venv}/bin/python -m pytest tests -m "not slow"']
+
+
 def externally_managed(python: str) -> bool:
   if not os.path.exists(python):
     return False

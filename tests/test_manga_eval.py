@@ -21,6 +21,8 @@ from trainer import artifacts, evaluate, manga_eval, metrics
 from trainer import input as trainer_input
 from trainer.model import build_colorizer, build_guided_colorizer
 
+pytestmark = pytest.mark.slow   # evaluations with hints and the flat fill
+
 SIZE = 56
 METRICS = ("psnr", "psnr_quarter", "ab_error_quarter", "ssim", "colorfulness",
            "paper_colour_share")

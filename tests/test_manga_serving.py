@@ -27,11 +27,8 @@ def decoded(png: bytes) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def server():
-  base = serving_support.export_base("manga")
-  s = serving_support.Server(base)
-  yield s
-  s.stop()
+def server(manga_server):
+  return manga_server
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +69,12 @@ def paper_spot(page: np.ndarray, side: int = 40) -> tuple[int, int]:
   return tuple(int(v) for v in np.unravel_index(np.argmax(dist), dist.shape))
 
 
-def test_a_manga_export_names_its_rendering_and_composition():
-  base = serving_support.export_base("manga")
-  with open(f"{base}/1/{export_info.PATH}") as f:
+def test_a_manga_export_names_its_rendering_and_composition(manga_export, manga_job):
+  with open(f"{manga_export}/1/{export_info.PATH}") as f:
     info = json.load(f)
   assert info["rendering"] == {"rendering": manga.RENDERING_NAME,
                                "composition": colour.COMPOSE_MANGA}
-  assert artifacts.load_rendering(serving_support.manga_job())["composition"] == "manga"
+  assert artifacts.load_rendering(manga_job)["composition"] == "manga"
 
 
 def test_rest_round_trip_keeps_the_page_and_its_ink(server, page):

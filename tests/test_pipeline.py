@@ -180,6 +180,7 @@ def test_shared_data_train_list_yields_a_val_split_of_the_expected_size():
   assert 0.06 <= held_out_share(hashes) <= 0.14, held_out_share(hashes)
 
 
+@pytest.mark.slow   # a second Beam run
 def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_path):
   out, manifest, _ = first_run
   folder, _ = corpus_dir
@@ -197,6 +198,7 @@ def test_rerun_gives_the_same_splits_and_contents(first_run, corpus_dir, tmp_pat
     np.testing.assert_allclose(a[key][schema.EMBEDDING], b[key][schema.EMBEDDING], atol=1e-4)
 
 
+@pytest.mark.slow   # Beam on two worker processes
 def test_hub_embedder_on_multiprocess_workers(tmp_path):
   """A SavedModel feature-vector module via --embedder=hub:..., on two worker processes."""
   src = tmp_path / "in"
@@ -220,13 +222,33 @@ def test_hub_embedder_on_multiprocess_workers(tmp_path):
     assert np.abs(r[schema.EMBEDDING]).sum() > 0
 
 
-def test_offline_imagenet_weights_fail_at_once_naming_the_alternatives(tmp_path, monkeypatch):
-  from koala import embedder
-  monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))   # no cached weights
-  with pytest.raises(embedder.EmbedderError, match="--embedder_weights=random"):
-    embedder.load_embedder(weights="imagenet")
+@pytest.mark.slow   # a fresh TensorFlow process
+def test_offline_imagenet_weights_fail_at_once_naming_the_alternatives(tmp_path):
+  """Offline by itself on any machine: a fresh process with no cached weights (an empty
+  KERAS_HOME) whose proxy for every URL is a loopback port that refuses connections, so Keras's
+  download fails at once, as it would offline; on a connected machine it would fetch 220 MB,
+  behind a firewall that drops packets it would hang. The error must come from that proxy."""
+  import socket
+  import subprocess
+  import sys
+  with socket.socket() as refusing:
+    refusing.bind(("127.0.0.1", 0))          # bound, never listening: connections are refused
+    proxy = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    env.update(http_proxy=proxy, https_proxy=proxy, HTTP_PROXY=proxy, HTTPS_PROXY=proxy,
+               KERAS_HOME=str(tmp_path / "keras_home"), TF_CPP_MIN_LOG_LEVEL="2")
+    r = subprocess.run([sys.executable, "-c", "from koala import embedder\n"
+                        "embedder.load_embedder(weights='imagenet')"],
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
+                       capture_output=True, text=True, timeout=300)
+  last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+  assert r.returncode == 1 and last.startswith("koala.embedder.EmbedderError: "), r.stderr[-2000:]
+  assert "--embedder_weights=random" in last
+  assert "Connection refused" in last, last               # the proxy answered: it was offline
 
 
+@pytest.mark.slow   # Inception-ResNet-v2 built, saved and loaded
 def test_weights_file_path_is_loaded_and_identified(tmp_path):
   from koala import embedder
   model = embedder.build_keras_model(None, seed=3)
@@ -252,6 +274,7 @@ def test_no_matching_input_fails_before_running(tmp_path):
                       "--embedder_weights=random", *FAST])
 
 
+@pytest.mark.slow   # another Beam run
 def test_a_link_that_leaves_the_input_folder_is_rejected_not_read(tmp_path):
   """koala.input_tree's rule for input trees: a link to an image elsewhere on the host is rejected
   with the reason, never read into the records; a link within the folder is an input."""
@@ -275,6 +298,7 @@ def test_a_link_that_leaves_the_input_folder_is_rejected_not_read(tmp_path):
   assert {r[schema.SOURCE_PATH].decode() for r in read_records(out)} == {str(src / "inside.png")}
 
 
+@pytest.mark.slow   # another Beam run
 def test_an_input_list_names_files_wherever_they_lie(tmp_path):
   """--input_list: a file naming the inputs one a line (a catalogue's manifest, a split list);
   each is read as named, in whatever folder, a missing one is rejected with its reason; and

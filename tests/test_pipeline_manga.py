@@ -18,6 +18,8 @@ from tests import corpus
 from tests.test_pipeline import FAST, read_records, run_pipeline
 from trainer import input as trainer_input
 
+pytestmark = pytest.mark.slow   # real Beam runs
+
 IMAGES = 5
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

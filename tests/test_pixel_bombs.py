@@ -21,6 +21,8 @@ from serving import beam_colorize as colorize, inference
 from tests import corpus
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # an export of its own, a server, a Beam run
+
 CAP = 1_000_000
 BOMBS = {   # name -> (file, what the refusal says)
     "first.gif": (corpus.blank_gif((10, 10), [(1500, 1500, 0, 0)]),
@@ -33,8 +35,11 @@ BOMBS = {   # name -> (file, what the refusal says)
 
 
 @pytest.fixture(scope="module")
-def export():
-  return support.capped_export(CAP)
+def export(untrained_guided_job, tmp_path_factory):
+  """The "guided" export's model exported with a low --max_pixels, for the tests of the cap
+  itself (a page just past a low cap costs little, even where the cap does not hold)."""
+  return support.export_job(untrained_guided_job, str(tmp_path_factory.mktemp("capped") / "koala"),
+                            max_pixels=CAP)
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,13 @@ PAGE_SHAPE = (420, 300)    # portrait: the letterbox pads left and right
 
 
 @pytest.fixture(scope="module")
-def base():
-  return support.export_base("inception")
+def base(inception_export):
+  return inception_export
 
 
 @pytest.fixture(scope="module")
-def server(base):
-  s = support.Server(base, "koala")
-  yield s
-  assert s.stop() == 0
+def server(inception_server):
+  return inception_server
 
 
 @pytest.fixture(scope="module")
@@ -128,10 +126,10 @@ def test_colour_appears_where_the_task_has_colour(client_run, base):
   assert np.percentile(colour.chroma(served), 75) > 8
 
 
-def test_out_of_gamut_predictions_are_served_in_the_reference_colours():
+def test_out_of_gamut_predictions_are_served_in_the_reference_colours(saturated_export):
   """Weights whose predictions lie far outside the gamut (the last layer tripled): the served
   page still has the reference path's colours, so the check above holds for any weights."""
-  base = support.export_base("saturated")
+  base = saturated_export
   gray, label = support.task_page(*PAGE_SHAPE, seed=0)
   served = lab_of(inference.load(base)(support.png_bytes(gray)))[..., 1:]
   raw = network_ab(base, gray)
@@ -155,13 +153,13 @@ def lettered_page():
   return np.asarray(img)
 
 
-def test_lettering_and_line_art_stay_as_crisp_as_the_input():
+def test_lettering_and_line_art_stay_as_crisp_as_the_input(saturated_export):
   """Under colours far outside the gamut (the saturated weights), the served page's lightness is
   the input's to a uint8 rounding at every pixel: no blur, no ringing, no grayed black or tinted
   white, whatever zlib level the export uses (PNG is lossless)."""
   gray = lettered_page()
   rgb = np.asarray(Image.open(io.BytesIO(
-      inference.load(support.export_base("saturated"))(support.png_bytes(gray)))).convert("RGB"))
+      inference.load(saturated_export)(support.png_bytes(gray)))).convert("RGB"))
   error = np.abs(colour.reference_rgb_to_lab(rgb)[..., 0] - colour.gray_to_l(gray))
   assert error.max() < 0.6, error.max()
   assert (rgb[gray == 0] <= 1).all() and (rgb[gray == 255] >= 254).all()
@@ -220,9 +218,9 @@ def test_in_process_api_gives_the_served_bytes(base, client_run, pages_dir, tmp_
   assert list(report.failed) == [str(pages_dir / "vol1" / "broken.png")]
 
 
-def test_colorize_tensors_is_the_trained_colorizer(base):
+def test_colorize_tensors_is_the_trained_colorizer(base, gray_job):
   import tensorflow as tf
-  model, _ = artifacts.load_trained(support.trained_job())
+  model, _ = artifacts.load_trained(gray_job)
   rng = np.random.default_rng(0)
   l = rng.uniform(0, 100, (2, 56, 56, 1)).astype(np.float32)
   emb = rng.uniform(0, 1, (2, 1536)).astype(np.float32)
@@ -232,19 +230,19 @@ def test_colorize_tensors_is_the_trained_colorizer(base):
   np.testing.assert_allclose(served, direct, atol=1e-3)
 
 
-def test_export_layout_and_refusals(base, tmp_path):
+def test_export_layout_and_refusals(base, gray_job, tiny_embedder, tmp_path):
   assert sorted(os.listdir(base)) == ["1"]
   assert {"saved_model.pb", "variables", "assets.extra"} <= set(os.listdir(f"{base}/1"))
   info = json.load(open(f"{base}/1/{export_info.PATH}"))
   assert info["colorizer_size"] == 56 and info["embedder"]["weights"] == "random"
   assert export.next_version(base) == 2
   with pytest.raises(export.ExportError, match="exists already"):
-    export.export(support.trained_job(), base, 1)
+    export.export(gray_job, base, 1)
   # An embedder that is not the one that made the records is refused.
   job = tmp_path / "job"
-  shutil.copytree(artifacts.model_dir(support.trained_job()), job / "model")
+  shutil.copytree(artifacts.model_dir(gray_job), job / "model")
   (job / "model" / "embedder.json").write_text(json.dumps({
-      "name": f"hub:{support.tiny_embedder()}", "weights": "", "random_weights": True,
+      "name": f"hub:{tiny_embedder}", "weights": "", "random_weights": True,
       "identity": "hub:elsewhere:0123456789abcdef"}))
   with pytest.raises(export.ExportError, match="not the one that made the training records"):
     export.export(str(job), str(tmp_path / "models"))

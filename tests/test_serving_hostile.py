@@ -34,21 +34,22 @@ from serving import bounded_http, client, inference
 from tests import corpus
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # hundreds of slow clients, zip bombs, batches of A4 pages
+
 SLOW = 300                     # slow-body and slow-header connections, each
 A4 = (2339, 1654)              # 200 dpi
 
 
 @pytest.fixture(scope="module")
-def base():
-  return support.export_base("tiny")
+def base(untrained_export):
+  return untrained_export
 
 
 @pytest.fixture(scope="module")
-def tiny_server(base):
-  """A server with the default limits, shared by the slow-client and the zip-bomb tests."""
-  s = support.Server(base, "koala")
-  yield s
-  assert s.stop() == 0, s.output()
+def server(untrained_server):
+  """The run's server with the default limits (tests/conftest.py), for the slow-client and the
+  zip-bomb tests."""
+  return untrained_server
 
 
 def connect(port: int, first: bytes) -> socket.socket:
@@ -77,7 +78,7 @@ SLOW_BODY = (b"POST /v1/models/koala:predict HTTP/1.1\r\nHost: x\r\n"
 def test_each_bound_answers_as_documented(base):
   server = support.Server(base, "koala", "--header_timeout_seconds=1.5",
                           "--body_timeout_seconds=1.5", "--keepalive_timeout_seconds=1.5",
-                          "--max_connections=8", "--max_header_bytes=2048")
+                          "--max_connections=8", "--max_header_bytes=2048", "--verbose")
   try:
     slow_header, slow_body = connect(server.port, SLOW_HEADER), connect(server.port, SLOW_BODY)
     idle = connect(server.port, b"GET /v1/models/koala HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -105,15 +106,25 @@ def test_each_bound_answers_as_documented(base):
       time.sleep(0.2)
     assert requests.get(server.url + "/v1/models/koala", timeout=5).status_code == 200
     # SIGTERM with a prediction in flight (four A4 pages): it is answered, then the exit is 0.
+    # The signal goes once the server has spent CPU on the request (its model work has begun),
+    # and the server's log proves the order: the signal was received before the request's
+    # answer was logged (--verbose's access line comes after the answer is sent).
     page = support.png_bytes(support.task_page(*A4)[0])
     body = json.dumps({"instances": [{"b64": base64.b64encode(page).decode()}] * 4}).encode()
+    cpu = server.cpu_seconds()
     busy = connect(server.port, b"POST /v1/models/koala:predict HTTP/1.1\r\nHost: x\r\n"
                    b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    time.sleep(1.0)
+    deadline = time.time() + 60
+    while server.cpu_seconds() - cpu < 0.2 and time.time() < deadline:
+      time.sleep(0.01)
     server.proc.send_signal(signal.SIGTERM)
     answer = read_all(busy, 120)
     assert answer.startswith(b"HTTP/1.1 200 ") and b"predictions" in answer, answer[:300]
     assert server.proc.wait(60) == 0
+    log = server.output()
+    signalled = log.find("received a signal, finishing requests in flight")
+    answered = log.find('"POST /v1/models/koala:predict HTTP/1.1" 200 ')
+    assert 0 <= signalled < answered, log[-3000:]
   finally:
     assert server.stop() == 0, server.output()
 
@@ -158,9 +169,8 @@ class Trickle:
       s.close()
 
 
-def test_600_slow_clients_do_not_slow_a_normal_predict(tiny_server):
+def test_600_slow_clients_do_not_slow_a_normal_predict(server):
   bounded_http.raise_fd_limit(2 * SLOW + 256)    # this process holds the 600 sockets
-  server = tiny_server
   trickle = None
   try:
     page = support.png_bytes(support.task_page(*A4)[0])
@@ -224,8 +234,8 @@ def archives_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("reader", ["client", "batch", "streamlit"])
 def test_a_zip_bomb_is_refused_by_name_at_a_normal_peak_memory(reader, archives_dir, base,
-                                                               tiny_server, tmp_path):
-  target = base if reader == "batch" else tiny_server.url
+                                                               server, tmp_path):
+  target = base if reader == "batch" else server.url
   run = subprocess.run(
       [sys.executable, "-m", "tests.bomb_probe", reader, str(archives_dir / "normal.cbz"),
        str(archives_dir / "bomb.cbz"), str(tmp_path), target],
@@ -365,7 +375,7 @@ def run_client(server, tree, out, capsys) -> tuple[int, str]:
   return code, capsys.readouterr().err
 
 
-def test_no_page_is_lost_to_names_that_collide(tiny_server, base, tmp_path, capsys):
+def test_no_page_is_lost_to_names_that_collide(server, base, tmp_path, capsys):
   """ch1/001.png and ch1/001.jpg, x.png and x.PNG would each get one output name: the client
   and batch_colorize stop before any page is coloured, with a sentence naming both of each
   pair. Once one of each is renamed, every page gets its own output, and a rerun skips exactly
@@ -375,7 +385,7 @@ def test_no_page_is_lost_to_names_that_collide(tiny_server, base, tmp_path, caps
   (tree / "ch1").mkdir(parents=True)
   for i, name in enumerate(["ch1/001.png", "ch1/001.jpg", "x.png", "x.PNG", "y.png"]):
     (tree / name).write_bytes(page_png(i))
-  code, err = run_client(tiny_server, tree, tmp_path / "out", capsys)
+  code, err = run_client(server, tree, tmp_path / "out", capsys)
   assert code == 2, err
   assert f"{tree}/ch1/001.jpg and {tree}/ch1/001.png (both ch1/001.png)" in err
   assert f"{tree}/x.PNG and {tree}/x.png (both x.png)" in err
@@ -386,15 +396,15 @@ def test_no_page_is_lost_to_names_that_collide(tiny_server, base, tmp_path, caps
 
   (tree / "ch1" / "001.jpg").rename(tree / "ch1" / "001b.jpg")
   (tree / "x.PNG").rename(tree / "x2.PNG")
-  code, err = run_client(tiny_server, tree, tmp_path / "out", capsys)
+  code, err = run_client(server, tree, tmp_path / "out", capsys)
   assert code == 0 and "done: 5 written" in err, err
   assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png")) \
       == ["ch1/001.png", "ch1/001b.png", "x.png", "x2.png", "y.png"]
-  code, err = run_client(tiny_server, tree, tmp_path / "out", capsys)
+  code, err = run_client(server, tree, tmp_path / "out", capsys)
   assert code == 0 and "done: 0 written, 5 already there" in err, err
 
 
-def test_links_that_leave_the_input_folder_are_skipped_and_reported(tiny_server, base, tmp_path,
+def test_links_that_leave_the_input_folder_are_skipped_and_reported(server, base, tmp_path,
                                                                     capsys):
   """A shared folder whose links lead to other files of the host (a page of another folder, a
   folder of them): the client and batch_colorize colour what is in the folder (a link within it
@@ -408,7 +418,7 @@ def test_links_that_leave_the_input_folder_are_skipped_and_reported(tiny_server,
   (tree / "inside.png").symlink_to(tree / "own.png")
   (tree / "leaves.png").symlink_to(secret / "page.png")
   (tree / "folder").symlink_to(secret)
-  code, err = run_client(tiny_server, tree, tmp_path / "out", capsys)
+  code, err = run_client(server, tree, tmp_path / "out", capsys)
   assert code == 0, err
   assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["inside.png", "own.png"]
   assert f"skipped: {tree}/leaves.png: a symbolic link to {secret}/page.png, outside" in err

@@ -13,6 +13,8 @@ import requests
 from serving import client
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # hundreds of requests
+
 CLIENTS, REQUESTS = 8, 25
 
 
@@ -36,35 +38,32 @@ def hammer(url, page, clients, requests_each):
   return statuses
 
 
-def test_8_clients_x_25_requests_no_errors_memory_steady(page):
-  server = support.Server(support.export_base("tiny"), "koala")
-  try:
-    assert set(hammer(server.url, page, CLIENTS, 3)) == {200}       # warm up every thread
-    settled = server.rss_mib()
-    samples, done = [], threading.Event()
+def test_8_clients_x_25_requests_no_errors_memory_steady(untrained_server, page):
+  server = untrained_server
+  assert set(hammer(server.url, page, CLIENTS, 3)) == {200}       # warm up every thread
+  settled = server.rss_mib()
+  samples, done = [], threading.Event()
 
-    def sample():
-      while not done.wait(0.25):
-        samples.append(server.rss_mib())
-    threading.Thread(target=sample, daemon=True).start()
-    started = time.time()
-    statuses = hammer(server.url, page, CLIENTS, REQUESTS)
-    done.set()
-    elapsed = time.time() - started
-    assert len(statuses) == CLIENTS * REQUESTS
-    assert statuses.count(200) == len(statuses), {s: statuses.count(s) for s in set(statuses)}
-    final = server.rss_mib()
-    # Steady: no growth with the number of requests served (a leak of one page per request
-    # would add tens of MiB over these 200), only the transient of pages in flight.
-    assert final - settled < 80, (settled, final, max(samples or [final]))
-    assert max(samples or [final]) - settled < 200
-    print(f"{len(statuses)} requests in {elapsed:.1f} s; RSS {settled:.0f} -> {final:.0f} MiB")
-  finally:
-    assert server.stop() == 0
+  def sample():
+    while not done.wait(0.25):
+      samples.append(server.rss_mib())
+  threading.Thread(target=sample, daemon=True).start()
+  started = time.time()
+  statuses = hammer(server.url, page, CLIENTS, REQUESTS)
+  done.set()
+  elapsed = time.time() - started
+  assert len(statuses) == CLIENTS * REQUESTS
+  assert statuses.count(200) == len(statuses), {s: statuses.count(s) for s in set(statuses)}
+  final = server.rss_mib()
+  # Steady: no growth with the number of requests served (a leak of one page per request
+  # would add tens of MiB over these 200), only the transient of pages in flight.
+  assert final - settled < 80, (settled, final, max(samples or [final]))
+  assert max(samples or [final]) - settled < 200
+  print(f"{len(statuses)} requests in {elapsed:.1f} s; RSS {settled:.0f} -> {final:.0f} MiB")
 
 
-def test_client_backs_off_on_503_and_finishes(page, tmp_path, capsys):
-  server = support.Server(support.export_base("tiny"), "koala", "--max_inflight=1", "--verbose")
+def test_client_backs_off_on_503_and_finishes(untrained_export, page, tmp_path, capsys):
+  server = support.Server(untrained_export, "koala", "--max_inflight=1", "--verbose")
   try:
     pages = tmp_path / "in"
     pages.mkdir()

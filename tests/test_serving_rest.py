@@ -18,8 +18,8 @@ MAX_BODY = 3_000_000
 
 
 @pytest.fixture(scope="module")
-def server():
-  s = support.Server(support.export_base("tiny"), "koala", f"--max_request_bytes={MAX_BODY}")
+def server(untrained_export):
+  s = support.Server(untrained_export, "koala", f"--max_request_bytes={MAX_BODY}")
   yield s
   assert s.stop() == 0, s.output()            # SIGTERM: a clean exit, status 0
   assert "server stopped cleanly" in s.output()

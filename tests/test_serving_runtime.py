@@ -26,6 +26,7 @@ import pytest
 from tests import serving_support
 
 ROOT = serving_support.ROOT
+pytestmark = pytest.mark.slow   # a second TensorFlow, and the trained exports
 
 
 def serving_version() -> str:
@@ -87,6 +88,19 @@ def hint_files() -> list[bytes]:
   return (hints + [b""] * len(page_files()))[:len(page_files())]
 
 
+@pytest.fixture(scope="module")
+def tf_serving_python() -> str:
+  """The side virtualenv's interpreter: made in setup (a minute or more the first time, more
+  with a cold pip cache), so its cost is not charged to the first test's timeout."""
+  return side_python(serving_version())
+
+
+@pytest.fixture
+def export(request, kind) -> str:
+  """The run's export of the parametrized kind (tests/conftest.py's `<kind>_export`)."""
+  return request.getfixturevalue(f"{kind}_export")
+
+
 EXAMPLE_INPUTS = {   # input name -> (shape with None filled) -> example value
     "l": lambda shape: np.random.default_rng(1).uniform(0, 100, shape).astype(np.float32),
     "embedding": lambda shape: np.abs(np.random.default_rng(2).normal(0, 0.5, shape)).astype(
@@ -118,11 +132,10 @@ def example_feed(signature) -> dict:
     # their regions (trainer.export.fill)
     ("manga", {"serving_default", "colorize_tensors", "colorize_guided"})])
 def test_every_signature_gives_the_same_result_on_the_pinned_tf_serving_version(
-    tmp_path, kind, signatures):
+    tmp_path, kind, signatures, export, tf_serving_python):
   import tensorflow as tf
   version = serving_version()
-  python = side_python(version)
-  export = serving_support.export_base(kind)
+  python = tf_serving_python
   saved_model = os.path.join(export, sorted(os.listdir(export), key=int)[-1])
 
   model = tf.saved_model.load(saved_model)

@@ -39,9 +39,12 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-sync", "--window-size=1400,1300")
 
 
+pytestmark = pytest.mark.slow   # Chromium, and a Streamlit app on the trained exports
+
+
 @pytest.fixture(scope="module")
-def base():
-  return support.export_base("inception")
+def base(inception_export):
+  return inception_export
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +53,8 @@ def app_url(base):
 
 
 @pytest.fixture(scope="module")
-def manga_app_url():
-  yield from streamlit_app(support.export_base("manga"))
+def manga_app_url(manga_export):
+  yield from streamlit_app(manga_export)
 
 
 def streamlit_app(base):
@@ -205,8 +208,8 @@ def listening_addresses(port: int) -> set[str]:
   return found
 
 
-def test_the_shared_page_listens_on_loopback_and_runs_only_the_listed_model(app_url, browser,
-                                                                            tmp_path):
+def test_the_shared_page_listens_on_loopback_and_runs_only_the_listed_model(app_url, base,
+                                                                            browser, tmp_path):
   """As the README starts it for sharing: loopback only, unless its operator says otherwise;
   the model is picked from the operator's list, and nothing on the page takes a folder or a
   URL: a visitor who types the path of an export they planted into the model list, as a
@@ -224,7 +227,7 @@ def test_the_shared_page_listens_on_loopback_and_runs_only_the_listed_model(app_
        if w.text.startswith("Model")), None), 30, "the model list")
   choice = model.find_element(By.TAG_NAME, "input")
   assert choice.get_attribute("value") == "inception"   # the export's folder name, not its path
-  assert support.workdir() not in browser.page_source
+  assert os.path.dirname(base) not in browser.page_source
   assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=stTextInput]") == []
   typed = [i.get_attribute("role") for i in browser.find_elements(By.CSS_SELECTOR, "input")
            if i.get_attribute("type") == "text"]

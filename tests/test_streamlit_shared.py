@@ -23,6 +23,8 @@ from streamlit.testing.v1 import AppTest
 from tests import traps
 from tests import serving_support as support
 
+pytestmark = pytest.mark.slow   # the Streamlit page run by AppTest, a model run per test
+
 APP = f"{support.ROOT}/serving/streamlit_app.py"
 TIMEOUT = 300
 REST = "TF Serving URL"
@@ -32,8 +34,8 @@ OPERATOR_ENV = ("KOALA_MODEL_PATH", "KOALA_MODELS_ROOT", "KOALA_SERVER", "KOALA_
 
 
 @pytest.fixture(scope="module")
-def base():
-  return support.export_base("untrained")
+def base(untrained_export):
+  return untrained_export
 
 
 @pytest.fixture
@@ -290,28 +292,25 @@ def test_results_held_per_session_are_bounded_and_small(base, operator):
   assert a.held_bytes < len(a.download) + 2_000_000
 
 
-def test_one_model_run_at_a_time_per_process(base, operator):
+def test_one_model_run_at_a_time_per_process(base, untrained_server, operator):
   """Two visitors press Colorize together: their pages reach the model one run after the other
   (a relay in front of a real stand-in server counts the predictions in flight)."""
-  server = support.Server(base, "koala")
-  try:
-    with traps.Relay(server.url, hold=1.0) as relay:
-      operator(KOALA_SERVER=relay.url, KOALA_MODEL_PATH=base)
-      visitors = []
-      for _ in range(2):
-        at = new_app()
-        at.radio(key="source").set_value(REST).run()
-        at.file_uploader(key="uploads").set_value(
-            [(f"p{i}.png", page(seed=i), "image/png") for i in range(2)]).run()
-        visitors.append(at)
-      with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda at: at.button(key="colorize").click().run(), visitors))
-    assert relay.predictions == 4
-    assert relay.max_predictions == 1
-    for at in visitors:
-      assert not at.exception and not errors(at), errors(at)
-      assert all(r.download is not None for r in results(at))
-      (bar,) = at.get("progress")
-      assert bar.proto.text == "Coloured 2 of 2 pages"
-  finally:
-    assert server.stop() == 0
+  with traps.Relay(untrained_server.url, hold=1.0) as relay:
+    operator(KOALA_SERVER=relay.url, KOALA_MODEL_PATH=base)
+    visitors = []
+    for _ in range(2):
+      at = new_app()
+      at.radio(key="source").set_value(REST).run()
+      at.file_uploader(key="uploads").set_value(
+          [(f"p{i}.png", page(seed=i), "image/png") for i in range(2)]).run()
+      visitors.append(at)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+      list(pool.map(lambda at: at.button(key="colorize").click().run(), visitors))
+  assert relay.predictions == 4
+  assert relay.max_predictions == 1
+  for at in visitors:
+    assert not at.exception and not errors(at), errors(at)
+    assert all(r.download is not None for r in results(at))
+    (bar,) = at.get("progress")
+    assert bar.proto.text == "Coloured 2 of 2 pages"
+

@@ -14,6 +14,8 @@ from trainer import artifacts, evaluate, task
 from trainer import input as trainer_input
 from trainer.model import build_colorizer
 
+pytestmark = pytest.mark.slow   # training
+
 SIZE = 56
 
 

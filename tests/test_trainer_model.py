@@ -1,5 +1,6 @@
 """The full-size colorizer: SPEC.md's layers and parameter count, and one real training step."""
 import numpy as np
+import pytest
 
 from trainer import task
 from trainer.model import build_colorizer, model_image_size
@@ -35,6 +36,7 @@ def test_width_scales_hidden_layers_only():
   assert model_image_size(narrow) == 56
 
 
+@pytest.mark.slow   # saves and reloads the full-size guided model
 def test_guided_model_inputs_outputs_and_round_trip(tmp_path):
   import keras
 

@@ -12,6 +12,8 @@ import pytest
 from tests import trainer_records
 from trainer import artifacts
 
+pytestmark = pytest.mark.slow   # training, killed and resumed
+
 EPOCHS, STEPS = 3, 40
 
 

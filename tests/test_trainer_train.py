@@ -4,11 +4,14 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 
 from pipeline import sample_data
 from tests.corpus import tiny_hub_module
 from trainer import artifacts
 from trainer.train import train_model
+
+pytestmark = pytest.mark.slow   # Beam runs and training
 
 FAST_BEAM = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
@@ -35,9 +38,15 @@ def test_train_model_on_folders_caches_records_and_reruns_only_changed_inputs(tm
   model, history = train_model(dirs["train"], dirs["val"], dirs["test"], 1e-3, 2, 4,
                                "Koala_test", **kwargs)
   assert len(history["loss"]) == 2 and np.isfinite(history["val_loss"]).all()
-  assert os.path.exists(f"{job}/model/colorizer.keras") and model.count_params() > 0
   assert os.path.exists(f"{job}/evaluation/test/metrics.json")
-  _, info = artifacts.load_trained(job)
+  # The model returned is the one saved in the job, of the size the arguments asked for.
+  from trainer.model import build_colorizer
+  saved, info = artifacts.load_trained(job)
+  assert [tuple(t.shape) for t in model.outputs] == [(None, 32, 32, 2)]
+  assert model.count_params() == build_colorizer(image_size=32, width=0.125).count_params()
+  assert len(model.get_weights()) == len(saved.get_weights())
+  for ours, on_disk in zip(model.get_weights(), saved.get_weights()):
+    np.testing.assert_array_equal(ours, on_disk)
   assert info["identity"].startswith(f"hub:{module}")
   stamps = {s: os.path.getmtime(f"{job}/cache/runs/{s}/manifest.json") for s in dirs}
 

@@ -21,6 +21,14 @@ EMBEDDER_ID = "inception_resnet_v2:random-seed7:feedfacecafebeef"
 PALETTE = {25.0: (20.0, -50.0), 50.0: (55.0, 40.0), 70.0: (-50.0, 45.0), 90.0: (-5.0, 75.0)}
 
 
+# The run's one trained gray job (tests/conftest.py's gray_training: the serving tests export it,
+# tests/test_trainer_task.py checks its training): its records (the task with real embeddings,
+# tests/serving_support.py's write_task_records) and its trainer.task configuration.
+GRAY_JOB_COUNTS = {"train": 16, "val": 4, "test": 4}
+GRAY_JOB_TRAINING = dict(learning_rate=3e-3, epochs=3, batch_size=8, steps_per_epoch=100, seed=1,
+                         verbose=0, width=0.25, image_size=56)
+
+
 def make_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
   """-> (L (224, 224, 1), ab (224, 224, 2)) in LAB units: rectangles and discs on a background."""
   size = schema.IMAGE_SIZE
