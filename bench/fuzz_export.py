@@ -12,11 +12,11 @@ header is refused or decoded small, and most inputs cost milliseconds.
 
 What it runs: --count inputs in batches of --per_process, each batch in its own subprocess that
 loads the SavedModel once and calls colorize_guided once per input. Input i is a mutant of one
-of the seed files (`seed_files`: small pages of every format, a JPEG stored sideways, an
+of the corpus files (`corpus_files`: small pages of every format, a JPEG stored sideways, an
 animated GIF, GIFs with oversized frames) in the role i % 3: the page, the hint image or the
 reference, with clean files in the other two roles. A mutant has 1 to 4 edits: a byte set to a
 telling value, a bit flipped, a 16- or 32-bit field overwritten, the file cut, bytes inserted, a
-span repeated, or the tail of another seed spliced on; half of them fall in the first 64 bytes,
+span repeated, or the tail of another corpus file spliced on; half of them fall in the first 64 bytes,
 where the headers are; most PNG mutants get their chunks' CRCs made right again. Inputs are a function of (--seed, i), so any one can be made again.
 
 What it prints:
@@ -25,9 +25,9 @@ What it prints:
   * outputs over the cap: an answered PNG whose width x height exceeds --max_pixels (saved under
     DIR/over_cap); the target for both is 0 in 100,000;
   * errors other than InvalidArgument (what REST would answer 500 rather than 400), by type;
-  * answered and refused, per seed format and role;
+  * answered and refused, per corpus format and role;
   * peak memory: each batch's peak RSS above its RSS once the model is loaded and warm (VmHWM,
-    reset after warming up), the worst batch against a batch of the clean seeds in every role,
+    reset after warming up), the worst batch against a batch of the clean corpus files in every role,
     measured in the same run.
 --memory prints the issue's memory target instead: the peak RSS of the in-process export (what
 REST and the batch job run) and of the pipeline's decode (`koala.images.decode_image`) on a
@@ -64,7 +64,7 @@ FIELDS = [0, 1, 0x7FFF, 0x8000, 0xFFFF, 0x1F40, 0x7FFFFFFF, 0xFFFFFFFF]
 
 # --- the inputs --------------------------------------------------------------------------------
 
-def seed_files() -> dict[str, bytes]:
+def corpus_files() -> dict[str, bytes]:
   """Small files of every format the export decodes, and the GIFs of issue 19."""
   from PIL import Image
   from tests import corpus
@@ -144,29 +144,29 @@ def fix_png_crcs(data: bytes) -> bytes:
   return bytes(out)
 
 
-def make_input(seed: int, i: int, seeds: dict[str, bytes]) -> tuple[str, str, dict]:
-  """Input i: (the seed's name, the role, the three byte strings)."""
+def make_input(seed: int, i: int, corpus: dict[str, bytes]) -> tuple[str, str, dict]:
+  """Input i: (the original project's name, the role, the three byte strings)."""
   rng = np.random.default_rng([seed, i])
-  names = sorted(seeds)
+  names = sorted(corpus)
   name = names[rng.integers(len(names))]
   role = ROLES[i % 3]
-  feed = {"image_bytes": seeds["png"], "hints_bytes": seeds["png_rgba"],
-          "reference_bytes": seeds["jpeg"]}
-  mutant = mutate(seeds[name], rng, [seeds[n] for n in names])
+  feed = {"image_bytes": corpus["png"], "hints_bytes": corpus["png_rgba"],
+          "reference_bytes": corpus["jpeg"]}
+  mutant = mutate(corpus[name], rng, [corpus[n] for n in names])
   if mutant.startswith(b"\x89PNG") and rng.random() < 0.75:
     mutant = fix_png_crcs(mutant)
   feed[role] = mutant
   return name, role, feed
 
 
-def clean_input(i: int, seeds: dict[str, bytes]) -> tuple[str, str, dict]:
-  """The reference batch's input i: seed i // 3 unmutated, in role i % 3 (the GIF bombs are left
+def clean_input(i: int, corpus: dict[str, bytes]) -> tuple[str, str, dict]:
+  """The reference batch's input i: corpus file i // 3 unmutated, in role i % 3 (the GIF bombs are left
   out: refused, they cost nothing)."""
-  names = [n for n in sorted(seeds) if not n.startswith("gif_")]
+  names = [n for n in sorted(corpus) if not n.startswith("gif_")]
   name, role = names[(i // 3) % len(names)], ROLES[i % 3]
-  feed = {"image_bytes": seeds["png"], "hints_bytes": seeds["png_rgba"],
-          "reference_bytes": seeds["jpeg"]}
-  feed[role] = seeds[name]
+  feed = {"image_bytes": corpus["png"], "hints_bytes": corpus["png_rgba"],
+          "reference_bytes": corpus["jpeg"]}
+  feed[role] = corpus[name]
   return name, role, feed
 
 
@@ -189,21 +189,21 @@ def png_pixels(png: bytes) -> int:
 
 
 def run_batch(args) -> None:
-  """The worker: prints '> i' before input i and '= i seed role outcome' after it, then one JSON
+  """The worker: prints '> i' before input i and '= i file role outcome' after it, then one JSON
   line with its memory."""
   import tensorflow as tf
   from serving import inference
   from trainer.export import signatures
   fn = inference.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
-  seeds = seed_files()
+  corpus = corpus_files()
   call = lambda feed: fn(**{k: tf.constant([v]) for k, v in feed.items()})[
       signatures.PNG_BYTES][0].numpy()
   for i in range(6):
-    call(clean_input(i, seeds)[2])
+    call(clean_input(i, corpus)[2])
   reset_peak()
   loaded = status_kib("VmRSS")
   for i in range(args.first, args.first + args.n):
-    name, role, feed = clean_input(i, seeds) if args.clean else make_input(args.seed, i, seeds)
+    name, role, feed = clean_input(i, corpus) if args.clean else make_input(args.seed, i, corpus)
     print(f"> {i}", flush=True)
     try:
       png = call(feed)
@@ -217,7 +217,7 @@ def run_batch(args) -> None:
 
 
 def spawn_batch(args, export: str, first: int, n: int, clean: bool = False):
-  """-> (results {i: (seed, role, outcome)}, memory dict or None, (the input that crashed or
+  """-> (results {i: (file, role, outcome)}, memory dict or None, (the input that crashed or
   hung, how) or None, the next input to run)."""
   cmd = [sys.executable, os.path.abspath(__file__), "--worker", f"--export={export}",
          f"--seed={args.seed}", f"--first={first}", f"--n={n}", f"--max_pixels={args.max_pixels}"]
@@ -261,7 +261,7 @@ def fuzz(args, work: str) -> int:
   export = export_guided(work, args.max_pixels)
   for folder in ("crashes", "over_cap"):
     os.makedirs(os.path.join(work, folder), exist_ok=True)
-  seeds = seed_files()
+  corpus = corpus_files()
   started = time.time()
   clean, clean_memory, crash, _ = spawn_batch(args, export, 0, min(args.per_process, args.count),
                                               clean=True)
@@ -278,7 +278,7 @@ def fuzz(args, work: str) -> int:
       index, how = crash
       crashes.append(index)
       with open(os.path.join(work, "crashes", f"{index}.bin"), "wb") as f:
-        f.write(make_input(args.seed, index, seeds)[2][ROLES[index % 3]])
+        f.write(make_input(args.seed, index, corpus)[2][ROLES[index % 3]])
       print(f"CRASH at input {index}: {how}", flush=True)
     elapsed = time.time() - started
     print(f"{len(results) + len(crashes)} / {args.count} inputs, {elapsed:.0f} s", flush=True)
@@ -286,7 +286,7 @@ def fuzz(args, work: str) -> int:
     if outcome == "over_cap":
       over_cap.append(index)
       with open(os.path.join(work, "over_cap", f"{index}.bin"), "wb") as f:
-        f.write(make_input(args.seed, index, seeds)[2][role])
+        f.write(make_input(args.seed, index, corpus)[2][role])
   report(args, results, crashes, over_cap, peaks, clean_memory, time.time() - started)
   return 1 if crashes or over_cap else 0
 
@@ -310,7 +310,7 @@ def report(args, results, crashes, over_cap, peaks, clean_memory, seconds) -> No
         f"({worst / max(clean_peak, 0.1):.2f} x the clean batch's)")
   print(f"peak RSS of the whole process: clean batch {clean_memory['peak_kib'] / 1024:.0f} MiB, "
         f"worst fuzz batch {whole:.0f} MiB ({whole / (clean_memory['peak_kib'] / 1024):.2f} x)")
-  print("\nseed file, role: answered / refused")
+  print("\ncorpus file, role: answered / refused")
   for name in sorted({k[0] for k in table}):
     cells = [f"{table[(name, r, 'answered')]:5d} / {table[(name, r, 'refused')]:5d}" for r in ROLES]
     print(f"  {name:18s} " + "   ".join(f"{r.split('_')[0]} {c}" for r, c in zip(ROLES, cells)))

@@ -47,9 +47,9 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--budget_minutes", type=float, default=15.0, help="Training time (CPU).")
   p.add_argument("--learning_rate", type=float, default=5e-4,
-                 help="Koala_0005_100's: the fastest of the seed's rates that did not diverge.")
+                 help="Koala_0005_100's: the fastest of the original project's rates that did not diverge.")
   p.add_argument("--batch_size", type=int, default=8,
-                 help="Smaller than the seed's 32, for more updates within a CPU budget.")
+                 help="Smaller than the original project's 32, for more updates within a CPU budget.")
   p.add_argument("--width", type=float, default=1.0, help="1.0 is the SPEC model.")
   p.add_argument("--image_size", type=int, default=224)
   p.add_argument("--work_dir", default=trainer_records.DEFAULT_WORK_DIR)

@@ -47,13 +47,13 @@ from keras import ops  # noqa: E402
 
 from trainer.model import build_colorizer  # noqa: E402  (pure Keras: no TensorFlow)
 
-# One H200, bf16 autocast / mixed_bfloat16, batch 256 (issue 3); the seed's unnamed GPU.
+# One H200, bf16 autocast / mixed_bfloat16, batch 256 (issue 3); the original project's unnamed GPU.
 REFERENCES = {
     "PyTorch torch.compile + bf16 autocast, same layers (H200)": 8252,
     "bare JAX loop, same layers (H200)": 8970,
     "plain Keras model.fit, default settings (H200)": 7920,
     "target for Keras model.fit (H200, mixed_bfloat16, batch 256)": 8300,
-    "the seed's GPU": 83,
+    "the original project's GPU": 83,
 }
 
 

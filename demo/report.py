@@ -9,7 +9,7 @@ colour where it would otherwise stay white.
 
 Why both: the PNG is what the README shows and what fits in a chat message; the HTML page adds
 what a picture cannot carry honestly: the full-size pages, the scores next to the two baselines
-(gray and mean colour, SPEC.md), the training curves and which embedder made it all. When the
+(gray and mean colour, docs/SPEC.md), the training curves and which embedder made it all. When the
 embedder had random weights, both say so in red, because the colours then come from the
 local encoder alone and mean nothing for real manga.
 """
@@ -30,7 +30,7 @@ INK = (20, 20, 20)
 WARNING_RED = (190, 20, 20)
 METRICS = (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"), ("auc", "AuC", "{:.3f}"),
            ("colorfulness", "colourfulness", "{:.1f}"), ("mse", "MSE (ab/128)", "{:.4f}"),
-           ("seed_accuracy", "seed 'accuracy'", "{:.3f}"))
+           ("keras_accuracy", "Keras 'accuracy'", "{:.3f}"))
 
 
 @dataclasses.dataclass

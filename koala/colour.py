@@ -332,7 +332,7 @@ def l_to_neutral_gray(l: np.ndarray) -> np.ndarray:
 
   This is what the embedder sees, at training and at serving time alike: at serving time all we
   have is a gray page, so preprocessing shows the embedder the colour image's own lightness
-  rendered neutral, not some other grayscale conversion (the seed mixed Rec.601 gray for the
+  rendered neutral, not some other grayscale conversion (the original project mixed Rec.601 gray for the
   embedder with LAB L for the encoder, a mismatch a published replication lists as a flaw).
   """
   fy = (np.clip(np.asarray(l, np.float32), 0.0, L_MAX) + 16.0) / 116.0

@@ -47,7 +47,7 @@ INPUT = "input"                  # the model's input L, when it is not `l` (mang
 RENDERING = "rendering"          # what the model sees: GRAY, or koala.manga.RENDERING_NAME
 RENDERING_SEED = "rendering_seed"
 
-GRAY = "gray"                    # the seed's rendering: the colour image's own L, neutral
+GRAY = "gray"                    # the original project's rendering: the colour image's own L, neutral
 
 L_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 AB_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 2)

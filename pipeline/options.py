@@ -56,7 +56,7 @@ class KoalaOptions(PipelineOptions):
     parser.add_argument("--compression", choices=("none", "gzip"), default="none")
     parser.add_argument("--render", default=schema.GRAY,
                         help="What the model will see: 'gray' (the colour image's own L, the "
-                             "seed's rendering) or 'manga' (koala.manga: ink lines, white paper, "
+                             "original project's rendering) or 'manga' (koala.manga: ink lines, white paper, "
                              "screentone; the target stays the colour image's L and ab).")
     parser.add_argument("--renderings_per_image", type=int, default=1,
                         help="With --render=manga: this many differently seeded renderings of "

@@ -1,6 +1,6 @@
 """Export -> serve -> client, end to end, with a model trained on the learnable synthetic task
 and the real Inception-ResNet-v2 embedder (random weights) inside the SavedModel; plus the
-seed's in-process API and the export's refusals.
+original project's in-process API and the export's refusals.
 
 The checks are the ones a user cares about: the coloured page has the input's size, its L is
 the input's gray within 2 LAB units (line art and lettering intact), and the shapes whose gray

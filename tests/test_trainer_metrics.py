@@ -1,4 +1,4 @@
-"""trainer.metrics against values worked out by hand from SPEC.md's definitions."""
+"""trainer.metrics against values worked out by hand from docs/SPEC.md's definitions."""
 import math
 
 import keras
@@ -19,7 +19,7 @@ def test_identical_images_score_perfectly(rng):
   assert metrics.psnr(rgb, rgb) == math.inf
   assert metrics.ssim(rgb, rgb) == pytest.approx(1.0)
   assert metrics.mse(ab / 128, ab / 128) == 0.0
-  assert metrics.seed_accuracy(ab, ab) == 1.0
+  assert metrics.keras_accuracy(ab, ab) == 1.0
   assert metrics.auc(ab, ab) == 1.0   # zero error: A(t) = 1 for every t, t = 0 included
 
 
@@ -54,24 +54,24 @@ def test_ssim_window_is_gaussian_11x11():
 
 def test_gray_prediction():
   """ab = 0 everywhere: MSE is the target's mean square; argmax of (0, 0) is a (index 0), so the
-  seed's 'accuracy' is the share of target pixels with a >= b; the image stays gray (CF 0)."""
+  original project's 'accuracy' is the share of target pixels with a >= b; the image stays gray (CF 0)."""
   target = np.zeros((4, 4, 2), np.float32)
   target[:, :2] = (64.0, -32.0)     # a > b: argmax 0, matches the gray prediction
   target[:, 2:] = (-64.0, 32.0)     # a < b: argmax 1, does not
   gray = np.zeros_like(target)
   assert metrics.mse(target / 128, gray) == pytest.approx(((0.5 ** 2) + (0.25 ** 2)) / 2)
-  assert metrics.seed_accuracy(target, gray) == 0.5
+  assert metrics.keras_accuracy(target, gray) == 0.5
   assert metrics.colorfulness(np.full((8, 8, 3), 77, np.uint8)) == 0.0
 
 
-def test_seed_accuracy_is_keras_default_accuracy_for_this_output(rng):
+def test_keras_accuracy_is_keras_default_accuracy_for_this_output(rng):
   """The seed compiled with metrics=['accuracy'] and an MSE loss on a 2-channel output, which
   Keras resolves to categorical accuracy; our NumPy version and the trainer's metric agree."""
   y_true = rng.uniform(-1, 1, (2, 16, 16, 2)).astype(np.float32)
   y_pred = rng.uniform(-1, 1, (2, 16, 16, 2)).astype(np.float32)
   m = keras.metrics.CategoricalAccuracy()
   m.update_state(y_true, y_pred)
-  assert metrics.seed_accuracy(y_true, y_pred) == pytest.approx(float(m.result()), abs=1e-6)
+  assert metrics.keras_accuracy(y_true, y_pred) == pytest.approx(float(m.result()), abs=1e-6)
 
 
 def test_auc_known_values():
@@ -109,7 +109,7 @@ def test_accumulator_averages_images_and_pixels():
   acc.add_image(rgb, rgb + 5, truth, truth + [6.0, 8.0])
   r = acc.result()
   assert r["mse"] == pytest.approx(0.25)                 # half the values off by 1 in one image
-  assert r["seed_accuracy"] == pytest.approx(0.5)        # argmax (0, 1) != argmax (0, 0) = 0
+  assert r["keras_accuracy"] == pytest.approx(0.5)        # argmax (0, 1) != argmax (0, 0) = 0
   assert r["auc"] == pytest.approx((1.0 + 141 / 151) / 2)
   assert r["psnr"] == math.inf and r["images"] == 2
   assert r["ssim"] < 1.0

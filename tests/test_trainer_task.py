@@ -50,7 +50,7 @@ def test_training_beats_the_gray_baseline_clearly(records, trained):
   assert len(history["val_loss"]) == TRAINING["epochs"]
   assert history["val_loss"][-1] < 0.6 * gray, (history["val_loss"], gray)
   assert history["loss"][-1] < history["loss"][0], history["loss"]
-  assert history["val_accuracy"][-1] > 0.5   # the seed's "accuracy" is logged too
+  assert history["val_accuracy"][-1] > 0.5   # the original project's "accuracy" is logged too
 
 
 def event_tags(folder):
@@ -122,7 +122,7 @@ def test_flags_override_the_preset():
   assert (config.learning_rate, config.epochs, config.batch_size) == (0.0005, 3, 32)
   config = task.config_from_args(task.parse_args(["--records_dir=r", "--job_dir=j"]))
   assert (config.preset, config.learning_rate, config.epochs) == ("Koala_00001_20", 1e-5, 20)
-  # the seed's five, and the CPU recipe
+  # the original project's five, and the CPU recipe
   assert set(presets.PRESETS) == {"Koala_01_20", "Koala_0005_40", "Koala_0005_100",
                                   "Koala_0001_50", "Koala_00001_20", presets.CPU}
 

@@ -1,4 +1,4 @@
-"""trainer.train.train_model, the seed's entry point: plain image folders in, (model, history) out,
+"""trainer.train.train_model, the original project's entry point: plain image folders in, (model, history) out,
 with the pipeline's records cached under the job directory and rebuilt only when inputs change."""
 import os
 import shutil

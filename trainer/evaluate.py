@@ -4,7 +4,7 @@ Scores the trained model (model_dir(job_dir)/colorizer.keras) on one split of th
 one table next to the two baselines every colorization result needs:
   gray         ab = 0 everywhere (the input, unchanged)
   mean colour  the training split's mean ab at every pixel
-Metrics (trainer.metrics): the seed's MSE and "accuracy" on the whole 224 x 224 squares it
+Metrics (trainer.metrics): the original project's MSE and "accuracy" on the whole 224 x 224 squares it
 trained on, and PSNR, SSIM, AuC and colorfulness on each image's own box inside the square
 (letterbox padding cut away), with the ground truth's colorfulness for comparison.
 
@@ -88,7 +88,7 @@ def evaluate(model, info: trainer_input.RecordsInfo, split: str = "test", batch_
   return results, np.concatenate(rows, axis=0)
 
 
-COLUMNS = (("mse", "MSE ab/128", "{:.5f}"), ("seed_accuracy", "seed 'acc'", "{:.4f}"),
+COLUMNS = (("mse", "MSE ab/128", "{:.5f}"), ("keras_accuracy", "Keras 'acc'", "{:.4f}"),
            ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("auc", "AuC", "{:.4f}"),
            ("colorfulness", "colorfulness", "{:.2f}"))
 

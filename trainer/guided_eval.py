@@ -3,7 +3,7 @@
 For each hint count n (e.g. 0, 1, 2, 5, 10, 20, 50, 100) every example gets n hints, 5 x 5 dots
 drawn from its own true colours and seeded by its content hash (trainer.input.eval_guidance),
 so two runs, two models and Levin's propagation all see the same dots; an example's n hints are
-the first n of its larger sets. Per count, SPEC.md's metrics (trainer.metrics) for:
+the first n of its larger sets. Per count, docs/SPEC.md's metrics (trainer.metrics) for:
   model   the guided colorizer with those hints (no palette)
   levin   Levin et al. 2004's optimisation spreading the same hints (trainer.levin)
 then one row "own palette": no hints, the example's own palette (what a reference page of the
@@ -23,7 +23,7 @@ from trainer import input as trainer_input
 from trainer.predict import crop_to_image, mean_ab, predict_ab
 
 PALETTE_ROW = "own palette"
-# Zhang et al. 2017 on ImageNet (SPEC.md, "Guidance"): hints -> PSNR, for the plot.
+# Zhang et al. 2017 on ImageNet (docs/SPEC.md, "Guidance"): hints -> PSNR, for the plot.
 ZHANG_PSNR = {0: 24.43, 1: 25.37, 2: 26.20, 5: 27.39, 10: 28.42, 20: 29.34, 50: 30.42,
               100: 31.13, 200: 31.70, 500: 32.14}
 SAMPLE_HINTS = 10

@@ -10,7 +10,7 @@ that a handful of cores can feed one GPU):
   * prefetch overlaps the input with the training step.
 
 Elements are (inputs, target): inputs = {"l": L in [0, 100], "embedding": 1536-d}, the model's
-own input convention, and target = ab / 128 in [-1, 1], the seed's loss space. "l" is what the
+own input convention, and target = ab / 128 in [-1, 1], the original project's loss space. "l" is what the
 model sees: the image's own L for gray records, the manga rendering's L for manga records
 (koala.schema.INPUT); the target is the colour image's ab either way. With a `Guidance`
 (the guided model, trainer.task --hints), inputs also hold "hints" and "palette", drawn on the fly

@@ -1,10 +1,10 @@
-"""Colorization metrics, in NumPy, exactly as SPEC.md defines them.
+"""Colorization metrics, in NumPy, exactly as docs/SPEC.md defines them.
 
-  * mse: the seed's loss, mean squared error on ab / 128 (both channels, every pixel).
-  * seed_accuracy: the seed's "accuracy", which was Keras's default accuracy on its 2-channel
+  * mse: the original project's loss, mean squared error on ab / 128 (both channels, every pixel).
+  * keras_accuracy: the original project's "accuracy", which was Keras's default accuracy on its 2-channel
     regression output, i.e. categorical accuracy: the share of pixels where argmax over (a, b) of
     the prediction equals that of the target (ties go to a, as np.argmax and tf.argmax both do).
-    It says little about colour; it is reported only to compare with the seed's 0.633-0.659.
+    It says little about colour; it is reported only to compare with the original project's 0.633-0.659.
   * psnr / ssim: on the sRGB uint8 result against the colour original, MAX = 255; SSIM with an
     11x11 Gaussian window, sigma 1.5 (Wang et al. 2004; scikit-image's gaussian_weights mode).
   * auc: Zhang et al. 2016: d = per-pixel Euclidean ab error in LAB units, A(t) = share of pixels
@@ -30,7 +30,7 @@ PIXEL_MAX = 255.0
 
 
 def mse(ab_true_norm: np.ndarray, ab_pred_norm: np.ndarray) -> float:
-  """The seed's loss: MSE on ab / 128."""
+  """The original project's loss: MSE on ab / 128."""
   d = np.asarray(ab_pred_norm, np.float64) - np.asarray(ab_true_norm, np.float64)
   return float(np.mean(d * d))
 
@@ -40,7 +40,7 @@ def argmax_matches(ab_true: np.ndarray, ab_pred: np.ndarray) -> np.ndarray:
   return np.argmax(ab_true, axis=-1) == np.argmax(ab_pred, axis=-1)
 
 
-def seed_accuracy(ab_true: np.ndarray, ab_pred: np.ndarray) -> float:
+def keras_accuracy(ab_true: np.ndarray, ab_pred: np.ndarray) -> float:
   return float(np.mean(argmax_matches(ab_true, ab_pred)))
 
 
@@ -135,7 +135,7 @@ def _nanmean(values: list) -> float | None:
 
 
 class Accumulator:
-  """Streams (prediction, truth) pairs into SPEC.md's metrics for one predictor."""
+  """Streams (prediction, truth) pairs into docs/SPEC.md's metrics for one predictor."""
 
   def __init__(self):
     self.sq_err_sum = 0.0
@@ -147,7 +147,7 @@ class Accumulator:
     self.per_image = {"psnr": [], "ssim": [], "colorfulness": []}
 
   def add_square(self, ab_true_norm: np.ndarray, ab_pred_norm: np.ndarray) -> None:
-    """The seed's metrics, on whole 224 x 224 squares in its loss space (ab / 128)."""
+    """The original project's metrics, on whole 224 x 224 squares in its loss space (ab / 128)."""
     d = np.asarray(ab_pred_norm, np.float64) - np.asarray(ab_true_norm, np.float64)
     self.sq_err_sum += float(np.sum(d * d))
     self.ab_values += d.size
@@ -167,7 +167,7 @@ class Accumulator:
   def result(self) -> dict:
     return {
         "mse": self.sq_err_sum / max(self.ab_values, 1),
-        "seed_accuracy": self.matches / max(self.pixels, 1),
+        "keras_accuracy": self.matches / max(self.pixels, 1),
         "psnr": float(np.mean(self.per_image["psnr"])) if self.per_image["psnr"] else None,
         "ssim": _nanmean(self.per_image["ssim"]),
         "auc": float(np.mean(self.auc_counts / max(self.auc_pixels, 1))),

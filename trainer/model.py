@@ -1,4 +1,4 @@
-"""The Deep Koalarization colorizer (Baldassarre et al. 2017), layer for layer as SPEC.md gives it.
+"""The Deep Koalarization colorizer (Baldassarre et al. 2017), layer for layer as docs/SPEC.md gives it.
 
 Pure Keras 3 (layers and `keras.ops`, no TensorFlow import), so that the same model builds on
 the JAX backend for the GPU benchmark. Normalisation happens inside the model: it takes L in LAB
@@ -35,7 +35,7 @@ def _conv(filters: int, name: str, strides: int = 1, kernel_size: int = 3,
 def build_colorizer(image_size: int = schema.IMAGE_SIZE,
                     embedding_dim: int = schema.EMBEDDING_DIM,
                     width: float = 1.0) -> keras.Model:
-  """The colorizer; the defaults give SPEC.md's full-size model (6,711,010 parameters).
+  """The colorizer; the defaults give docs/SPEC.md's full-size model (6,711,010 parameters).
 
   `width` scales every hidden layer's filter count (not the 2-channel output), so tests and
   smoke runs can train a narrow copy of the same architecture in seconds on a CPU; anything but

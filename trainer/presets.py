@@ -1,7 +1,7 @@
-"""The seed's five named training configurations (SPEC.md), so its results can be rerun by name.
+"""The original project's five named training configurations (docs/SPEC.md), so its results can be rerun by name.
 
 Every seed preset is Adam with MSE on the normalised ab at batch 32; they differ in learning rate
-and epochs. The seed's own figures are kept next to each, for comparison with our runs.
+and epochs. The original project's own figures are kept next to each, for comparison with our runs.
 Command-line flags override a preset's values (`Preset.override`).
 
 Koala_cpu is ours: the best model that a 2-core CPU trains in a time budget (trainer.task

@@ -13,7 +13,7 @@ Under job_dir (local or gs://):
   model/colorizer.keras + model/embedder.json   the final model ($AIP_MODEL_DIR), see artifacts
 
 A job directory belongs to one run: reusing it with other flags resumes the old run's state.
-Flags override the preset (the seed's five configurations, default Koala_00001_20).
+Flags override the preset (the original project's five configurations, default Koala_00001_20).
 
 --hints trains the guided colorizer instead (trainer.model.build_guided_colorizer: the SPEC
 model plus colour hints and a reference palette), with hints and palettes drawn on the fly from
@@ -118,7 +118,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
-  """Adam + MSE on ab / 128, and the seed's "accuracy": Keras's default accuracy for this
+  """Adam + MSE on ab / 128, and the original project's "accuracy": Keras's default accuracy for this
   output, i.e. CategoricalAccuracy, the share of pixels whose argmax over (a, b) is right."""
   model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse",
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
