@@ -51,8 +51,8 @@ def steady_rate(out: str, start: float, first_batch: int) -> tuple[float, float]
 def time_reference(base: str, src: str, out: str) -> tuple[float, float, float]:
   """-> (pages/s of batch_colorize once its first page is written, seconds to that page: model
   load and first page, CPU seconds of the whole call)."""
-  from serving import inference
-  inference.load_model.cache_clear()
+  from serving import exports, inference
+  exports.load_model.cache_clear()
   start, cpu = time.time(), time.process_time()
   report = inference.batch_colorize(base, src, out, skip_colour=True, progress=False)
   assert not report.failed, report.failed
@@ -62,8 +62,8 @@ def time_reference(base: str, src: str, out: str) -> tuple[float, float, float]:
 def time_pipeline(base: str, src: str, out: str, extra: list[str]):
   """-> (pages/s once the first batch is written, seconds to it: Beam, model load, first batch;
   CPU seconds of the whole run (one process: FnApiRunner in_memory); the manifest's counts)."""
-  from serving import beam_colorize, inference
-  inference.load_model.cache_clear()   # the run loads its model cold, as a worker does
+  from serving import beam_colorize, exports
+  exports.load_model.cache_clear()   # the run loads its model cold, as a worker does
   start, cpu = time.time(), time.process_time()
   beam_colorize.run([f"--model={base}", f"--input={src}", f"--output_dir={out}", *extra])
   cpu = time.process_time() - cpu
@@ -77,8 +77,8 @@ def time_networks(base: str, runs: int = 5) -> float:
   """Seconds per page of the export's embedder + colorizer alone (batch 1), median."""
   import numpy as np
   import tensorflow as tf
-  from serving import inference
-  loaded = inference.load_model(base)
+  from serving import exports
+  loaded = exports.load_model(base)
   x299 = tf.random.uniform((1, 299, 299, 3))
   size = loaded.colorize_fn.structured_input_signature[0][0].shape[1]
   l = tf.random.uniform((1, size, size, 1), 0, 100)

@@ -192,9 +192,9 @@ def run_batch(args) -> None:
   """The worker: prints '> i' before input i and '= i file role outcome' after it, then one JSON
   line with its memory."""
   import tensorflow as tf
-  from serving import inference
+  from serving import exports
   from trainer.export import signatures
-  fn = inference.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
+  fn = exports.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
   corpus = corpus_files()
   call = lambda feed: fn(**{k: tf.constant([v]) for k, v in feed.items()})[
       signatures.PNG_BYTES][0].numpy()
@@ -359,9 +359,9 @@ def measure_one(args) -> None:
   outcome = "answered"
   if args.entry == "export":
     import tensorflow as tf
-    from serving import inference
+    from serving import exports
     from trainer.export import signatures
-    fn = inference.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
+    fn = exports.load_model(args.export).signatures[signatures.COLORIZE_GUIDED]
     feed = lambda d: {"image_bytes": tf.constant([d]), "hints_bytes": tf.constant([b""]),
                       "reference_bytes": tf.constant([b""])}
     with open(args.warm, "rb") as f:

@@ -18,7 +18,6 @@ import os
 import cv2
 import numpy as np
 
-from koala import colour
 from serving import hint_dots
 
 PAPER = 250                # gray level: paper (the manga SPEC's count of white paper)

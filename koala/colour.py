@@ -3,8 +3,8 @@
 This is the single source of truth for Koala's colour math. The `reference_*` functions spell
 the standard out in NumPy with the constants below; `koala.colour_tf` is their TensorFlow twin
 for the exported SavedModel. The public conversions the pipeline calls on every image run on
-OpenCV's implementation of the same standard (sRGB, D65), which is ~13x faster than NumPy's
-cube root on this hot path; tests hold it within 0.5 LAB units of the reference and 1 unit of
+OpenCV's implementation of the same standard (sRGB, D65), an order of magnitude faster than
+NumPy's cube root on this hot path (docs/benchmarks.md, "Figures behind choices in the code"); tests hold it within 0.5 LAB units of the reference and 1 unit of
 scikit-image.
 
 Conventions:

@@ -21,10 +21,9 @@ Why an ab grid and not Comicolorization's 6 x 6 x 6 RGB histogram: the model alr
 so the palette only has to say which chroma the image holds. An RGB histogram spends most of
 its 216 bins on lightness (the gray diagonal alone takes 6 bins and many bins differ only in L),
 and two colours of one hue at different lightness land in different bins. bench/palette_choice.py
-measured both on the 376 colour images of ../shared/data/train.txt: recolouring every pixel with
-its bin centre's ab at its own L gives 29.7 dB PSNR (mean ab error 5.8) with the 121-bin ab
-grid against 28.8 dB (7.3) with the 216-bin RGB histogram, which spends 4x as many bins an
-image to say less about chroma (docs/trainer.md, "Guidance").
+recolours every pixel with its bin centre's ab at its own L: the 121-bin ab grid keeps more of the
+image than the 216-bin RGB histogram (its figures: docs/benchmarks.md, "Figures behind choices in
+the code").
 
 Hint sampling (`sample_hints_tf`), Zhang et al. 2017's scheme adapted to manga: each hint is a
 small patch (P x P, P drawn from 1..9 in training) whose value is the mean true ab of the patch,

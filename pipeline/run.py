@@ -322,8 +322,8 @@ def pipeline_options(argv) -> PipelineOptions:
   Without --runner: Beam's FnApiRunner (the engine the DirectRunner itself falls back to, minus
   the attempt to download Prism) in one process. The embedder dominates the cost and TensorFlow
   already spreads one batch over every core; worker processes would each load their own
-  Inception-ResNet-v2 and fight over the same cores (measured 2.5x slower on 2 cores, see
-  docs/benchmarks.md). `--direct_running_mode=multi_threading --direct_num_workers=N` or
+  Inception-ResNet-v2 and fight over the same cores (slower, not faster: docs/benchmarks.md,
+  "Figures behind choices in the code"). `--direct_running_mode=multi_threading --direct_num_workers=N` or
   `multi_processing` remain available, e.g. with a small hub embedder on a many-core machine.
   """
   refuse_unknown_flags(argv, "Koala")

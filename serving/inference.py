@@ -19,9 +19,7 @@ from __future__ import annotations
 import os
 import sys
 
-# How an export is found, loaded (cached) and its refusals read are serving.exports', the batch
-# job's too; named here as well, since callers have always found them here.
-from serving.exports import load_model, refusal_reason, resolve_version_dir  # noqa: F401
+from serving.exports import load_model, refusal_reason
 from serving import pages
 from serving.hint_files import Guidance
 from serving.pages import write_atomic

@@ -117,7 +117,7 @@ def make_colorizer(choice: Choice, local: bool):
   """-> (colorize(bytes, hints=None, reference=None) -> PNG bytes, notes to show, whether the
   model takes guidance), after checking that the model is there. In shared mode, messages name
   the model by its label, and the operator's folders only in the log."""
-  from serving import client, inference
+  from serving import client, exports, inference
   if choice.source == LOCAL:
     if not choice.path:
       raise UserError("Enter the folder of an exported SavedModel (python -m trainer.export "
@@ -133,8 +133,8 @@ def make_colorizer(choice: Choice, local: bool):
     except Exception as e:   # a folder that is not a (loadable) SavedModel
       raise UserError(f"could not load the SavedModel {choice.shown}: {type(e).__name__}: "
                       f"{first_line(e)}") from None
-    guided = signatures.COLORIZE_GUIDED in inference.load_model(choice.path).signatures
-    version_dir = inference.resolve_version_dir(choice.path)
+    guided = signatures.COLORIZE_GUIDED in exports.load_model(choice.path).signatures
+    version_dir = exports.resolve_version_dir(choice.path)
     return colorize, export_notes(version_dir, version_dir if local else choice.shown), guided
   try:
     colorize = client.RestColorizer(choice.server, choice.model_name, retries=2, timeout=120)

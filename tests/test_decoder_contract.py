@@ -15,7 +15,7 @@ from koala import colour, images
 from pipeline import preprocess
 from serving import inference, page_names
 from trainer.export import guidance as tf_guidance, page as tf_page
-from tests import corpus, serving_support
+from tests import corpus
 
 LOSSLESS = ("page.png", "animated.png", "page.webp", "page.bmp", "still.gif", "animated.gif")
 LOSSY = ("page.jpg", "page.mpo")

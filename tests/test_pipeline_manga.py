@@ -1,7 +1,6 @@
 """pipeline.run --render=manga: records whose model input is a manga rendering of the colour art
 (koala.manga) and whose target is the art's own L and ab; and the flags that must stop a job
 before any work (a mistyped flag, a rendering option out of range)."""
-import json
 import os
 import shutil
 import subprocess

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from koala import colour
-from serving import client, inference
+from serving import client, exports, inference
 from tests import serving_support as support
 from tests import trainer_records
 from trainer import artifacts
@@ -83,7 +83,7 @@ def network_ab(base, gray):
   koala.colour L), through the exported networks, cut out and upsampled with OpenCV."""
   import cv2
   from koala import images
-  loaded = inference.load_model(base)
+  loaded = exports.load_model(base)
   size = 56
   l = colour.gray_to_l(images.letterbox(gray, size))[None, :, :, None]
   unit = images.letterbox(gray, 299).astype(np.float32)[None, :, :, None] / 255.0
@@ -224,7 +224,7 @@ def test_colorize_tensors_is_the_trained_colorizer(base, gray_job):
   rng = np.random.default_rng(0)
   l = rng.uniform(0, 100, (2, 56, 56, 1)).astype(np.float32)
   emb = rng.uniform(0, 1, (2, 1536)).astype(np.float32)
-  served = inference.load_model(base).signatures["colorize_tensors"](
+  served = exports.load_model(base).signatures["colorize_tensors"](
       l=tf.constant(l), embedding=tf.constant(emb))["ab"].numpy()
   direct = np.clip(model({"l": l, "embedding": emb}).numpy() * 128.0, -127, 127)
   np.testing.assert_allclose(served, direct, atol=1e-3)

@@ -221,7 +221,6 @@ DEEP = 100_000
                                   "lists deeper than the input's rank", "version of 5,000 digits",
                                   "version past int64", "status of a 5,000-digit version"])
 def test_deep_json_and_absurd_versions_are_refused_without_a_traceback(server, page, case):
-  predict = "/v1/models/koala:predict"
   if case == "lists 100,000 deep":
     r = post(server, b'{"instances": ' + b"[" * DEEP + b"]" * DEEP + b"}", raw=True)
   elif case == "objects 100,000 deep":

@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from trainer import artifacts
 from trainer.model import build_colorizer

@@ -1,7 +1,6 @@
 """trainer.input: what the tf.data reader yields, and the records it refuses."""
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest

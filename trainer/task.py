@@ -33,7 +33,6 @@ import tensorflow as tf
 from koala import schema
 from trainer import artifacts, callbacks, presets
 from trainer import input as trainer_input
-from trainer.artifacts import model_dir  # noqa: F401  (the export calls trainer.task.model_dir)
 from trainer.model import GUIDED_ARCHITECTURES, build_colorizer, build_guided_colorizer
 
 _LOG = logging.getLogger(__name__)
