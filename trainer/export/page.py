@@ -46,10 +46,10 @@ AB_OFFSET = 128          # table index of ab = round(ab) + AB_OFFSET
 TABLE_SIDE = 256
 
 
-def composite_on_white(color: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+def composite_on_white(colour: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
   """uint8 colour (H, W, C) over white paper with uint8 alpha (H, W, 1) -> uint8 (H, W, C)."""
   a = tf.cast(alpha, tf.float32) / 255.0
-  out = tf.cast(color, tf.float32) * a + 255.0 * (1.0 - a)
+  out = tf.cast(colour, tf.float32) * a + 255.0 * (1.0 - a)
   return tf.cast(tf.round(out), tf.uint8)
 
 
