@@ -94,10 +94,11 @@ def export_full_size(work: str, png_compression: int | None = None,
     model = (model_lib.build_colorizer() if composition == "keep_l"
              else model_lib.build_guided_colorizer())
     model.compile(optimizer="adam", loss="mse")
-    artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
-                                   "identity": emb.identity, "random_weights": True,
-                                   "embedder_seed": 0}, artifacts.model_dir(job),
-                          rendering="gray" if composition == "keep_l" else manga.RENDERING_NAME)
+    embedder = embedder_lib.EmbedderInfo.for_flags("inception_resnet_v2", "random", 0,
+                                                   emb.identity)
+    rendering = "gray" if composition == "keep_l" else manga.RENDERING_NAME
+    artifacts.save_trained(model, artifacts.TrainedModelInfo(embedder, rendering),
+                           artifacts.model_dir(job))
   base = os.path.join(work, "models", f"koala_{composition}_png{png_compression}")
   if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
     t = time.time()

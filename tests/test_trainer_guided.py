@@ -129,7 +129,7 @@ def test_evaluate_hints_end_to_end(records, trained, capsys):
 def test_evaluate_hints_refuses_a_model_without_hints(records, tmp_path):
   job = str(tmp_path / "spec")
   info = trainer_input.check_records(records)
-  artifacts.save_trained(build_colorizer(SIZE, width=0.25), artifacts.embedder_info(
-      info.manifest), artifacts.model_dir(job))
+  artifacts.save_trained(build_colorizer(SIZE, width=0.25), artifacts.TrainedModelInfo(
+      artifacts.records_embedder(info.manifest)), artifacts.model_dir(job))
   with pytest.raises(ValueError, match="guided model"):
     evaluate.main([f"--records_dir={records}", f"--job_dir={job}", "--hints=0,1"])

@@ -148,7 +148,7 @@ def test_reads_records_written_by_the_real_beam_pipeline(tmp_path):
                     "--direct_running_mode=in_memory", "--direct_num_workers=1",
                     "--val_fraction=0.4", "--test_fraction=0.2"])
   info = trainer_input.check_records(out)
-  assert info.embedder_id == info.manifest["embedder"]["identity"]
+  assert info.embedder_id == info.manifest.embedder.identity
   total = 0
   for split in schema.SPLITS:
     if not info.files[split]:
@@ -158,4 +158,4 @@ def test_reads_records_written_by_the_real_beam_pipeline(tmp_path):
       assert 0.0 <= float(tf.reduce_min(inputs["l"])) and float(tf.reduce_max(inputs["l"])) <= 100
       assert float(tf.reduce_max(tf.abs(inputs["embedding"]))) > 0
       total += int(target.shape[0])
-  assert total == sum(info.manifest["counts"]["written"].values()) == 5
+  assert total == info.manifest.counts.total_written() == 5

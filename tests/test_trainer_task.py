@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from koala import schema
+from koala import records_manifest, schema
 from tests import trainer_records
 from trainer import artifacts, evaluate, presets, task
 from trainer import input as trainer_input
@@ -76,8 +76,8 @@ def test_job_dir_holds_history_curves_checkpoints_logs_and_the_model(records, tr
   assert any("prediction" in t for t in event_tags(f"{job}/logs/samples"))
 
   loaded, info = artifacts.load_trained(job)
-  with open(f"{records}/{schema.MANIFEST}") as f:
-    assert info == artifacts.embedder_info(json.load(f))
+  assert info == artifacts.TrainedModelInfo(
+      artifacts.records_embedder(records_manifest.read(records)), schema.GRAY)
   assert int(loaded.optimizer.iterations.numpy()) == (TRAINING["epochs"]
                                                        * TRAINING["steps_per_epoch"])
   x = {"l": np.full((1, 56, 56, 1), 60.0, np.float32), "embedding": np.zeros((1, 1536), np.float32)}

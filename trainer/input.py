@@ -25,13 +25,12 @@ checked again in the graph, which costs a string comparison per batch.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import defaultdict
 
 import tensorflow as tf
 
-from koala import colour, guidance, schema
+from koala import colour, guidance, records_manifest, schema
 
 DEFAULT_SHUFFLE_BUFFER = 1024
 # schema.L is the colour image's own L: the truth's lightness, which for manga records is not
@@ -53,14 +52,13 @@ class RecordsInfo:
   schema_version: int
   embedder_id: str
   files: dict            # split -> sorted list of shard paths
-  manifest: dict | None  # manifest.json, when the directory has one
+  manifest: records_manifest.RecordsManifest | None   # when the directory has one
   rendering: str = schema.GRAY   # what the model sees: schema.GRAY or koala.manga's name
 
   def count(self, split: str) -> int:
     """Examples in a split: from the manifest when it has the count, else by reading the shards."""
-    written = ((self.manifest or {}).get("counts") or {}).get("written") or {}
-    if split in written:
-      return int(written[split])
+    if self.manifest is not None and split in self.manifest.counts.written:
+      return int(self.manifest.counts.written[split])
     return count_records(self.files.get(split, []))
 
 
@@ -88,14 +86,6 @@ def count_records(files: list[str]) -> int:
   return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
 
 
-def read_manifest(records_dir: str) -> dict | None:
-  path = f"{records_dir.rstrip('/')}/{schema.MANIFEST}"
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path, "r") as f:
-    return json.load(f)
-
-
 def _describe(groups: dict, what: str) -> str:
   lines = [f"records disagree on {what}:"]
   for value, files in sorted(groups.items(), key=lambda kv: -len(kv[1])):
@@ -120,13 +110,14 @@ def check_records(records_dir: str, splits=schema.SPLITS) -> RecordsInfo:
         versions[record.schema_version].append(path)
         embedders[record.embedder_id].append(path)
         renderings[record.rendering].append(path)
-  manifest = read_manifest(records_dir)
+  manifest = records_manifest.read(records_dir)
   if manifest is not None:
-    versions[manifest.get("schema_version")].append(f"{records_dir}/{schema.MANIFEST}")
-    identity = (manifest.get("embedder") or {}).get("identity")
+    manifest_path = records_manifest.path(records_dir)
+    versions[manifest.schema_version].append(manifest_path)
+    identity = None if manifest.embedder is None else manifest.embedder.identity
     for ident in identity if isinstance(identity, list) else [identity]:
-      embedders[ident].append(f"{records_dir}/{schema.MANIFEST}")
-    renderings[manifest_rendering(manifest)].append(f"{records_dir}/{schema.MANIFEST}")
+      embedders[ident].append(manifest_path)
+    renderings[manifest.rendering_name].append(manifest_path)
   if len(versions) > 1:
     raise RecordsMismatchError(_describe(versions, "the schema version"))
   if len(embedders) > 1:
@@ -144,12 +135,6 @@ def check_records(records_dir: str, splits=schema.SPLITS) -> RecordsInfo:
         f"records under {records_dir} have schema version {version}; this trainer reads "
         f"version {schema.SCHEMA_VERSION}: re-run the pipeline with this code")
   return RecordsInfo(records_dir, version, embedder_id, files, manifest, rendering)
-
-
-def manifest_rendering(manifest: dict) -> str:
-  """The rendering a manifest names (pipeline.run writes "rendering": {"name": ...}); a
-  manifest from before renderings existed is gray."""
-  return ((manifest or {}).get("rendering") or {}).get("name", schema.GRAY)
 
 
 @dataclasses.dataclass(frozen=True)
