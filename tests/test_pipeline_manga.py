@@ -17,6 +17,7 @@ from pipeline import preprocess
 from tests import corpus
 from tests.test_pipeline import FAST, read_records, run_pipeline
 from trainer import input as trainer_input
+from trainer.model import L_INPUT
 
 pytestmark = pytest.mark.slow   # real Beam runs
 
@@ -107,7 +108,7 @@ def test_the_trainer_reads_the_rendering_and_refuses_a_mix(gray_and_manga_runs, 
   info = trainer_input.check_records(manga_out)
   inputs, target, meta = next(iter(trainer_input.make_dataset(
       info, "train", 2, training=False, with_metadata=True)))
-  assert not np.allclose(inputs["l"].numpy(), meta[schema.L].numpy())
+  assert not np.allclose(inputs[L_INPUT].numpy(), meta[schema.L].numpy())
   mixed = tmp_path / "mixed"
   shutil.copytree(gray_out, mixed)
   for f in tf.io.gfile.glob(schema.shard_pattern(manga_out, "train")):

@@ -35,7 +35,7 @@ import numpy as np
 from koala import colour, images, schema
 from trainer import artifacts, callbacks, guided_eval, manga_eval, metrics
 from trainer import input as trainer_input
-from trainer.model import is_guided
+from trainer.model import L_INPUT, is_guided
 # Shared with guided_eval; mean_ab and predict_ab stay importable from here, as callers expect.
 from trainer.predict import MAX_MEAN_EXAMPLES, crop_to_image, mean_ab, predict_ab  # noqa: F401
 
@@ -54,7 +54,7 @@ def evaluate(model, info: trainer_input.RecordsInfo, split: str = "test", batch_
   if max_examples is not None:
     ds = ds.unbatch().take(max_examples).batch(batch_size)
   for inputs, target, meta in ds:
-    l_batch = inputs["l"].numpy()
+    l_batch = inputs[L_INPUT].numpy()
     true_norm = target.numpy()
     preds = {"model": predict_ab(model, inputs),
              "gray": np.zeros_like(true_norm),

@@ -31,6 +31,7 @@ from collections import defaultdict
 import tensorflow as tf
 
 from koala import colour, guidance, records_manifest, schema
+from trainer.model import EMBEDDING_INPUT, HINTS_INPUT, L_INPUT, PALETTE_INPUT
 
 DEFAULT_SHUFFLE_BUFFER = 1024
 # schema.L is the colour image's own L: the truth's lightness, which for manga records is not
@@ -198,7 +199,7 @@ def add_guidance(l, ab, seeds, g: Guidance) -> dict:
       one, (l, ab, seeds),
       fn_output_signature=(tf.TensorSpec(l.shape[1:3] + (guidance.HINT_CHANNELS,), tf.float32),
                            tf.TensorSpec((guidance.PALETTE_SIZE,), tf.float32)))
-  return {"hints": hints, "palette": palette}
+  return {HINTS_INPUT: hints, PALETTE_INPUT: palette}
 
 
 def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: bool,
@@ -222,7 +223,7 @@ def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: b
     ab = tf.image.resize(ab, (image_size, image_size), method="area")
     true_l = tf.image.resize(true_l, (image_size, image_size), method="area")
     parsed[schema.L] = true_l
-  inputs = {"l": l, "embedding": parsed[schema.EMBEDDING]}
+  inputs = {L_INPUT: l, EMBEDDING_INPUT: parsed[schema.EMBEDDING]}
   if guided is not None:
     # Hints are drawn where the colour image is flat, from its own L and ab: the user's dots
     # carry the colour of a region, whatever the page shows there (paper, screentone).
