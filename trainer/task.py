@@ -17,8 +17,8 @@ Flags override the preset (the original project's five configurations, default K
 
 --hints trains the guided colorizer instead (trainer.model.build_guided_colorizer: the SPEC
 model plus colour hints and a reference palette), with hints and palettes drawn on the fly from
-each record's true colours (trainer.input.Guidance). It is saved to the same place under the same
-names, so trainer.export and trainer.evaluate load either model.
+each record's true colours (trainer.input.ExampleGuidance). It is saved to the same place under
+the same names, so trainer.export and trainer.evaluate load either model.
 """
 from __future__ import annotations
 
