@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
 from bench.serving_latency import export_full_size  # noqa: E402
+from trainer.model import AB_OUTPUT  # noqa: E402
 
 
 def steady_rate(out: str, start: float, first_batch: int) -> tuple[float, float]:
@@ -85,7 +86,7 @@ def time_networks(base: str, runs: int = 5) -> float:
   out = []
   for i in range(runs + 1):
     t = time.perf_counter()
-    loaded.colorize_fn(l, loaded.embed_fn(x299))["ab"].numpy()
+    loaded.colorize_fn(l, loaded.embed_fn(x299))[AB_OUTPUT].numpy()
     if i:
       out.append(time.perf_counter() - t)
   return float(np.median(out))

@@ -54,9 +54,8 @@ def export_guided(work: str) -> str:
   emb = embedder_lib.load_embedder("inception_resnet_v2", "random", 0)
   model = model_lib.build_guided_colorizer()
   job = os.path.join(work, "job")
-  artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
-                                 "identity": emb.identity, "random_weights": True,
-                                 "embedder_seed": 0}, artifacts.model_dir(job))
+  embedder = embedder_lib.EmbedderInfo.for_flags("inception_resnet_v2", "random", 0, emb.identity)
+  artifacts.save_trained(model, artifacts.TrainedModelInfo(embedder), artifacts.model_dir(job))
   export.export(job, base, 1)
   print(f"export: {time.time() - started:.0f} s")
   return base

@@ -81,7 +81,7 @@ def main(argv=None):
   eval_info = trainer_input.check_records(eval_dir)
   results, grid = evaluate.evaluate(model, eval_info, "test", batch_size=16,
                                     mean_colour=evaluate.mean_ab(train_info))
-  results["embedder"] = artifacts.embedder_info(train_manifest)
+  results["embedder"] = artifacts.records_embedder(train_manifest).to_dict()
   results["training"] = {"steps": budget.steps, "batch_size": args.batch_size,
                          "minutes": minutes, "learning_rate": args.learning_rate,
                          "width": args.width, "image_size": args.image_size}

@@ -47,6 +47,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from trainer.export import signatures  # noqa: E402
+from trainer.model import AB_OUTPUT  # noqa: E402
 
 A4_200DPI = (2339, 1654)
 SHARED_MANGA = os.path.join(ROOT, "..", "shared", "data", "manga")
@@ -94,10 +95,11 @@ def export_full_size(work: str, png_compression: int | None = None,
     model = (model_lib.build_colorizer() if composition == "keep_l"
              else model_lib.build_guided_colorizer())
     model.compile(optimizer="adam", loss="mse")
-    artifacts.save_trained(model, {"name": "inception_resnet_v2", "weights": "random",
-                                   "identity": emb.identity, "random_weights": True,
-                                   "embedder_seed": 0}, artifacts.model_dir(job),
-                          rendering="gray" if composition == "keep_l" else manga.RENDERING_NAME)
+    embedder = embedder_lib.EmbedderInfo.for_flags("inception_resnet_v2", "random", 0,
+                                                   emb.identity)
+    rendering = "gray" if composition == "keep_l" else manga.RENDERING_NAME
+    artifacts.save_trained(model, artifacts.TrainedModelInfo(embedder, rendering),
+                           artifacts.model_dir(job))
   base = os.path.join(work, "models", f"koala_{composition}_png{png_compression}")
   if not os.path.exists(os.path.join(base, "1", "saved_model.pb")):
     t = time.time()
@@ -208,7 +210,7 @@ def guided_timings(model, page: bytes, hints: dict, runs: int) -> dict:
   palette = tf.constant(guidance.NO_PALETTE)[None]
   batch, none = tf.constant([page]), tf.constant([b""])
   fns = {"floor": lambda: model.guided_fn(l224, model.embed_fn(x299), planes, palette)[
-      "ab"].numpy()}
+      AB_OUTPUT].numpy()}
   for name, png in {"no dots": b"", **hints}.items():
     fns[name] = lambda h=tf.constant([png]): guided(
         image_bytes=batch, hints_bytes=h, reference_bytes=none)[signatures.PNG_BYTES].numpy()
@@ -280,8 +282,8 @@ def main(argv=None) -> int:
     l224 = tf.random.uniform((1, 224, 224, 1), 0, 100)
     emb = first.embed_fn(x299)
     floor_embed = timings(lambda: first.embed_fn(x299).numpy(), args.runs)
-    floor_colour = timings(lambda: first.colorize_fn(l224, emb)["ab"].numpy(), args.runs)
-    floor_fn = lambda: first.colorize_fn(l224, first.embed_fn(x299))["ab"].numpy()
+    floor_colour = timings(lambda: first.colorize_fn(l224, emb)[AB_OUTPUT].numpy(), args.runs)
+    floor_fn = lambda: first.colorize_fn(l224, first.embed_fn(x299))[AB_OUTPUT].numpy()
     batch = tf.constant([page])
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
           f"TF {tf.__version__}, runs={args.runs}, date {time.strftime('%Y-%m-%d %H:%M')}, "

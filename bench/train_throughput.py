@@ -45,7 +45,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from trainer.model import build_colorizer  # noqa: E402  (pure Keras: no TensorFlow)
+from trainer.model import EMBEDDING_INPUT, L_INPUT, build_colorizer  # noqa: E402  (pure Keras: no TensorFlow)
 
 # One H200, bf16 autocast / mixed_bfloat16, batch 256 (issue 3); the original project's unnamed GPU.
 REFERENCES = {
@@ -59,8 +59,8 @@ REFERENCES = {
 
 def synthetic_batch(batch: int, size: int, dtype: str, rng: np.random.Generator):
   """L in [0, 100], a 1536-d embedding and an ab / 128 target, as the trainer feeds them."""
-  x = {"l": rng.uniform(0, 100, (batch, size, size, 1)).astype(np.float32),
-       "embedding": rng.normal(0, 1, (batch, 1536)).astype(np.float32)}
+  x = {L_INPUT: rng.uniform(0, 100, (batch, size, size, 1)).astype(np.float32),
+       EMBEDDING_INPUT: rng.normal(0, 1, (batch, 1536)).astype(np.float32)}
   y = rng.uniform(-0.5, 0.5, (batch, size, size, 2)).astype(np.float32)
   if dtype != "float32":
     x = {k: ops.cast(v, dtype) for k, v in x.items()}

@@ -8,13 +8,12 @@ carry no ImageNet semantics, which the benchmarks that use them say in their out
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 
 from bench import common
-from koala import schema
+from koala import records_manifest, schema
 
 DEFAULT_WORK_DIR = os.environ.get("KOALA_BENCH_WORK", "/tmp/koala_bench")
 COLOUR_FOLDERS = ("color/", "photos/")   # manga/ is black and white: the pipeline skips it
@@ -27,7 +26,7 @@ TRAIN_VAL_FRACTION = 0.1
 def build_records(split: str, limit: int | None = None, val_fraction: float = 0.0,
                   test_fraction: float = 0.0, work_dir: str = DEFAULT_WORK_DIR,
                   pipeline_args: tuple = (), sources: tuple = (),
-                  exclude: tuple = ()) -> tuple[str, dict]:
+                  exclude: tuple = ()) -> tuple[str, records_manifest.RecordsManifest]:
   """-> (records_dir, manifest) of ../shared/data/<split>.txt's colour images (first `limit`).
 
   The fractions go to the pipeline (by content hash): the quality benchmark holds out 10% of
@@ -46,14 +45,11 @@ def build_records(split: str, limit: int | None = None, val_fraction: float = 0.
       f"_no-{d.split('/')[-1]}" for d in exclude)
   out = os.path.join(work_dir, f"records_{split}_{limit or 'all'}_v{val_fraction}_t{test_fraction}"
                                f"{tag}")
-  manifest_path = os.path.join(out, schema.MANIFEST)
-  if os.path.exists(manifest_path):
-    with open(manifest_path) as f:
-      manifest = json.load(f)
-    if (manifest["counts"]["inputs"] == len(files)
-        and manifest.get("split", {}).get("salt") == schema.DEFAULT_SPLIT_SALT):
-      print(f"reusing {out} ({manifest['counts']['written']} records)")
-      return out, manifest
+  manifest = records_manifest.read(out) if os.path.isdir(out) else None
+  if (manifest is not None and manifest.counts.inputs == len(files)
+      and manifest.split is not None and manifest.split.salt == schema.DEFAULT_SPLIT_SALT):
+    print(f"reusing {out} ({manifest.counts.written} records)")
+    return out, manifest
   from pipeline import run as pipeline_run
   with tempfile.TemporaryDirectory(prefix="koala-bench-list-") as tmp:
     listed = os.path.join(tmp, "inputs.txt")
@@ -65,5 +61,4 @@ def build_records(split: str, limit: int | None = None, val_fraction: float = 0.
                       *pipeline_args])
     print(f"pipeline: {len(files)} images of {split} -> {out} in "
           f"{time.perf_counter() - start:.0f} s (embedder weights: random)")
-  with open(manifest_path) as f:
-    return out, json.load(f)
+  return out, records_manifest.read(out)

@@ -38,7 +38,8 @@ import time
 from demo import config as demo_config
 from demo import hints as demo_hints
 from demo import progress, report
-from koala import schema
+from koala import records_manifest
+from koala.embedder import EmbedderInfo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER = ".koala-demo"
@@ -201,11 +202,10 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
                   f"--embedder_weights={cfg.embedder_weights}", f"--val_fraction={cfg.held_out}",
                   f"--test_fraction={cfg.held_out}", "--render=manga",
                   f"--renderings_per_image={cfg.renderings_per_image}"], cwd=ROOT)
-  manifest = _read_json(os.path.join(out.records, schema.MANIFEST)) or {}
-  embedder = manifest.get("embedder", {})
-  random_weights = bool(embedder.get("random_weights"))
-  written = manifest.get("counts", {}).get("written", {})
-  prog.say(f"    records: {written}; embedder {embedder.get('identity')}")
+  manifest = records_manifest.read(out.records) or records_manifest.RecordsManifest()
+  embedder = manifest.embedder or EmbedderInfo()
+  written = manifest.counts.written
+  prog.say(f"    records: {written}; embedder {embedder.identity}")
 
   guided = " guided" if cfg.hints else ""
   with prog.stage(f"training: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps "
@@ -280,8 +280,8 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
                                  truth_path=guided_out(out.page_truth)))
       info = report.ReportInfo(
           title="Koala demo: manga pages in, colour pages out",
-          random_embedder=random_weights,
-          embedder_text=embedder.get("warning") or str(embedder.get("identity")),
+          random_embedder=bool(embedder.random_weights),
+          embedder_text=embedder.warning or str(embedder.identity),
           config_text=(f"{cfg.name} demo: trained on {written.get('train', '?')} generated images "
                        f"for {cfg.epochs} x {cfg.steps_per_epoch} steps (narrow model, width "
                        f"{cfg.width}, chroma at {cfg.image_size} px, put on each page's "
@@ -292,7 +292,7 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
                      os.path.join(out.job, "evaluation", "test", "samples.png"),
                  "evaluation metrics.json": os.path.join(out.job, "evaluation", "test",
                                                           "metrics.json"),
-                 "records manifest.json": os.path.join(out.records, schema.MANIFEST),
+                 "records manifest.json": records_manifest.path(out.records),
                  "logs": out.logs},
           commands=_commands_run(out.logs))
       png, html_page = report.write_report(pages, info, out.report)
@@ -307,8 +307,8 @@ def run_demo(cfg: demo_config.DemoConfig, output_dir: str, stream=None) -> dict:
       "output_dir": out.root,
       "seconds": time.monotonic() - started,
       "timings": prog.timings,
-      "random_weights": random_weights,
-      "embedder": embedder,
+      "random_weights": bool(embedder.random_weights),
+      "embedder": embedder.to_dict(),
       "report_png": png,
       "report_html": html_page,
       "coloured_pages": [p.colour_path for p in pages if p.colour_path],

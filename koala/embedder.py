@@ -46,6 +46,53 @@ class EmbedderError(RuntimeError):
   """The embedder could not be loaded; the message says what to do instead."""
 
 
+def has_random_weights(embedder: str, weights: str) -> bool:
+  """Whether these flags build a Keras embedder with random weights (a hub module brings its
+  own weights, whatever --embedder_weights says)."""
+  return weights == RANDOM and not embedder.startswith(HUB_PREFIX)
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedderInfo:
+  """The description of the embedder that made a set of records, carried unchanged from the
+  records' manifest ("embedder") to the trained model (embedder.json) to the export
+  (koala_export.json "embedder"), so the export can rebuild exactly that embedder and every
+  reader can say when its weights were random.
+
+  identity is the fingerprint the records carry (a list when a run mixed several, which the
+  trainer refuses; None when a run wrote no records). Fields a file lacks read as None (older
+  files, or a records folder with no manifest); keys this version does not know are ignored.
+  """
+  name: str | None = None
+  weights: str | None = None
+  identity: str | list[str] | None = None
+  random_weights: bool | None = None
+  embedder_seed: int | None = None
+  warning: str | None = None     # RANDOM_WARNING when random_weights, else absent
+
+  @classmethod
+  def for_flags(cls, embedder: str, weights: str, seed: int,
+                identity: str | list[str] | None) -> "EmbedderInfo":
+    """The description of an embedder loaded from the pipeline's flags."""
+    random_weights = has_random_weights(embedder, weights)
+    return cls(name=embedder, weights=weights, identity=identity,
+               random_weights=random_weights, embedder_seed=seed,
+               warning=RANDOM_WARNING if random_weights else None)
+
+  def to_dict(self) -> dict:
+    data = dataclasses.asdict(self)
+    if self.warning is None:
+      del data["warning"]
+    return data
+
+  @classmethod
+  def from_dict(cls, data: dict) -> "EmbedderInfo":
+    if not isinstance(data, dict):
+      raise ValueError(f"an embedder's description is a JSON object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
 @dataclasses.dataclass
 class Embedder:
   """A loaded embedder: `embed` maps (N, 299, 299, 3) uint8 gray images to (N, 1536) float32."""

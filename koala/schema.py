@@ -34,7 +34,7 @@ EMBEDDING_DIM = 1536      # Inception-ResNet-v2's pooled features.
 SPLITS = ("train", "val", "test")
 
 # Feature names.
-L = "l"
+L = "l"                          # the colour image's own L: the target's lightness
 AB = "ab"
 EMBEDDING = "embedding"
 SOURCE_PATH = "source_path"
@@ -43,7 +43,7 @@ ORIGINAL_HEIGHT = "original_height"
 ORIGINAL_WIDTH = "original_width"
 VERSION = "schema_version"
 EMBEDDER_ID = "embedder_id"
-INPUT = "input"                  # the model's input L, when it is not `l` (manga renderings)
+INPUT_L = "input"                # the model's input L, when it is not `l` (manga renderings)
 RENDERING = "rendering"          # what the model sees: GRAY, or koala.manga.RENDERING_NAME
 RENDERING_SEED = "rendering_seed"
 
@@ -135,7 +135,7 @@ def encode_example(*, l_u8: np.ndarray, ab_u8: np.ndarray, embedding: np.ndarray
       RENDERING_SEED: _int(rendering_seed),
   }
   if input_u8 is not None:
-    features[INPUT] = _bytes(input_u8.tobytes())
+    features[INPUT_L] = _bytes(input_u8.tobytes())
   return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
@@ -147,7 +147,7 @@ def feature_spec() -> dict:
           for name in (L, AB, EMBEDDING, SOURCE_PATH, CONTENT_HASH, EMBEDDER_ID)}
   spec.update({name: tf.io.FixedLenFeature([], tf.int64)
                for name in (ORIGINAL_HEIGHT, ORIGINAL_WIDTH, VERSION)})
-  spec[INPUT] = tf.io.FixedLenFeature([], tf.string, default_value="")
+  spec[INPUT_L] = tf.io.FixedLenFeature([], tf.string, default_value="")
   spec[RENDERING] = tf.io.FixedLenFeature([], tf.string, default_value=GRAY)
   spec[RENDERING_SEED] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
   return spec
@@ -156,7 +156,7 @@ def feature_spec() -> dict:
 def parse_batch(serialized):
   """A batch of serialized examples (tf.string [N]) -> dict of dense tensors.
 
-  L, the model's input L (`INPUT`: the rendering's, or `l` again for gray records) and ab come
+  L, the model's input L (`INPUT_L`: the rendering's, or `l` again for gray records) and ab come
   back in LAB units (float32); parse after batching, so that `decode_raw` runs once per batch
   rather than once per record. A batch is all gray or all rendered (trainer.input.check_records
   refuses mixed records).
@@ -166,12 +166,12 @@ def parse_batch(serialized):
   l_u8 = tf.reshape(tf.io.decode_raw(parsed[L], tf.uint8), (-1,) + L_SHAPE)
   ab_u8 = tf.reshape(tf.io.decode_raw(parsed[AB], tf.uint8), (-1,) + AB_SHAPE)
   embedding = tf.reshape(tf.io.decode_raw(parsed[EMBEDDING], tf.float32), (-1,) + EMBEDDING_SHAPE)
-  rendered = tf.reduce_any(tf.strings.length(parsed[INPUT]) > 0)
+  rendered = tf.reduce_any(tf.strings.length(parsed[INPUT_L]) > 0)
   input_u8 = tf.cond(
-      rendered, lambda: tf.reshape(tf.io.decode_raw(parsed[INPUT], tf.uint8), (-1,) + L_SHAPE),
+      rendered, lambda: tf.reshape(tf.io.decode_raw(parsed[INPUT_L], tf.uint8), (-1,) + L_SHAPE),
       lambda: l_u8)
   parsed[L] = tf.cast(l_u8, tf.float32) * (100.0 / 255.0)
-  parsed[INPUT] = tf.cast(input_u8, tf.float32) * (100.0 / 255.0)
+  parsed[INPUT_L] = tf.cast(input_u8, tf.float32) * (100.0 / 255.0)
   parsed[AB] = tf.cast(ab_u8, tf.float32) - 128.0
   parsed[EMBEDDING] = embedding
   return parsed
@@ -185,8 +185,8 @@ def decode_example(serialized: bytes) -> Record:
   i = lambda name: int(f[name].int64_list.value[0])
   l_u8 = np.frombuffer(b(L), np.uint8).reshape(L_SHAPE)
   ab_u8 = np.frombuffer(b(AB), np.uint8).reshape(AB_SHAPE)
-  input_l = (dequantize_l(np.frombuffer(b(INPUT), np.uint8).reshape(L_SHAPE))
-             if INPUT in f else None)
+  input_l = (dequantize_l(np.frombuffer(b(INPUT_L), np.uint8).reshape(L_SHAPE))
+             if INPUT_L in f else None)
   return Record(
       l=dequantize_l(l_u8), ab=dequantize_ab(ab_u8),
       embedding=np.frombuffer(b(EMBEDDING), "<f4").copy(),

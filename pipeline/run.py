@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions
                                                   SetupOptions, StandardOptions)
 
 from koala import embedder as koala_embedder
-from koala import images, input_tree, schema
+from koala import images, input_tree, records_manifest, schema
 from pipeline import preprocess
 from pipeline.embed import EmbedderModelHandler
 from pipeline.options import KoalaOptions, refuse_unknown_flags
@@ -202,39 +202,35 @@ def write_jsonl(pcoll, output_dir: str, filename: str, label: str):
 
 
 def write_manifest(counts: dict, identities: list, output_dir: str, options: dict,
-                   rendering: dict):
-  """Writes manifest.json; runs once, after every count is known. `written` counts records;
-  with several renderings an image, images = records / renderings_per_image."""
+                   rendering: records_manifest.RecordsRendering):
+  """Writes manifest.json; runs once, after every count is known. Returns the RecordsManifest."""
   ids = sorted(set(identities))
-  manifest = {
-      "rendering": rendering,
-      "schema_version": schema.SCHEMA_VERSION,
-      "image_size": schema.IMAGE_SIZE,
-      "embedder_size": schema.EMBEDDER_SIZE,
-      "embedding_dim": schema.EMBEDDING_DIM,
-      "counts": {
-          "inputs": counts.get("inputs", 0),
-          "written": {s: counts.get(f"written_{s}", 0) for s in schema.SPLITS},
-          "rejected": counts.get(REJECTED, 0),
-          "skipped_gray": counts.get(GRAY, 0),
-          "duplicates": counts.get(DUPLICATE, 0),
-      },
-      "embedder": {
-          "name": options["embedder"],
-          "weights": options["embedder_weights"],
-          "identity": ids[0] if len(ids) == 1 else ids or None,
-          "random_weights": options["embedder_weights"] == koala_embedder.RANDOM
-                            and not options["embedder"].startswith(koala_embedder.HUB_PREFIX),
-      },
-      "split": {"salt": options["split_salt"], "val_fraction": options["val_fraction"],
-                "test_fraction": options["test_fraction"]},
-      "options": options,
-  }
-  if manifest["embedder"]["random_weights"]:
-    manifest["embedder"]["warning"] = koala_embedder.RANDOM_WARNING
-  with FileSystems.create(f"{output_dir}/{schema.MANIFEST}") as f:
-    f.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
+  manifest = records_manifest.RecordsManifest(
+      rendering=rendering,
+      schema_version=schema.SCHEMA_VERSION,
+      image_size=schema.IMAGE_SIZE,
+      embedder_size=schema.EMBEDDER_SIZE,
+      embedding_dim=schema.EMBEDDING_DIM,
+      counts=records_manifest.RecordCounts(
+          inputs=counts.get("inputs", 0),
+          written={s: counts.get(f"written_{s}", 0) for s in schema.SPLITS},
+          rejected=counts.get(REJECTED, 0),
+          skipped_gray=counts.get(GRAY, 0),
+          duplicates=counts.get(DUPLICATE, 0)),
+      embedder=koala_embedder.EmbedderInfo.for_flags(
+          options["embedder"], options["embedder_weights"], options["embedder_seed"],
+          identity=ids[0] if len(ids) == 1 else ids or None),
+      split=records_manifest.SplitRule(salt=options["split_salt"],
+                                       val_fraction=options["val_fraction"],
+                                       test_fraction=options["test_fraction"]),
+      options=options)
+  records_manifest.write(output_dir, manifest, write_bytes=_write_file)
   return manifest
+
+
+def _write_file(path: str, data: bytes) -> None:
+  with FileSystems.create(path) as f:
+    f.write(data)
 
 
 def count(pcoll, name: str):
@@ -306,14 +302,14 @@ def prepare_config(opts: KoalaOptions) -> preprocess.PrepareConfig:
                                   render=opts.render, renderings=opts.renderings_per_image)
 
 
-def rendering_section(config: preprocess.PrepareConfig) -> dict:
-  """manifest.json's "rendering": what the model sees (trainer.input reads "name")."""
-  return {"kind": config.render, "name": config.rendering_name,
-          "per_image": config.renderings,
-          "input": "the colour image's own L" if config.render == schema.GRAY else
-                   "koala.manga.render_manga(image, seed=koala.manga.rendering_seed(content "
-                   "hash, index)), letterboxed to 224 (L) and 299 (embedder)",
-          "target": "the colour image's own L and ab"}
+def rendering_section(config: preprocess.PrepareConfig) -> records_manifest.RecordsRendering:
+  """manifest.json's "rendering": what the model sees."""
+  return records_manifest.RecordsRendering(
+      kind=config.render, name=config.rendering_name, per_image=config.renderings,
+      input="the colour image's own L" if config.render == schema.GRAY else
+            "koala.manga.render_manga(image, seed=koala.manga.rendering_seed(content "
+            "hash, index)), letterboxed to 224 (L) and 299 (embedder)",
+      target="the colour image's own L and ab")
 
 
 def pipeline_options(argv) -> PipelineOptions:
@@ -346,8 +342,7 @@ def run(argv=None, test_pipeline=None):
   options = pipeline_options(argv)
   opts = options.view_as(KoalaOptions)
   prepare_config(opts)   # a rendering option out of range fails here, before any work
-  if opts.embedder_weights == koala_embedder.RANDOM and not opts.embedder.startswith(
-      koala_embedder.HUB_PREFIX):
+  if koala_embedder.has_random_weights(opts.embedder, opts.embedder_weights):
     _LOG.warning("=" * 78 + "\n" + koala_embedder.RANDOM_WARNING + "\n" + "=" * 78)
   FileSystems.set_options(options)   # gs:// credentials (or --no_auth) for the check below
   check_one_input_flag(opts)

@@ -29,7 +29,7 @@ Why this shape:
     outputs are written whole (renamed into place locally, one object write on gs://), so a
     killed job never leaves a half file that a rerun would take as done.
   * guidance (--hints_dir, --reference; a guided export): serving.client's rules, by the same
-    code (`serving.hint_files.Guidance`, with Beam's file system so gs:// works): one hint
+    code (`serving.hint_files.PageGuidance`, with Beam's file system so gs:// works): one hint
     image per page, matched by the file stem of the page or of the archive entry
     (hints/003.png steers p/003.jpg and every .cbz's 003.png), one reference for every page.
     The job then runs the export's `colorize_guided` signature for every page, with an empty

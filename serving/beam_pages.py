@@ -25,7 +25,7 @@ from koala import images
 from koala.input_tree import outside_root
 from pipeline.run import relative_to
 from serving import archives, cbz, page_names
-from serving.hint_files import Guidance
+from serving.hint_files import PageGuidance
 from serving.pages import safe_is_colour, write_atomic
 from trainer.export import signatures
 
@@ -76,7 +76,7 @@ def read_file(path: str) -> bytes:
 
 
 def list_folder(folder: str) -> list[str]:
-  """The files directly in a folder, local or gs:// (hint_files.Guidance's `list_files`)."""
+  """The files directly in a folder, local or gs:// (hint_files.PageGuidance's `list_files`)."""
   folder = folder.rstrip("/")
   found = [m.path for m in FileSystems.match([f"{folder}/*"])[0].metadata_list]
   if not found and not FileSystems.exists(folder):
@@ -86,15 +86,15 @@ def list_folder(folder: str) -> list[str]:
 
 def read_guidance_file(path: str) -> bytes:
   """read_file, with a missing file an OSError as on local disk (gs:// raises its client's
-  NotFound), so hint_files.Guidance's rules see the same error everywhere."""
+  NotFound), so hint_files.PageGuidance's rules see the same error everywhere."""
   if not FileSystems.exists(path):
     raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
   return read_file(path)
 
 
-def load_guidance(hints_dir: Optional[str], reference: Optional[str]) -> Guidance:
+def load_guidance(hints_dir: Optional[str], reference: Optional[str]) -> PageGuidance:
   """serving.client's guidance, read through Beam's file system; ValueError says what is wrong."""
-  return Guidance.load(hints_dir, reference, read=read_guidance_file, list_files=list_folder)
+  return PageGuidance.load(hints_dir, reference, read=read_guidance_file, list_files=list_folder)
 
 
 def open_archive(path: str):

@@ -42,7 +42,7 @@ import urllib.parse
 import requests
 
 from serving import pages
-from serving.hint_files import Guidance
+from serving.hint_files import PageGuidance
 from serving.page_names import NameClash
 from trainer.export import signatures
 
@@ -257,7 +257,7 @@ def main(argv=None) -> int:
   try:
     colorizer = RestColorizer(args.server, args.model, args.version, retries=args.retries,
                               timeout=args.timeout)
-    guidance = Guidance.load(args.hints, args.reference)
+    guidance = PageGuidance.load(args.hints, args.reference)
     versions = colorizer.check()
     if (args.hints or args.reference) and \
         signatures.COLORIZE_GUIDED not in colorizer.signatures():

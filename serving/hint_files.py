@@ -29,8 +29,9 @@ def _list_local(folder: str) -> list[str]:
 
 
 @dataclasses.dataclass
-class Guidance:
-  """The user's colour guidance for a batch: hint images by page stem, one reference image.
+class PageGuidance:
+  """The user's colour guidance for a batch of pages: hint images by page stem, one reference
+  image. (trainer.input.ExampleGuidance is another thing: how training draws hints.)
   Files are read by `read` and folders listed by `list_files` (the local disk by default; the
   batch job passes Beam's file system's, so gs:// hints follow the same rules)."""
   hints: dict[str, str] = dataclasses.field(default_factory=dict)     # page stem -> hint path
@@ -40,7 +41,7 @@ class Guidance:
   @classmethod
   def load(cls, hints_dir: str | None = None, reference: str | bytes | None = None, *,
            read: Callable[[str], bytes] = _read_local,
-           list_files: Callable[[str], list[str]] = _list_local) -> "Guidance":
+           list_files: Callable[[str], list[str]] = _list_local) -> "PageGuidance":
     """Indexes hints_dir's images by stem and reads the reference; ValueError names what is
     wrong (a missing folder, two hint files for one stem, a reference that is not an image)."""
     hints = {}

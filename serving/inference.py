@@ -21,7 +21,7 @@ import sys
 
 from serving.exports import load_model, refusal_reason
 from serving import pages
-from serving.hint_files import Guidance
+from serving.hint_files import PageGuidance
 from serving.pages import write_atomic
 from trainer.export import signatures as names
 
@@ -75,7 +75,7 @@ def batch_colorize(model_path: str, input_folder: str, output_folder: str, *,
   if not os.path.isdir(input_folder):
     raise FileNotFoundError(f"{input_folder}: no such folder")
   jobs, problems = pages.find_jobs([input_folder], output_folder)
-  guidance = Guidance.load(hints, reference)
+  guidance = PageGuidance.load(hints, reference)
   report = pages.run(jobs, load(model_path), concurrency=1, skip_colour=skip_colour,
                      overwrite=overwrite, progress=progress, desc="colorizing (in-process)",
                      guidance=guidance)

@@ -26,7 +26,7 @@ Rules:
   * archives are read only through `serving.archives` (page byte cap, streaming, no names that
     escape the folder): a refused entry is reported with its reason, and the other pages go
     through.
-  * guidance (`serving.hint_files.Guidance`): a hint file is read when its page is coloured, so
+  * guidance (`serving.hint_files.PageGuidance`): a hint file is read when its page is coloured, so
     a bad one fails that page only, and the report names it; the colorize function is then
     called as colorize(data, hints=..., reference=...).
 """
@@ -43,7 +43,7 @@ from typing import Callable
 from koala import gray, images
 from koala.input_tree import outside_root
 from serving import archives, cbz
-from serving.hint_files import Guidance
+from serving.hint_files import PageGuidance
 from serving.page_names import (IMAGE_EXTENSIONS, check_outputs, entry_clashes, is_archive_name,
                                 is_page_name, kept_colour_name, output_name, page_label)
 
@@ -167,7 +167,7 @@ def _list_archive(job: Job) -> None:
 
 def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int = 1,
         skip_colour: bool = False, overwrite: bool = False, progress: bool = True,
-        desc: str = "colorizing", guidance: Guidance | None = None,
+        desc: str = "colorizing", guidance: PageGuidance | None = None,
         on_page: Callable[[int, int], None] | None = None) -> Report:
   """Colours every page of every job, `concurrency` pages at a time, with a progress bar;
   on_page(done, total) is called in the caller's thread after each page (the web page's

@@ -142,8 +142,12 @@ def write_tiny_embedder(path: str) -> str:
 SATURATION = 3.0   # the "saturated" export's factor on the colorizer's last layer
 
 
-def tiny_embedder_info(tiny_embedder: str) -> dict:
-  return {"name": f"hub:{tiny_embedder}", "weights": "", "identity": "", "random_weights": True}
+def tiny_job_info(tiny_embedder: str):
+  """The tiny hub module as a job's embedder (no identity: the export takes the rebuilt one)."""
+  from koala.embedder import EmbedderInfo
+  from trainer import artifacts
+  return artifacts.TrainedModelInfo(EmbedderInfo(name=f"hub:{tiny_embedder}", weights="",
+                                                 identity="", random_weights=True))
 
 
 def save_untrained_job(job_dir: str, guided: bool, tiny_embedder: str) -> str:
@@ -154,7 +158,7 @@ def save_untrained_job(job_dir: str, guided: bool, tiny_embedder: str) -> str:
   keras.utils.set_random_seed(3)
   build = model_lib.build_guided_colorizer if guided else model_lib.build_colorizer
   model = build(image_size=SMALL["image_size"], width=SMALL["width"])
-  artifacts.save_trained(model, tiny_embedder_info(tiny_embedder), artifacts.model_dir(job_dir))
+  artifacts.save_trained(model, tiny_job_info(tiny_embedder), artifacts.model_dir(job_dir))
   return job_dir
 
 
@@ -165,7 +169,7 @@ def save_saturated_job(trained_job: str, job_dir: str, tiny_embedder: str) -> st
   model, _ = artifacts.load_trained(trained_job)
   last = [layer for layer in model.layers if layer.weights][-1]
   last.set_weights([w * SATURATION for w in last.get_weights()])
-  artifacts.save_trained(model, tiny_embedder_info(tiny_embedder), artifacts.model_dir(job_dir))
+  artifacts.save_trained(model, tiny_job_info(tiny_embedder), artifacts.model_dir(job_dir))
   return job_dir
 
 

@@ -152,10 +152,8 @@ def assert_ink_kept(gray: np.ndarray, rgb: np.ndarray) -> None:
 def test_the_pipeline_trains_on_manga_renderings(demo):
   out, stdout = demo
   assert "--render=manga" in stdout
-  import json
-  with open(out / "records" / "manifest.json") as f:
-    manifest = json.load(f)
-  assert manifest["rendering"]["kind"] == "manga"
+  from koala import records_manifest
+  assert records_manifest.read(str(out / "records")).rendering.kind == "manga"
 
 
 def test_the_pages_are_manga_pages_of_held_out_scenes(demo):

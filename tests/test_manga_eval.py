@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from koala import colour, gray, manga, schema
+from koala.embedder import EmbedderInfo
 from pipeline import preprocess
 from tests import trainer_records
 from trainer import artifacts, evaluate, manga_eval, metrics
@@ -63,9 +64,9 @@ def manga_records(tmp_path_factory):
 
 def _job(root, model, rendering):
   job = str(root)
-  info = {"name": "inception_resnet_v2", "weights": "random",
-          "identity": trainer_records.EMBEDDER_ID, "random_weights": True, "embedder_seed": 7}
-  artifacts.save_trained(model, info, artifacts.model_dir(job), rendering=rendering)
+  embedder = EmbedderInfo.for_flags("inception_resnet_v2", "random", 7, trainer_records.EMBEDDER_ID)
+  artifacts.save_trained(model, artifacts.TrainedModelInfo(embedder, rendering),
+                         artifacts.model_dir(job))
   return job
 
 
@@ -158,7 +159,7 @@ def test_records_of_the_other_rendering_are_refused_both_ways(manga_records, gui
   _refused([f"--records_dir={manga_records}", f"--job_dir={gray_job}", "--hints=0"], capsys)
   with pytest.raises(trainer_input.RecordsMismatchError):
     evaluate.check_rendering(trainer_input.check_records(gray_records),
-                             artifacts.load_rendering(guided_job), guided_job)
+                             artifacts.read_trained_info(guided_job), guided_job)
 
 
 def test_reading_distance_metrics():

@@ -74,7 +74,7 @@ def test_a_manga_export_names_its_rendering_and_composition(manga_export, manga_
     info = json.load(f)
   assert info["rendering"] == {"rendering": manga.RENDERING_NAME,
                                "composition": colour.COMPOSE_MANGA}
-  assert artifacts.load_rendering(manga_job)["composition"] == "manga"
+  assert artifacts.read_trained_info(manga_job).composition == colour.COMPOSE_MANGA
 
 
 def test_rest_round_trip_keeps_the_page_and_its_ink(server, page):

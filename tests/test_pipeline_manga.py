@@ -16,6 +16,7 @@ from pipeline import preprocess
 from tests import corpus
 from tests.test_pipeline import FAST, read_records, run_pipeline
 from trainer import input as trainer_input
+from trainer.model import L_INPUT
 
 pytestmark = pytest.mark.slow   # real Beam runs
 
@@ -61,20 +62,20 @@ def test_manga_records_see_the_rendering_and_learn_the_art(gray_and_manga_runs):
     (g,) = gray[digest]
     assert len(pair) == 2
     assert g[schema.RENDERING].decode() == schema.GRAY
-    np.testing.assert_array_equal(g[schema.INPUT], g[schema.L])   # gray: the input is L
+    np.testing.assert_array_equal(g[schema.INPUT_L], g[schema.L])   # gray: the input is L
     for r in pair:
       assert r[schema.RENDERING].decode() == manga.RENDERING_NAME
       # The target is the colour image's own L and ab, as in the gray record.
       np.testing.assert_allclose(r[schema.L], g[schema.L], atol=100 / 255 + 1e-4)
       np.testing.assert_allclose(r[schema.AB], g[schema.AB], atol=1.0)
       # The input is a page: far from the art's L, with paper (L 100) and ink in it.
-      assert np.abs(r[schema.INPUT] - r[schema.L]).mean() > 5
-      assert (r[schema.INPUT] > 99).mean() > 0.2
+      assert np.abs(r[schema.INPUT_L] - r[schema.L]).mean() > 5
+      assert (r[schema.INPUT_L] > 99).mean() > 0.2
       # The embedder saw the rendering, not the art.
       assert not np.allclose(r[schema.EMBEDDING], g[schema.EMBEDDING])
     a, b = pair
     assert a[schema.RENDERING_SEED] != b[schema.RENDERING_SEED]
-    assert not np.array_equal(a[schema.INPUT], b[schema.INPUT])
+    assert not np.array_equal(a[schema.INPUT_L], b[schema.INPUT_L])
 
 
 def test_manga_input_is_the_rendering_as_the_served_graph_letterboxes_it(art_dir,
@@ -86,7 +87,7 @@ def test_manga_input_is_the_rendering_as_the_served_graph_letterboxes_it(art_dir
   rgb = np.asarray(Image.open(path).convert("RGB"))
   page = manga.render_manga(rgb, seed=int(record[schema.RENDERING_SEED]))
   l_u8, embedder_gray = preprocess.page_inputs(page)
-  np.testing.assert_allclose(record[schema.INPUT], schema.dequantize_l(l_u8), atol=1e-4)
+  np.testing.assert_allclose(record[schema.INPUT_L], schema.dequantize_l(l_u8), atol=1e-4)
   assert embedder_gray.shape == (schema.EMBEDDER_SIZE, schema.EMBEDDER_SIZE)
 
 
@@ -106,7 +107,7 @@ def test_the_trainer_reads_the_rendering_and_refuses_a_mix(gray_and_manga_runs, 
   info = trainer_input.check_records(manga_out)
   inputs, target, meta = next(iter(trainer_input.make_dataset(
       info, "train", 2, training=False, with_metadata=True)))
-  assert not np.allclose(inputs["l"].numpy(), meta[schema.L].numpy())
+  assert not np.allclose(inputs[L_INPUT].numpy(), meta[schema.L].numpy())
   mixed = tmp_path / "mixed"
   shutil.copytree(gray_out, mixed)
   for f in tf.io.gfile.glob(schema.shard_pattern(manga_out, "train")):
@@ -124,7 +125,7 @@ def test_records_without_rendering_fields_read_as_gray():
       l_u8=l_u8, ab_u8=ab_u8, embedding=np.zeros(schema.EMBEDDING_SHAPE),
       source_path="old.png", content_hash="0" * 64, original_size=(224, 224), embedder_id="e")
   example = tf.train.Example.FromString(serialized)
-  for name in (schema.RENDERING, schema.RENDERING_SEED, schema.INPUT):
+  for name in (schema.RENDERING, schema.RENDERING_SEED, schema.INPUT_L):
     if name in example.features.feature:
       del example.features.feature[name]
   old = example.SerializeToString()
@@ -132,7 +133,7 @@ def test_records_without_rendering_fields_read_as_gray():
   assert record.rendering == schema.GRAY and record.input_l is None
   np.testing.assert_array_equal(record.model_input, record.l)
   parsed = schema.parse_batch(tf.constant([old, old]))
-  np.testing.assert_array_equal(parsed[schema.INPUT].numpy(), parsed[schema.L].numpy())
+  np.testing.assert_array_equal(parsed[schema.INPUT_L].numpy(), parsed[schema.L].numpy())
   assert parsed[schema.RENDERING].numpy().tolist() == [b"gray", b"gray"]
 
 

@@ -21,6 +21,7 @@ from serving import client, exports, inference
 from tests import serving_support as support
 from tests import trainer_records
 from trainer import artifacts
+from trainer.model import AB_OUTPUT, EMBEDDING_INPUT, L_INPUT
 from trainer.export import __main__ as export_cli, build as export, info as export_info
 
 PAGE_SHAPE = (420, 300)    # portrait: the letterbox pads left and right
@@ -88,7 +89,7 @@ def network_ab(base, gray):
   l = colour.gray_to_l(images.letterbox(gray, size))[None, :, :, None]
   unit = images.letterbox(gray, 299).astype(np.float32)[None, :, :, None] / 255.0
   emb = loaded.embed_fn(np.repeat(unit, 3, axis=-1))
-  ab = loaded.colorize_fn(l, emb)["ab"].numpy()[0]
+  ab = loaded.colorize_fn(l, emb)[AB_OUTPUT].numpy()[0]
   inside = images.unletterbox(ab, *gray.shape)
   return cv2.resize(inside, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
 
@@ -225,8 +226,8 @@ def test_colorize_tensors_is_the_trained_colorizer(base, gray_job):
   l = rng.uniform(0, 100, (2, 56, 56, 1)).astype(np.float32)
   emb = rng.uniform(0, 1, (2, 1536)).astype(np.float32)
   served = exports.load_model(base).signatures["colorize_tensors"](
-      l=tf.constant(l), embedding=tf.constant(emb))["ab"].numpy()
-  direct = np.clip(model({"l": l, "embedding": emb}).numpy() * 128.0, -127, 127)
+      l=tf.constant(l), embedding=tf.constant(emb))[AB_OUTPUT].numpy()
+  direct = np.clip(model({L_INPUT: l, EMBEDDING_INPUT: emb}).numpy() * 128.0, -127, 127)
   np.testing.assert_allclose(served, direct, atol=1e-3)
 
 

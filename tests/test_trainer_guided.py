@@ -12,7 +12,7 @@ from koala import colour, guidance
 from tests import trainer_records
 from trainer import artifacts, evaluate, task
 from trainer import input as trainer_input
-from trainer.model import build_colorizer
+from trainer.model import HINTS_INPUT, L_INPUT, PALETTE_INPUT, build_colorizer
 
 pytestmark = pytest.mark.slow   # training
 
@@ -46,15 +46,15 @@ def test_evaluation_guidance_is_seeded_per_example_and_lands_on_the_true_colour(
   g = trainer_input.eval_guidance(10, palette=True)
   first = _batches(records, g, batch_size=8)
   again = _batches(records, g, batch_size=5)    # other batches, same examples
-  hints = np.concatenate([x["hints"].numpy() for x, _ in first])
-  np.testing.assert_array_equal(hints, np.concatenate([x["hints"].numpy() for x, _ in again]))
+  hints = np.concatenate([x[HINTS_INPUT].numpy() for x, _ in first])
+  np.testing.assert_array_equal(hints, np.concatenate([x[HINTS_INPUT].numpy() for x, _ in again]))
   other_seed = _batches(records, trainer_input.eval_guidance(10, seed=1))
-  assert not np.array_equal(hints, np.concatenate([x["hints"].numpy() for x, _ in other_seed]))
+  assert not np.array_equal(hints, np.concatenate([x[HINTS_INPUT].numpy() for x, _ in other_seed]))
   for x, target in first:
-    hint_ab, mask = guidance.decode_hints_np(x["hints"].numpy())
+    hint_ab, mask = guidance.decode_hints_np(x[HINTS_INPUT].numpy())
     assert mask.any(axis=(1, 2)).all()
     np.testing.assert_allclose(hint_ab[mask], target.numpy()[mask] * colour.AB_SCALE, atol=1.0)
-    for l, ab, palette in zip(x["l"].numpy(), target.numpy(), x["palette"].numpy()):
+    for l, ab, palette in zip(x[L_INPUT].numpy(), target.numpy(), x[PALETTE_INPUT].numpy()):
       np.testing.assert_allclose(palette, guidance.palette_np(l, ab * colour.AB_SCALE), atol=1e-5)
 
 
@@ -64,8 +64,8 @@ def test_training_guidance_varies_and_leaves_some_examples_without_hints(records
                                   guided=trainer_input.TRAINING_GUIDANCE)
   counts, flags = [], []
   for x, _ in ds.take(12):
-    counts += list(x["hints"].numpy()[..., 2].sum(axis=(1, 2)))
-    flags += list(x["palette"].numpy()[:, -1])
+    counts += list(x[HINTS_INPUT].numpy()[..., 2].sum(axis=(1, 2)))
+    flags += list(x[PALETTE_INPUT].numpy()[:, -1])
   counts, flags = np.array(counts), np.array(flags)
   assert (counts == 0).any() and (counts > 0).mean() > 0.5
   assert 0 < flags.mean() < 1
@@ -85,11 +85,11 @@ def test_a_trained_guided_model_colours_a_hinted_region_closer_to_the_hint(recor
   errors = {"hints": [], "none": []}
   for x, target in with_hints:
     region = np.stack([hinted_cells(l, m) for l, m in
-                       zip(x["l"].numpy(), x["hints"].numpy()[..., 2] > 0)])
+                       zip(x[L_INPUT].numpy(), x[HINTS_INPUT].numpy()[..., 2] > 0)])
     for key in errors:
       feed = dict(x)
       if key == "none":
-        feed["hints"] = np.zeros_like(x["hints"])
+        feed[HINTS_INPUT] = np.zeros_like(x[HINTS_INPUT])
       pred = np.asarray(model.predict_on_batch(feed))
       errors[key].append(np.sum((pred - target.numpy()) ** 2, axis=-1)[region])
   err_hints, err_none = (float(np.mean(np.concatenate(v))) for v in errors.values())
@@ -129,7 +129,7 @@ def test_evaluate_hints_end_to_end(records, trained, capsys):
 def test_evaluate_hints_refuses_a_model_without_hints(records, tmp_path):
   job = str(tmp_path / "spec")
   info = trainer_input.check_records(records)
-  artifacts.save_trained(build_colorizer(SIZE, width=0.25), artifacts.embedder_info(
-      info.manifest), artifacts.model_dir(job))
+  artifacts.save_trained(build_colorizer(SIZE, width=0.25), artifacts.TrainedModelInfo(
+      artifacts.records_embedder(info.manifest)), artifacts.model_dir(job))
   with pytest.raises(ValueError, match="guided model"):
     evaluate.main([f"--records_dir={records}", f"--job_dir={job}", "--hints=0,1"])

@@ -12,6 +12,7 @@ from pipeline import sample_data
 from tests import trainer_records
 from tests.corpus import tiny_hub_module
 from trainer import input as trainer_input
+from trainer.model import EMBEDDING_INPUT, L_INPUT
 
 COUNTS = {"train": 20, "val": 7, "test": 5}
 
@@ -36,12 +37,12 @@ def test_eval_dataset_yields_every_record_once_in_model_units(records):
   expected = raw_records(records, "val")
   seen = []
   for inputs, target, meta in ds:
-    assert inputs["l"].shape[1:] == schema.L_SHAPE and target.shape[1:] == schema.AB_SHAPE
+    assert inputs[L_INPUT].shape[1:] == schema.L_SHAPE and target.shape[1:] == schema.AB_SHAPE
     for i, path in enumerate(meta[schema.SOURCE_PATH].numpy()):
       r = expected[path.decode()]
-      np.testing.assert_allclose(inputs["l"][i], r.l, atol=1e-4)               # L in [0, 100]
+      np.testing.assert_allclose(inputs[L_INPUT][i], r.l, atol=1e-4)               # L in [0, 100]
       np.testing.assert_allclose(target[i], colour.normalize_ab(r.ab), atol=1e-6)  # ab / 128
-      np.testing.assert_array_equal(inputs["embedding"][i], r.embedding)
+      np.testing.assert_array_equal(inputs[EMBEDDING_INPUT][i], r.embedding)
       seen.append(path.decode())
   assert sorted(seen) == sorted(expected)
   assert trainer_input.steps_per_epoch(info, "val", 3, training=False) == 3
@@ -147,14 +148,14 @@ def test_reads_records_written_by_the_real_beam_pipeline(tmp_path):
                     "--direct_running_mode=in_memory", "--direct_num_workers=1",
                     "--val_fraction=0.4", "--test_fraction=0.2"])
   info = trainer_input.check_records(out)
-  assert info.embedder_id == info.manifest["embedder"]["identity"]
+  assert info.embedder_id == info.manifest.embedder.identity
   total = 0
   for split in schema.SPLITS:
     if not info.files[split]:
       continue
     for inputs, target in trainer_input.make_dataset(info, split, 2, training=False):
       assert float(tf.reduce_max(tf.abs(target))) <= 1.0
-      assert 0.0 <= float(tf.reduce_min(inputs["l"])) and float(tf.reduce_max(inputs["l"])) <= 100
-      assert float(tf.reduce_max(tf.abs(inputs["embedding"]))) > 0
+      assert 0.0 <= float(tf.reduce_min(inputs[L_INPUT])) and float(tf.reduce_max(inputs[L_INPUT])) <= 100
+      assert float(tf.reduce_max(tf.abs(inputs[EMBEDDING_INPUT]))) > 0
       total += int(target.shape[0])
-  assert total == sum(info.manifest["counts"]["written"].values()) == 5
+  assert total == info.manifest.counts.total_written() == 5

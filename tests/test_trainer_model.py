@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from trainer import task
-from trainer.model import build_colorizer, model_image_size
+from trainer.model import EMBEDDING_INPUT, L_INPUT, build_colorizer, model_image_size
 
 SPEC_PARAMS = 6_711_010
 
@@ -18,8 +18,8 @@ def test_full_size_model_has_spec_parameter_count_and_trains_one_step():
 
   task.compile_model(model, 1e-3)
   rng = np.random.default_rng(0)
-  x = {"l": rng.uniform(0, 100, (2, 224, 224, 1)).astype(np.float32),
-       "embedding": rng.normal(size=(2, 1536)).astype(np.float32)}
+  x = {L_INPUT: rng.uniform(0, 100, (2, 224, 224, 1)).astype(np.float32),
+       EMBEDDING_INPUT: rng.normal(size=(2, 1536)).astype(np.float32)}
   y = rng.uniform(-0.5, 0.5, (2, 224, 224, 2)).astype(np.float32)
   before = model.get_layer("decoder_ab").get_weights()[0].copy()
   logs = model.train_on_batch(x, y, return_dict=True)
@@ -49,8 +49,8 @@ def test_guided_model_inputs_outputs_and_round_trip(tmp_path):
     model = build_guided_colorizer(56, width=0.25, architecture=architecture)
     assert is_guided(model) and model_image_size(model) == 56
     assert model.output.shape[1:] == (56, 56, 2)
-    x = {"l": rng.uniform(0, 100, (2, 56, 56, 1)).astype(np.float32),
-         "embedding": rng.normal(size=(2, 1536)).astype(np.float32),
+    x = {L_INPUT: rng.uniform(0, 100, (2, 56, 56, 1)).astype(np.float32),
+         EMBEDDING_INPUT: rng.normal(size=(2, 1536)).astype(np.float32),
          HINTS_INPUT: np.stack([guidance.no_hints(56)] * 2),
          PALETTE_INPUT: np.stack([guidance.NO_PALETTE] * 2)}
     task.compile_model(model, 1e-3)

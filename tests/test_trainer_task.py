@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from koala import schema
+from koala import records_manifest, schema
 from tests import trainer_records
 from trainer import artifacts, evaluate, presets, task
 from trainer import input as trainer_input
+from trainer.model import EMBEDDING_INPUT, L_INPUT
 
 SMALL = dict(width=0.25, image_size=56)   # a narrow model at 56 x 56: ~80 ms a step on 2 cores
 TRAINING = trainer_records.GRAY_JOB_TRAINING   # the run's one trained gray job (conftest.py)
@@ -76,11 +77,12 @@ def test_job_dir_holds_history_curves_checkpoints_logs_and_the_model(records, tr
   assert any("prediction" in t for t in event_tags(f"{job}/logs/samples"))
 
   loaded, info = artifacts.load_trained(job)
-  with open(f"{records}/{schema.MANIFEST}") as f:
-    assert info == artifacts.embedder_info(json.load(f))
+  assert info == artifacts.TrainedModelInfo(
+      artifacts.records_embedder(records_manifest.read(records)), schema.GRAY)
   assert int(loaded.optimizer.iterations.numpy()) == (TRAINING["epochs"]
                                                        * TRAINING["steps_per_epoch"])
-  x = {"l": np.full((1, 56, 56, 1), 60.0, np.float32), "embedding": np.zeros((1, 1536), np.float32)}
+  x = {L_INPUT: np.full((1, 56, 56, 1), 60.0, np.float32),
+       EMBEDDING_INPUT: np.zeros((1, 1536), np.float32)}
   np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 

@@ -47,7 +47,7 @@ def test_train_model_on_folders_caches_records_and_reruns_only_changed_inputs(tm
   assert len(model.get_weights()) == len(saved.get_weights())
   for ours, on_disk in zip(model.get_weights(), saved.get_weights()):
     np.testing.assert_array_equal(ours, on_disk)
-  assert info["identity"].startswith(f"hub:{module}")
+  assert info.embedder.identity.startswith(f"hub:{module}")
   stamps = {s: os.path.getmtime(f"{job}/cache/runs/{s}/manifest.json") for s in dirs}
 
   # Same inputs: no pipeline run; the finished job is not retrained either.

@@ -4,12 +4,15 @@ This is the contract between the trainer and the serving export (trainer/export/
 one small module so that neither side spells a path or a file name on its own:
 
   <model_dir>/colorizer.keras   the final trained Keras model (compiled, with optimizer state)
-  <model_dir>/embedder.json     the records' manifest "embedder" section (name, weights,
-                                identity, random_weights) plus "embedder_seed", so the export
-                                can rebuild exactly the embedder that made the training records
+  <model_dir>/embedder.json     the records' embedder (koala.embedder.EmbedderInfo: name,
+                                weights, identity, random_weights, embedder_seed), so the
+                                export can rebuild exactly the embedder that made the records
   <model_dir>/rendering.json    what the model was trained to see ("gray", or a manga
                                 rendering's name) and so how its pages are composed
                                 (koala.colour.composition_for); absent in older jobs: gray
+
+The two JSON files together are the trained model's description, `TrainedModelInfo`, written
+and read only by its `write` and `read`.
 
 model_dir is $AIP_MODEL_DIR when Vertex AI sets it, else <job_dir>/model. Checkpoints and
 TensorBoard logs follow Vertex's AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR the same way.
@@ -17,8 +20,13 @@ Every path may be local or gs://: files go through tf.io.gfile, which speaks bot
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+
+from koala import schema
+from koala.embedder import EmbedderInfo
+from koala.records_manifest import RecordsManifest
 
 MODEL_FILENAME = "colorizer.keras"
 EMBEDDER_FILENAME = "embedder.json"
@@ -30,8 +38,8 @@ AIP_MODEL_DIR = "AIP_MODEL_DIR"
 AIP_CHECKPOINT_DIR = "AIP_CHECKPOINT_DIR"
 AIP_TENSORBOARD_LOG_DIR = "AIP_TENSORBOARD_LOG_DIR"
 
-# The manifest's "embedder" keys the export needs (the manifest may add a warning text).
-EMBEDDER_KEYS = ("name", "weights", "identity", "random_weights")
+# What the export needs of the records' embedder to rebuild it.
+REQUIRED_EMBEDDER_FIELDS = ("name", "weights", "identity", "random_weights")
 
 
 def join(base: str, *parts: str) -> str:
@@ -78,21 +86,55 @@ def write_json(path: str, obj) -> None:
   write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode("utf-8"))
 
 
-def embedder_info(manifest: dict) -> dict:
-  """The records' manifest -> what embedder.json holds (see the module docstring)."""
-  section = manifest.get("embedder") or {}
-  missing = [k for k in EMBEDDER_KEYS if k not in section]
+def records_embedder(manifest: RecordsManifest) -> EmbedderInfo:
+  """The embedder that made the records, from their manifest, refused when the export could not
+  rebuild it from what the manifest says."""
+  embedder = manifest.embedder or EmbedderInfo()
+  missing = [k for k in REQUIRED_EMBEDDER_FIELDS if getattr(embedder, k) is None]
   if missing:
     raise ValueError(f"the records' manifest has no embedder {missing}; was it written by "
                      "pipeline.run?")
-  info = {k: section[k] for k in EMBEDDER_KEYS}
-  info["embedder_seed"] = (manifest.get("options") or {}).get("embedder_seed")
-  return info
+  return embedder
 
 
-def save_trained(model, info: dict, out_dir: str, rendering: str = "gray") -> str:
-  """Writes colorizer.keras, embedder.json and rendering.json into out_dir; returns the model's
-  path.
+@dataclasses.dataclass(frozen=True)
+class TrainedModelInfo:
+  """The trained model's description: the embedder its records were made with, the rendering
+  it learned from, and the composition of its pages that follows from that rendering."""
+  embedder: EmbedderInfo
+  rendering: str = schema.GRAY
+  composition: str | None = None    # None: koala.colour.composition_for(rendering)
+
+  def __post_init__(self):
+    if self.composition is None:
+      from koala import colour   # OpenCV, which the readers of paths alone need not load
+      object.__setattr__(self, "composition", colour.composition_for(self.rendering))
+
+  def rendering_dict(self) -> dict:
+    """rendering.json's content (the export's description carries it too)."""
+    return {"rendering": self.rendering, "composition": self.composition}
+
+  def write(self, out_dir: str) -> None:
+    write_json(join(out_dir, EMBEDDER_FILENAME), self.embedder.to_dict())
+    write_json(join(out_dir, RENDERING_FILENAME), self.rendering_dict())
+
+  @classmethod
+  def read(cls, out_dir: str) -> "TrainedModelInfo":
+    """FileNotFoundError without embedder.json; a job from before rendering.json was gray."""
+    import tensorflow as tf
+    embedder_path = join(out_dir, EMBEDDER_FILENAME)
+    if not tf.io.gfile.exists(embedder_path):
+      raise FileNotFoundError(embedder_path)
+    embedder = EmbedderInfo.from_dict(json.loads(read_text(embedder_path)))
+    rendering_path = join(out_dir, RENDERING_FILENAME)
+    if not tf.io.gfile.exists(rendering_path):
+      return cls(embedder)
+    rendering = json.loads(read_text(rendering_path))
+    return cls(embedder, rendering.get("rendering", schema.GRAY), rendering.get("composition"))
+
+
+def save_trained(model, info: TrainedModelInfo, out_dir: str) -> str:
+  """Writes colorizer.keras and the model's description into out_dir; returns the model's path.
 
   Keras writes the .keras zip to a local temporary file first and we copy it, so a gs://
   out_dir works even where Keras's own remote-path support does not reach.
@@ -106,25 +148,21 @@ def save_trained(model, info: dict, out_dir: str, rendering: str = "gray") -> st
     model.save(local)
     tf.io.gfile.makedirs(out_dir)
     tf.io.gfile.copy(local, path, overwrite=True)
-  write_json(join(out_dir, EMBEDDER_FILENAME), info)
-  write_json(join(out_dir, RENDERING_FILENAME), rendering_info(rendering))
+  info.write(out_dir)
   return path
 
 
-def rendering_info(rendering: str) -> dict:
-  """What rendering.json holds: the rendering the model learned from, and the composition of
-  its pages that follows from it."""
-  from koala import colour
-  return {"rendering": rendering, "composition": colour.composition_for(rendering)}
+def _not_finished(path: str, job_dir: str) -> FileNotFoundError:
+  return FileNotFoundError(f"{path} not found: has `python -m trainer.task --job_dir={job_dir}` "
+                           "finished (and is AIP_MODEL_DIR the same as during training)?")
 
 
-def load_rendering(job_dir: str) -> dict:
-  """rendering.json of a finished job; a job from before it existed was trained on gray."""
-  import tensorflow as tf
-  path = join(model_dir(job_dir), RENDERING_FILENAME)
-  if not tf.io.gfile.exists(path):
-    return rendering_info("gray")
-  return json.loads(read_text(path))
+def read_trained_info(job_dir: str) -> TrainedModelInfo:
+  """The description of a finished job's model (in model_dir(job_dir))."""
+  try:
+    return TrainedModelInfo.read(model_dir(job_dir))
+  except FileNotFoundError as e:
+    raise _not_finished(str(e), job_dir) from None
 
 
 def load_model_file(path: str):
@@ -141,14 +179,11 @@ def load_model_file(path: str):
     return keras.models.load_model(local)
 
 
-def load_trained(job_dir: str):
-  """-> (keras_model, embedder_info_dict) from a finished job's model_dir(job_dir)."""
-  out_dir = model_dir(job_dir)
-  path = join(out_dir, MODEL_FILENAME)
-  info_path = join(out_dir, EMBEDDER_FILENAME)
+def load_trained(job_dir: str) -> tuple[object, TrainedModelInfo]:
+  """-> (keras_model, TrainedModelInfo) from a finished job's model_dir(job_dir)."""
   import tensorflow as tf
-  for p in (path, info_path):
-    if not tf.io.gfile.exists(p):
-      raise FileNotFoundError(f"{p} not found: has `python -m trainer.task --job_dir={job_dir}` "
-                              "finished (and is AIP_MODEL_DIR the same as during training)?")
-  return load_model_file(path), json.loads(read_text(info_path))
+  path = join(model_dir(job_dir), MODEL_FILENAME)
+  if not tf.io.gfile.exists(path):
+    raise _not_finished(path, job_dir)
+  info = read_trained_info(job_dir)
+  return load_model_file(path), info

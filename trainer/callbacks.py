@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from koala import colour
 from trainer import artifacts
+from trainer.model import L_INPUT
 
 
 def tensorboard_available() -> bool:
@@ -136,7 +137,7 @@ class SampleColorizations(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     pred = np.asarray(self.model.predict(self.inputs, verbose=0), np.float32)
-    strip = sample_strip(self.inputs["l"], pred, self.target)
+    strip = sample_strip(self.inputs[L_INPUT], pred, self.target)
     with self.writer.as_default():
       tf.summary.image("gray | prediction | truth", strip, step=epoch,
                        max_outputs=len(strip))

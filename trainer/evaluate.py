@@ -16,7 +16,7 @@ colour hints instead, beside Levin et al.'s propagation of the same hints and th
 a row with each example's own palette (trainer.guided_eval); psnr_vs_hints.png joins the outputs. It refuses records made with another embedder
 than the one the model was trained on (embedder.json), as the trainer refuses mixed records.
 
-A manga job (model/rendering.json names a manga rendering, trainer.artifacts.load_rendering) is
+A manga job (model/rendering.json names a manga rendering, trainer.artifacts.TrainedModelInfo) is
 scored by trainer.manga_eval instead: coloured pages composed by the manga rule against the
 colour art, per number of dots (default 0,1,2,5,10,20,50,100 for a guided job, 0 for an
 unguided one), beside a classical flat fill, the page itself, the baselines and two ceilings;
@@ -35,7 +35,7 @@ import numpy as np
 from koala import colour, images, schema
 from trainer import artifacts, callbacks, guided_eval, manga_eval, metrics
 from trainer import input as trainer_input
-from trainer.model import is_guided
+from trainer.model import L_INPUT, is_guided
 # Shared with guided_eval; mean_ab and predict_ab stay importable from here, as callers expect.
 from trainer.predict import MAX_MEAN_EXAMPLES, crop_to_image, mean_ab, predict_ab  # noqa: F401
 
@@ -54,7 +54,7 @@ def evaluate(model, info: trainer_input.RecordsInfo, split: str = "test", batch_
   if max_examples is not None:
     ds = ds.unbatch().take(max_examples).batch(batch_size)
   for inputs, target, meta in ds:
-    l_batch = inputs["l"].numpy()
+    l_batch = inputs[L_INPUT].numpy()
     true_norm = target.numpy()
     preds = {"model": predict_ab(model, inputs),
              "gray": np.zeros_like(true_norm),
@@ -106,21 +106,22 @@ def format_table(results: dict) -> str:
   return "\n".join(lines)
 
 
-def check_embedder(info: trainer_input.RecordsInfo, embedder: dict) -> None:
+def check_embedder(info: trainer_input.RecordsInfo, trained: artifacts.TrainedModelInfo) -> None:
   """Refuses records whose embedder is not the one the model was trained with."""
-  trained = embedder.get("identity")
+  trained = trained.embedder.identity
   if trained and trained != info.embedder_id:
     raise trainer_input.RecordsMismatchError(
         f"records under {info.records_dir} were embedded by {info.embedder_id!r}, but the model "
         f"was trained on {trained!r}: its scores on them would mean nothing")
 
 
-def check_rendering(info: trainer_input.RecordsInfo, rendering: dict, job_dir: str) -> None:
+def check_rendering(info: trainer_input.RecordsInfo, trained: artifacts.TrainedModelInfo,
+                    job_dir: str) -> None:
   """Refuses records of another rendering than the one the job was trained on."""
-  if info.rendering != rendering["rendering"]:
+  if info.rendering != trained.rendering:
     raise trainer_input.RecordsMismatchError(
         f"records under {info.records_dir} are {info.rendering!r} renderings, but the job in "
-        f"{job_dir} was trained on {rendering['rendering']!r} records: its scores on them "
+        f"{job_dir} was trained on {trained.rendering!r} records: its scores on them "
         f"would mean nothing")
 
 
@@ -182,17 +183,16 @@ def _evaluate_manga(model, info, train_info, args, out_dir):
 
 
 def run(args: argparse.Namespace) -> dict:
-  model, embedder = artifacts.load_trained(args.job_dir)
-  rendering = artifacts.load_rendering(args.job_dir)
+  model, trained = artifacts.load_trained(args.job_dir)
   info = trainer_input.check_records(args.records_dir)
-  check_embedder(info, embedder)
-  check_rendering(info, rendering, args.job_dir)
+  check_embedder(info, trained)
+  check_rendering(info, trained, args.job_dir)
   train_info = info if not args.train_records_dir else trainer_input.check_records(
       args.train_records_dir)
-  check_embedder(train_info, embedder)
-  check_rendering(train_info, rendering, args.job_dir)
+  check_embedder(train_info, trained)
+  check_rendering(train_info, trained, args.job_dir)
   out_dir = args.output_dir or artifacts.join(args.job_dir, "evaluation", args.split)
-  if rendering["composition"] == colour.COMPOSE_MANGA:
+  if trained.composition == colour.COMPOSE_MANGA:
     results, grid, table, outputs = _evaluate_manga(model, info, train_info, args, out_dir)
   elif args.hints is None:
     results, grid = evaluate(model, info, args.split, args.batch_size, args.max_examples,
@@ -211,9 +211,9 @@ def run(args: argparse.Namespace) -> dict:
     table = guided_eval.format_table(results)
     outputs = "metrics.json, samples.png and psnr_vs_hints.png"
   results["model"] = artifacts.join(artifacts.model_dir(args.job_dir), artifacts.MODEL_FILENAME)
-  results["embedder"] = embedder
-  results["job_rendering"] = rendering
-  if embedder.get("random_weights"):
+  results["embedder"] = trained.embedder.to_dict()
+  results["job_rendering"] = trained.rendering_dict()
+  if trained.embedder.random_weights:
     results["warning"] = ("the embedder had random weights: these records' embeddings carry "
                           "no semantics")
   write_outputs(results, grid, out_dir)

@@ -20,6 +20,7 @@ import numpy as np
 from koala import colour, guidance, schema
 from trainer import callbacks, levin, metrics
 from trainer import input as trainer_input
+from trainer.model import HINTS_INPUT, L_INPUT
 from trainer.predict import crop_to_image, mean_ab, predict_ab
 
 PALETTE_ROW = "own palette"
@@ -68,8 +69,8 @@ def evaluate_guided(model, info, split: str, hint_counts, batch_size: int = 16,
     index = 0
     first = n == hint_counts[0] and not palette
     for inputs, target, meta in ds:
-      l_batch, true_norm = inputs["l"].numpy(), target.numpy()
-      hints = inputs["hints"].numpy()
+      l_batch, true_norm = inputs[L_INPUT].numpy(), target.numpy()
+      hints = inputs[HINTS_INPUT].numpy()
       preds = {"model": predict_ab(model, inputs)}
       if "levin" in acc:
         preds["levin"] = np.stack([levin.propagate(l_batch[i], *guidance.decode_hints_np(h))

@@ -9,12 +9,14 @@ that a handful of cores can feed one GPU):
   * batching comes before parsing: `koala.schema.parse_batch` decodes a whole batch at once;
   * prefetch overlaps the input with the training step.
 
-Elements are (inputs, target): inputs = {"l": L in [0, 100], "embedding": 1536-d}, the model's
-own input convention, and target = ab / 128 in [-1, 1], the original project's loss space. "l" is what the
-model sees: the image's own L for gray records, the manga rendering's L for manga records
-(koala.schema.INPUT); the target is the colour image's ab either way. With a `Guidance`
-(the guided model, trainer.task --hints), inputs also hold "hints" and "palette", drawn on the fly
-from each record's own true ab (koala.guidance), so the same records serve both models.
+Elements are (inputs, target): inputs = {L_INPUT: the input L in [0, 100], EMBEDDING_INPUT:
+1536-d}, the model's own input convention (trainer.model), and target = ab / 128 in [-1, 1], the
+original project's loss space. The input L is what the model sees: the image's own L for gray
+records, the manga rendering's L for manga records (koala.schema.INPUT_L). It is not the records'
+`l` (koala.schema.L), which is always the colour image's own L, the target's lightness, here
+`target_l`; the target is the colour image's ab either way. With an `ExampleGuidance` (the guided
+model, trainer.task --hints), inputs also hold HINTS_INPUT and PALETTE_INPUT, drawn on the fly
+from each record's own true L and ab (koala.guidance), so the same records serve both models.
 
 Before anything is read, `check_records` opens the first record of every shard of every split
 and refuses (RecordsMismatchError, naming the files) records whose schema version or embedder
@@ -25,17 +27,17 @@ checked again in the graph, which costs a string comparison per batch.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import defaultdict
 
 import tensorflow as tf
 
-from koala import colour, guidance, schema
+from koala import colour, guidance, records_manifest, schema
+from trainer.model import EMBEDDING_INPUT, HINTS_INPUT, L_INPUT, PALETTE_INPUT
 
 DEFAULT_SHUFFLE_BUFFER = 1024
-# schema.L is the colour image's own L: the truth's lightness, which for manga records is not
-# the model's input "l".
+# schema.L is the colour image's own L (the target's lightness), which for manga records is not
+# the model's input L.
 METADATA = (schema.SOURCE_PATH, schema.ORIGINAL_HEIGHT, schema.ORIGINAL_WIDTH, schema.L,
             schema.RENDERING)
 GZIP_SUFFIX = ".gz"
@@ -53,14 +55,13 @@ class RecordsInfo:
   schema_version: int
   embedder_id: str
   files: dict            # split -> sorted list of shard paths
-  manifest: dict | None  # manifest.json, when the directory has one
+  manifest: records_manifest.RecordsManifest | None   # when the directory has one
   rendering: str = schema.GRAY   # what the model sees: schema.GRAY or koala.manga's name
 
   def count(self, split: str) -> int:
     """Examples in a split: from the manifest when it has the count, else by reading the shards."""
-    written = ((self.manifest or {}).get("counts") or {}).get("written") or {}
-    if split in written:
-      return int(written[split])
+    if self.manifest is not None and split in self.manifest.counts.written:
+      return int(self.manifest.counts.written[split])
     return count_records(self.files.get(split, []))
 
 
@@ -88,14 +89,6 @@ def count_records(files: list[str]) -> int:
   return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
 
 
-def read_manifest(records_dir: str) -> dict | None:
-  path = f"{records_dir.rstrip('/')}/{schema.MANIFEST}"
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path, "r") as f:
-    return json.load(f)
-
-
 def _describe(groups: dict, what: str) -> str:
   lines = [f"records disagree on {what}:"]
   for value, files in sorted(groups.items(), key=lambda kv: -len(kv[1])):
@@ -120,13 +113,14 @@ def check_records(records_dir: str, splits=schema.SPLITS) -> RecordsInfo:
         versions[record.schema_version].append(path)
         embedders[record.embedder_id].append(path)
         renderings[record.rendering].append(path)
-  manifest = read_manifest(records_dir)
+  manifest = records_manifest.read(records_dir)
   if manifest is not None:
-    versions[manifest.get("schema_version")].append(f"{records_dir}/{schema.MANIFEST}")
-    identity = (manifest.get("embedder") or {}).get("identity")
+    manifest_path = records_manifest.path(records_dir)
+    versions[manifest.schema_version].append(manifest_path)
+    identity = None if manifest.embedder is None else manifest.embedder.identity
     for ident in identity if isinstance(identity, list) else [identity]:
-      embedders[ident].append(f"{records_dir}/{schema.MANIFEST}")
-    renderings[manifest_rendering(manifest)].append(f"{records_dir}/{schema.MANIFEST}")
+      embedders[ident].append(manifest_path)
+    renderings[manifest.rendering_name].append(manifest_path)
   if len(versions) > 1:
     raise RecordsMismatchError(_describe(versions, "the schema version"))
   if len(embedders) > 1:
@@ -146,15 +140,10 @@ def check_records(records_dir: str, splits=schema.SPLITS) -> RecordsInfo:
   return RecordsInfo(records_dir, version, embedder_id, files, manifest, rendering)
 
 
-def manifest_rendering(manifest: dict) -> str:
-  """The rendering a manifest names (pipeline.run writes "rendering": {"name": ...}); a
-  manifest from before renderings existed is gray."""
-  return ((manifest or {}).get("rendering") or {}).get("name", schema.GRAY)
-
-
 @dataclasses.dataclass(frozen=True)
-class Guidance:
-  """The hints and palette a dataset adds to every example (see koala.guidance).
+class ExampleGuidance:
+  """How a dataset draws the hints and palette it adds to every example (koala.guidance), for
+  training and for evaluation; not a user's guidance for a page (serving.hint_files).
 
   hints:   None draws each example's count as training does (training_hint_count); an int
            gives every example exactly that many (evaluation).
@@ -174,17 +163,17 @@ class Guidance:
   vary: bool = False
 
 
-TRAINING_GUIDANCE = Guidance(vary=True)
-VALIDATION_GUIDANCE = Guidance()   # the training distribution, fixed per example
+TRAINING_GUIDANCE = ExampleGuidance(vary=True)
+VALIDATION_GUIDANCE = ExampleGuidance()   # the training distribution, fixed per example
 
 
 def eval_guidance(hints: int, palette: bool = False, max_hints: int = 100, seed: int = 0):
   """Evaluation: exactly `hints` 5 x 5 dots per example (the first of max_hints seeded draws)."""
-  return Guidance(hints=hints, palette=palette, max_hints=max(max_hints, hints),
+  return ExampleGuidance(hints=hints, palette=palette, max_hints=max(max_hints, hints),
                   patch=guidance.EVAL_PATCH, seed=seed)
 
 
-def example_seeds(content_hash, g: Guidance):
+def example_seeds(content_hash, g: ExampleGuidance):
   """(N,) content hashes -> (N, 2) int64 stateless seeds."""
   first = tf.strings.to_hash_bucket_fast(content_hash, 2 ** 62)
   if g.vary:
@@ -194,8 +183,9 @@ def example_seeds(content_hash, g: Guidance):
   return tf.stack([first, second], axis=1)
 
 
-def add_guidance(l, ab, seeds, g: Guidance) -> dict:
-  """A batch's L (N, S, S, 1) and ab (N, S, S, 2) in LAB units -> {"hints", "palette"}."""
+def add_guidance(target_l, ab, seeds, g: ExampleGuidance) -> dict:
+  """A batch's target L (N, S, S, 1) and ab (N, S, S, 2) in LAB units -> the hints and palette
+  inputs."""
   def one(args):
     l_i, ab_i, seed = args
     s_count, s_hints, s_palette = tf.unstack(
@@ -210,16 +200,16 @@ def add_guidance(l, ab, seeds, g: Guidance) -> dict:
     palette = tf.where(keep, guidance.palette_tf(l_i, ab_i), guidance.NO_PALETTE)
     return hints, palette
   hints, palette = tf.map_fn(
-      one, (l, ab, seeds),
-      fn_output_signature=(tf.TensorSpec(l.shape[1:3] + (guidance.HINT_CHANNELS,), tf.float32),
+      one, (target_l, ab, seeds),
+      fn_output_signature=(tf.TensorSpec(target_l.shape[1:3] + (guidance.HINT_CHANNELS,),
+                                         tf.float32),
                            tf.TensorSpec((guidance.PALETTE_SIZE,), tf.float32)))
-  return {"hints": hints, "palette": palette}
+  return {HINTS_INPUT: hints, PALETTE_INPUT: palette}
 
 
 def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: bool,
-                 guided: Guidance | None = None):
-  """A batch of serialized examples -> ({"l", "embedding"[, "hints", "palette"]}, ab / 128
-  [, metadata]), checked."""
+                 guided: ExampleGuidance | None = None):
+  """A batch of serialized examples -> (the model's inputs, ab / 128 [, metadata]), checked."""
   parsed = schema.parse_batch(serialized)
   checks = [
       tf.debugging.assert_equal(parsed[schema.VERSION],
@@ -229,19 +219,19 @@ def _to_model_io(serialized, embedder_id: str, image_size: int, with_metadata: b
                                 message=f"a record's embedder is not {embedder_id}"),
   ]
   with tf.control_dependencies(checks):
-    l, ab = tf.identity(parsed[schema.INPUT]), parsed[schema.AB] / colour.AB_SCALE
-  true_l = parsed[schema.L]
+    input_l, ab = tf.identity(parsed[schema.INPUT_L]), parsed[schema.AB] / colour.AB_SCALE
+  target_l = parsed[schema.L]
   if image_size != schema.IMAGE_SIZE:
     # Area averaging, as the pipeline shrinks images: no moire from screentone.
-    l = tf.image.resize(l, (image_size, image_size), method="area")
+    input_l = tf.image.resize(input_l, (image_size, image_size), method="area")
     ab = tf.image.resize(ab, (image_size, image_size), method="area")
-    true_l = tf.image.resize(true_l, (image_size, image_size), method="area")
-    parsed[schema.L] = true_l
-  inputs = {"l": l, "embedding": parsed[schema.EMBEDDING]}
+    target_l = tf.image.resize(target_l, (image_size, image_size), method="area")
+    parsed[schema.L] = target_l
+  inputs = {L_INPUT: input_l, EMBEDDING_INPUT: parsed[schema.EMBEDDING]}
   if guided is not None:
     # Hints are drawn where the colour image is flat, from its own L and ab: the user's dots
     # carry the colour of a region, whatever the page shows there (paper, screentone).
-    inputs.update(add_guidance(true_l, ab * colour.AB_SCALE,
+    inputs.update(add_guidance(target_l, ab * colour.AB_SCALE,
                                example_seeds(parsed[schema.CONTENT_HASH], guided), guided))
   if with_metadata:
     return inputs, ab, {k: parsed[k] for k in METADATA}
@@ -253,7 +243,7 @@ def make_dataset(info: RecordsInfo, split: str, batch_size: int, *, training: bo
                  seed: int | None = None, image_size: int = schema.IMAGE_SIZE,
                  repeat: bool | None = None, drop_remainder: bool | None = None,
                  with_metadata: bool = False,
-                 guided: Guidance | None = None) -> tf.data.Dataset:
+                 guided: ExampleGuidance | None = None) -> tf.data.Dataset:
   """One split as (inputs, target) batches.
 
   training=True shuffles shards and records, repeats forever and drops the last partial batch
@@ -261,7 +251,7 @@ def make_dataset(info: RecordsInfo, split: str, batch_size: int, *, training: bo
   cache: False, True (memory) or a file path prefix. image_size < 224 averages L and ab down
   (for quick experiments and tests; the model must be built with the same image_size).
   with_metadata adds a third element: source path and original height and width (evaluation).
-  guided: a Guidance adds "hints" and "palette" to the inputs (at image_size), for the guided
+  guided: an ExampleGuidance adds the hints and palette inputs (at image_size), for the guided
   model; None gives the SPEC model's inputs.
   """
   files = info.files.get(split) or []

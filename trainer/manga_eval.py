@@ -46,6 +46,7 @@ from koala import colour, guidance, regions, schema
 from trainer import callbacks, levin, metrics
 from trainer import input as trainer_input
 from trainer.guided_eval import _draw_dots
+from trainer.model import HINTS_INPUT, L_INPUT
 from trainer.predict import crop_to_image, mean_ab, predict_ab
 
 GUIDED_HINTS = (0, 1, 2, 5, 10, 20, 50, 100)   # the default list for a manga guided job
@@ -161,10 +162,10 @@ def evaluate_manga(model, info, split: str = "test", hint_counts=GUIDED_HINTS,
       ds = ds.unbatch().take(max_examples).batch(batch_size)
     index, first = 0, n == hint_counts[0]
     for inputs, target, meta in ds:
-      l_in, true_ab = inputs["l"].numpy(), target.numpy() * colour.AB_SCALE
+      l_in, true_ab = inputs[L_INPUT].numpy(), target.numpy() * colour.AB_SCALE
       true_l = meta[schema.L].numpy()
       model_ab = predict_ab(model, inputs) * colour.AB_SCALE
-      hints = inputs["hints"].numpy() if guided else None
+      hints = inputs[HINTS_INPUT].numpy() if guided else None
       for i in range(len(true_ab)):
         crop = crop_to_image(int(meta[schema.ORIGINAL_HEIGHT][i]),
                              int(meta[schema.ORIGINAL_WIDTH][i]))

@@ -15,6 +15,9 @@ from keras import layers
 
 from koala import colour, guidance, schema
 
+# The Keras input names, which are also the colorize_tensors signature's (a public interface)
+# and are saved in every .keras file. L_INPUT is the L the model sees (a rendering's, or a gray
+# image's own), not the records' `l` (koala.schema.L, always the colour image's own L).
 L_INPUT = "l"
 EMBEDDING_INPUT = "embedding"
 HINTS_INPUT = "hints"

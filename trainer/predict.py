@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from koala import colour, guidance, images, schema
 from trainer import input as trainer_input
-from trainer.model import is_guided, model_image_size
+from trainer.model import (EMBEDDING_INPUT, HINTS_INPUT, L_INPUT, PALETTE_INPUT, is_guided,
+                           model_image_size)
 
 MAX_MEAN_EXAMPLES = 5000
 
@@ -38,18 +39,18 @@ def predict_ab(model, inputs: dict) -> np.ndarray:
   A guided model gets the inputs' "hints" (at 224, resized to its size) and "palette", or none
   (automatic mode) where the inputs have none."""
   size = model_image_size(model)
-  l = inputs["l"]
+  l = inputs[L_INPUT]
   if size != schema.IMAGE_SIZE:
     l = tf.image.resize(l, (size, size), method="area")
-  feed = {"l": l, "embedding": inputs["embedding"]}
+  feed = {L_INPUT: l, EMBEDDING_INPUT: inputs[EMBEDDING_INPUT]}
   if is_guided(model):
     n = int(l.shape[0])
-    hints = inputs.get("hints")
-    feed["hints"] = (np.zeros((n, size, size, guidance.HINT_CHANNELS), np.float32)
-                     if hints is None else guidance.resize_hints_tf(hints, size))
-    palette = inputs.get("palette")
-    feed["palette"] = (np.zeros((n, guidance.PALETTE_SIZE), np.float32)
-                       if palette is None else palette)
+    hints = inputs.get(HINTS_INPUT)
+    feed[HINTS_INPUT] = (np.zeros((n, size, size, guidance.HINT_CHANNELS), np.float32)
+                         if hints is None else guidance.resize_hints_tf(hints, size))
+    palette = inputs.get(PALETTE_INPUT)
+    feed[PALETTE_INPUT] = (np.zeros((n, guidance.PALETTE_SIZE), np.float32)
+                           if palette is None else palette)
   pred = model.predict_on_batch(feed)
   pred = tf.convert_to_tensor(np.asarray(pred, np.float32))
   if size != schema.IMAGE_SIZE:

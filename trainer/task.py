@@ -17,8 +17,8 @@ Flags override the preset (the original project's five configurations, default K
 
 --hints trains the guided colorizer instead (trainer.model.build_guided_colorizer: the SPEC
 model plus colour hints and a reference palette), with hints and palettes drawn on the fly from
-each record's true colours (trainer.input.Guidance). It is saved to the same place under the same
-names, so trainer.export and trainer.evaluate load either model.
+each record's true colours (trainer.input.ExampleGuidance). It is saved to the same place under
+the same names, so trainer.export and trainer.evaluate load either model.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ import keras
 import tensorflow as tf
 
 from koala import schema
+from koala.embedder import EmbedderInfo
 from trainer import artifacts, callbacks, presets
 from trainer import input as trainer_input
 from trainer.model import GUIDED_ARCHITECTURES, build_colorizer, build_guided_colorizer
@@ -132,13 +133,15 @@ def _strategy(name: str | None):
   return tf.distribute.get_strategy()
 
 
-def _embedder_info(info: trainer_input.RecordsInfo) -> dict:
+def trained_model_info(info: trainer_input.RecordsInfo) -> artifacts.TrainedModelInfo:
+  """The description saved with the model: the records' embedder and rendering."""
   if info.manifest is None:
     _LOG.warning("%s has no %s: embedder.json will name only the identity %s",
                  info.records_dir, schema.MANIFEST, info.embedder_id)
-    return {"name": None, "weights": None, "identity": info.embedder_id,
-            "random_weights": None, "embedder_seed": None}
-  return artifacts.embedder_info(info.manifest)
+    embedder = EmbedderInfo(identity=info.embedder_id)
+  else:
+    embedder = artifacts.records_embedder(info.manifest)
+  return artifacts.TrainedModelInfo(embedder, info.rendering)
 
 
 def build_model(config: TrainConfig) -> keras.Model:
@@ -230,8 +233,7 @@ def _train(config: TrainConfig, extra_callbacks: list):
   if config.max_minutes is not None:
     model = artifacts.load_model_file(artifacts.join(ckpt_dir, "best.keras"))
     _LOG.info("the time budget's model is the best checkpoint (val_loss %.5f)", best.best)
-  path = artifacts.save_trained(model, _embedder_info(info), artifacts.model_dir(job),
-                                rendering=info.rendering)
+  path = artifacts.save_trained(model, trained_model_info(info), artifacts.model_dir(job))
   _LOG.info("saved %s", path)
   epochs = callbacks.read_history(history_cb.path)
   return model, callbacks.history_lists(epochs)

@@ -18,6 +18,7 @@ call would cost far more than the training the user asked for. Each folder becom
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ import logging
 import tensorflow as tf
 
 from koala import embedder as koala_embedder
-from koala import schema
+from koala import records_manifest, schema
 from trainer import artifacts, evaluate, task
 from trainer import input as trainer_input
 
@@ -94,12 +95,11 @@ def _combine(runs: dict, records_dir: str) -> str:
   """Copies each run's shards into one records dir (split by split) with one manifest."""
   if tf.io.gfile.exists(records_dir):
     tf.io.gfile.rmtree(records_dir)
-  manifests = {s: json.loads(artifacts.read_text(artifacts.join(d, schema.MANIFEST)))
-               for s, d in runs.items()}
+  manifests = {s: records_manifest.read(d) for s, d in runs.items()}
   written = {s: 0 for s in schema.SPLITS}
   for run_dir, manifest in zip(runs.values(), manifests.values()):
     for split in schema.SPLITS:
-      if not manifest["counts"]["written"][split]:
+      if not manifest.counts.written.get(split):
         continue   # a run writes (empty) shards for every split; a split has one owning run
       shards = trainer_input.list_shards(run_dir, split)
       if shards:
@@ -107,11 +107,13 @@ def _combine(runs: dict, records_dir: str) -> str:
       for shard in shards:
         tf.io.gfile.copy(shard, artifacts.join(records_dir, split, shard.rsplit("/", 1)[1]),
                          overwrite=True)
-      written[split] += manifest["counts"]["written"][split]
+      written[split] += manifest.counts.written[split]
   first = next(iter(manifests.values()))
-  combined = dict(first, counts={"written": written},
-                  runs={s: m["options"]["input"] for s, m in manifests.items()})
-  artifacts.write_json(artifacts.join(records_dir, schema.MANIFEST), combined)
+  combined = dataclasses.replace(
+      first, counts=records_manifest.RecordCounts(written=written),
+      runs={s: m.options.get("input") for s, m in manifests.items()})
+  tf.io.gfile.makedirs(records_dir)
+  records_manifest.write(records_dir, combined)
   return records_dir
 
 

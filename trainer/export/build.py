@@ -51,14 +51,13 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
   if tf.io.gfile.exists(final):
     raise ExportError(f"{final} exists already; TF Serving versions are immutable, pick another "
                       "--version or leave it out to take the next one")
-  colorizer, embedder_info = artifacts.load_trained(job_dir)
-  rendering = artifacts.load_rendering(job_dir)
-  embed, identity = rebuild_embedder(embedder_info)
+  colorizer, trained = artifacts.load_trained(job_dir)
+  embed, identity = rebuild_embedder(trained.embedder)
   _LOG.info("loaded the model and rebuilt the embedder in %.1f s", time.time() - started)
   if not 0 <= gap_closing <= MAX_GAP_CLOSING:
     raise ExportError(f"--gap_closing must be 0..{MAX_GAP_CLOSING} fill pixels, got {gap_closing}")
   module = KoalaServing(colorizer, embed, max_pixels=max_pixels, png_compression=png_compression,
-                        composition=rendering["composition"], gap_closing=gap_closing)
+                        composition=trained.composition, gap_closing=gap_closing)
   _LOG.info("built the LAB -> sRGB table at %.1f s", time.time() - started)
   signatures = {SERVING_DEFAULT: module.serve, COLORIZE_TENSORS: module.colorize_fn}
   if module.guided:
@@ -68,10 +67,10 @@ def export(job_dir: str, export_dir: str, version: int | None = None, *,
   tf.io.gfile.makedirs(export_dir)
   tf.saved_model.save(module, target, signatures=signatures)
   info.write(target, info.ExportInfo(
-      embedder=embedder_info, embedder_identity=identity, colorizer_size=module.size,
+      embedder=trained.embedder, embedder_identity=identity, colorizer_size=module.size,
       max_pixels=module.max_pixels, png_compression=module.png_compression,
       gap_closing=module.gap_closing if module.manga else None,
-      job_dir=job_dir, signatures=sorted(signatures), rendering=rendering))
+      job_dir=job_dir, signatures=sorted(signatures), rendering=trained.rendering_dict()))
   if local:
     os.rename(target, final)
   _LOG.info("exported %s in %.1f s", final, time.time() - started)

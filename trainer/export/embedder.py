@@ -32,9 +32,9 @@ class Embed(tf.Module):
     return out
 
 
-def rebuild_embedder(info: dict) -> tuple[Embed, str]:
+def rebuild_embedder(info: embedder_lib.EmbedderInfo) -> tuple[Embed, str]:
   """The embedder named in embedder.json, checked against the identity recorded there."""
-  name = info.get("name", embedder_lib.KERAS_NAME)
+  name = info.name or embedder_lib.KERAS_NAME
   if name.startswith(embedder_lib.HUB_PREFIX):
     handle = name[len(embedder_lib.HUB_PREFIX):]
     try:
@@ -50,15 +50,14 @@ def rebuild_embedder(info: dict) -> tuple[Embed, str]:
       module = module.signatures["serving_default"]
     embed = Embed(hub_module=module)
   else:
-    seed = info.get("embedder_seed")
-    seed = embedder_lib.DEFAULT_SEED if seed is None else int(seed)
+    seed = embedder_lib.DEFAULT_SEED if info.embedder_seed is None else int(info.embedder_seed)
     try:
-      loaded = embedder_lib.load_embedder(name, info.get("weights", embedder_lib.IMAGENET), seed)
+      loaded = embedder_lib.load_embedder(name, info.weights or embedder_lib.IMAGENET, seed)
     except embedder_lib.EmbedderError as e:
       raise ExportError(str(e)) from None
     identity = loaded.identity
     embed = Embed(keras_model=loaded.keras_model)
-  expected = info.get("identity")
+  expected = info.identity
   if expected and expected != identity:
     raise ExportError(
         f"the embedder rebuilt for export ({identity}) is not the one that made the training "

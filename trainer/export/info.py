@@ -10,6 +10,7 @@ embedder is inside (random weights or not), what job it came from, how its pages
 
 Older exports lack the fields added since (`rendering`, `gap_closing`): they read as None, so an
 export made before a field existed still loads; keys this version does not know are ignored.
+`ExportInfo.from_dict` and `to_dict` are the one reader and writer of the file's content.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import dataclasses
 import json
 from typing import Callable
 
+from koala.embedder import EmbedderInfo
 from trainer import artifacts
 
 PATH = "assets.extra/koala_export.json"     # below the version folder
@@ -24,7 +26,7 @@ PATH = "assets.extra/koala_export.json"     # below the version folder
 
 @dataclasses.dataclass
 class ExportInfo:
-  embedder: dict = dataclasses.field(default_factory=dict)   # the job's embedder.json
+  embedder: EmbedderInfo | None = None     # the job's embedder.json
   embedder_identity: str | None = None     # the rebuilt embedder's identity (its weights)
   colorizer_size: int | None = None        # the side of the model's square input
   max_pixels: int | None = None            # pages with more are refused
@@ -37,15 +39,20 @@ class ExportInfo:
   @property
   def random_weights(self) -> bool:
     """True when the embedder inside has random weights: its colours mean nothing."""
-    return bool((self.embedder or {}).get("random_weights"))
+    return self.embedder is not None and bool(self.embedder.random_weights)
 
   def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
+    data = dataclasses.asdict(self)
+    data["embedder"] = {} if self.embedder is None else self.embedder.to_dict()
+    return data
 
   @classmethod
   def from_dict(cls, data: dict) -> "ExportInfo":
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+    fields = {k: v for k, v in data.items() if k in known}
+    embedder = fields.get("embedder")
+    fields["embedder"] = EmbedderInfo.from_dict(embedder) if embedder else None
+    return cls(**fields)
 
 
 def path(version_dir: str) -> str:

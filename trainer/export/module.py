@@ -66,16 +66,18 @@ class KoalaServing(tf.Module):
     # own call code tripled the export time.
     self.embed_fn = tf.function(embed.__call__, autograph=False).get_concrete_function(
         tf.TensorSpec([None, schema.EMBEDDER_SIZE, schema.EMBEDDER_SIZE, 3], tf.float32))
-    l_spec = tf.TensorSpec([None, self.size, self.size, 1], tf.float32, name="l")
-    embedding_spec = tf.TensorSpec([None, schema.EMBEDDING_DIM], tf.float32, name="embedding")
+    # colorize_tensors takes and returns the model's own tensors, by the model's own names.
+    l_spec = tf.TensorSpec([None, self.size, self.size, 1], tf.float32, name=model_lib.L_INPUT)
+    embedding_spec = tf.TensorSpec([None, schema.EMBEDDING_DIM], tf.float32,
+                                   name=model_lib.EMBEDDING_INPUT)
     self.guided = model_lib.is_guided(colorizer)
     if self.guided:
       # One trace of the guided network; the unguided entry points call it with no guidance.
       self.guided_fn = tf.function(self._guided_ab, autograph=False).get_concrete_function(
           l_spec, embedding_spec,
           tf.TensorSpec([None, self.size, self.size, guidance.HINT_CHANNELS], tf.float32,
-                        name="hints"),
-          tf.TensorSpec([None, PALETTE_SIZE], tf.float32, name="palette"))
+                        name=model_lib.HINTS_INPUT),
+          tf.TensorSpec([None, PALETTE_SIZE], tf.float32, name=model_lib.PALETTE_INPUT))
       self.serve_guided = tf.function(self._serve_guided, autograph=False, input_signature=[
           tf.TensorSpec([None], tf.string, name=IMAGE_BYTES),
           tf.TensorSpec([None], tf.string, name=HINTS_BYTES),
@@ -91,16 +93,16 @@ class KoalaServing(tf.Module):
           tf.tile(tf.constant(NO_PALETTE, tf.float32)[None], [n, 1]))
     ab = self.colorizer({model_lib.L_INPUT: l, model_lib.EMBEDDING_INPUT: embedding},
                         training=False)
-    return {"ab": _ab_units(ab)}
+    return {model_lib.AB_OUTPUT: _ab_units(ab)}
 
   def _guided_ab(self, l, embedding, hints, palette):
     ab = self.colorizer({model_lib.L_INPUT: l, model_lib.EMBEDDING_INPUT: embedding,
                          model_lib.HINTS_INPUT: hints, model_lib.PALETTE_INPUT: palette},
                         training=False)
-    return {"ab": _ab_units(ab)}
+    return {model_lib.AB_OUTPUT: _ab_units(ab)}
 
   def _predict_ab(self, l, unit, page_hw):
-    return self.colorize_fn(l, self.embed_fn(unit))["ab"][0]
+    return self.colorize_fn(l, self.embed_fn(unit))[model_lib.AB_OUTPUT][0]
 
   def _colour_box(self, gray, box, hints_rgba=None):
     """The job's composition of a page from the model's ab over its box."""
@@ -121,7 +123,8 @@ class KoalaServing(tf.Module):
     def predict_ab(l, unit, page_hw):
       planes = guidance.hint_planes(rgba, page_hw, self.size)
       palette = guidance.palette(reference, self.max_pixels)
-      return self.guided_fn(l, self.embed_fn(unit), planes[None], palette[None])["ab"][0]
+      ab = self.guided_fn(l, self.embed_fn(unit), planes[None], palette[None])
+      return ab[model_lib.AB_OUTPUT][0]
 
     # A manga page fills each dot's region in the dot's colour (trainer.export.fill); a gray
     # page has only the model's colours.
