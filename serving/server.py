@@ -18,14 +18,11 @@ Serving's (g3doc/api/api_rest.md, http_rest_api_handler.cc, http_server.cc):
 It serves the highest numeric version under the base path and, like TF Serving, picks up a
 newer one when it appears (polling every --file_system_poll_wait_seconds).
 
-Like TF Serving's libevent server it is event-driven (aiohttp, serving/http_front.py): reading
-and writing requests happens on one event loop, and only the model work runs on a bounded thread
-pool (--rest_api_num_threads), so slow or hostile clients cannot hold the model threads. Every
-request is bounded (`Limits`: header and body deadlines 408, header size 431, body size 400,
-open connections and buffered bodies 503, idle keep-alive), and so is every prediction
-(serving/admission.py: more than --max_inflight admitted at once 503, as TF Serving's full
-batching queue answers, so clients back off; more than --max_batch_size examples 400; past
---rest_api_timeout_in_ms cancelled, 504); docs/serving.md has the table. It binds to loopback unless told otherwise, and
+Like TF Serving's libevent server it is event-driven (aiohttp, serving/http_front.py): requests
+are read and written on one event loop, and only the model work runs on a bounded thread pool
+(--rest_api_num_threads), so slow or hostile clients cannot hold the model threads. Every
+request and every prediction is bounded (`Limits`, serving/admission.py; docs/serving.md has
+the table: 408, 431, 400, 503, 504). It binds to loopback unless told otherwise, and
 SIGTERM/SIGINT let the predictions in flight finish, then exit 0. Nothing in serving/client.py
 depends on this module.
 """
@@ -110,8 +107,7 @@ class LoadedModel:
 
   def predict(self, signature: str, arrays: dict, deadline: Deadline | None = None) -> dict:
     tf = _tf()
-    if deadline is not None and deadline.passed:   # its answer (504) went while it was parsed
-      raise RestError("DEADLINE_EXCEEDED", deadline.message())
+    _check(deadline)                               # its 504 went while it was parsed
     fn = self.signatures[signature]
     feeds = {}
     for name, arr in arrays.items():
@@ -128,6 +124,7 @@ class LoadedModel:
       raise RestError(_code_name(e), e.message) from None
     except (TypeError, ValueError) as e:
       raise invalid(str(e)) from None
+    _check(deadline)     # its 504 has gone: no copying and formatting what nobody will read
     return {k: v.numpy() for k, v in result.items()}
 
   def json_value_cap(self, max_batch_size: int) -> int | None:
@@ -268,7 +265,15 @@ class App:
       raise invalid(f'Serving signature name: "{signature}" not found in signature def')
     arrays, fmt = rest_json.parse_predict(doc, model.inputs[signature], self.max_batch_size)
     del doc
-    return rest_json.format_predict(model.predict(signature, arrays, deadline), fmt)
+    outputs = model.predict(signature, arrays, deadline)
+    _check(deadline)     # a batch of pages can take seconds to format (base64, then JSON)
+    return rest_json.format_predict(outputs, fmt)
+
+
+def _check(deadline: Deadline | None) -> None:
+  """DEADLINE_EXCEEDED once the request's 504 has been answered: the model thread stops there."""
+  if deadline is not None and deadline.passed:
+    raise RestError("DEADLINE_EXCEEDED", deadline.message())
 
 
 def _version(text: str | None) -> int | None:
