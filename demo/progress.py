@@ -24,6 +24,7 @@ from typing import Callable, Iterator, TextIO
 HEARTBEAT_S = 20.0
 TICK_S = 0.5
 TAIL_BYTES = 8192
+DETAIL_CHARS = 120           # of a log's last line beside a stage's elapsed time
 # TensorFlow's C++ log lines (absl format: I1128 12:00:00.000 ... or I0000 00:00:...), e.g. the
 # "failed call to cuInit" every process prints on a machine without a GPU: not a status.
 NATIVE_LOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d|^WARNING: All log messages before absl")
@@ -78,6 +79,8 @@ class Stage:
       detail = self.status() if self.status else (last_line(self.log_path) if self.log_path else "")
     except Exception:   # a status hook must never break the demo
       detail = ""
+    if len(detail) > DETAIL_CHARS:    # one progress line, whatever a library logs (TF lists
+      detail = detail[:DETAIL_CHARS - 1] + "…"   # hundreds of function names in one warning)
     return f"{self.label}  {self.elapsed():5.0f} s  {detail}".rstrip()
 
 
