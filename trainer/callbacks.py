@@ -63,11 +63,18 @@ def plot_curves(epochs: list[dict], path: str, title: str = "") -> None:
     ax.grid(alpha=0.3)
     ax.legend()
   fig.suptitle(title)
+  artifacts.write_bytes(path, figure_png(fig))
+
+
+def figure_png(fig) -> bytes:
+  """A finished matplotlib figure as PNG bytes (laid out tight, 100 dpi); the figure is closed,
+  so pyplot does not keep it."""
+  from matplotlib import pyplot as plt
   fig.tight_layout()
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=100)
   plt.close(fig)
-  artifacts.write_bytes(path, buf.getvalue())
+  return buf.getvalue()
 
 
 class HistoryFile(keras.callbacks.Callback):

@@ -13,7 +13,6 @@ psnr_vs_hints.png.
 """
 from __future__ import annotations
 
-import io
 
 import numpy as np
 
@@ -174,8 +173,4 @@ def plot_psnr(results: dict) -> bytes:
   ax.set_title(f"{results['split']} split, {results['examples']} images")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=100)
-  plt.close(fig)
-  return buf.getvalue()
+  return callbacks.figure_png(fig)

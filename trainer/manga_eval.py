@@ -37,7 +37,6 @@ averaged over images.
 """
 from __future__ import annotations
 
-import io
 
 import cv2
 import numpy as np
@@ -299,8 +298,4 @@ def plot_psnr(results: dict) -> bytes:
   ax.set_title(f"manga pages, {results['split']} split, {results['examples']} images")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=100)
-  plt.close(fig)
-  return buf.getvalue()
+  return callbacks.figure_png(fig)
