@@ -13,10 +13,10 @@ wants kept white).
 Reported: per dot, the share of its region's pixels whose output is within CIE76 dE 15 of the
 dot's colour (the region's mean share is the headline, target >= 90 %; the share of dots
 covering >= 80 % of their region, target >= 80 %), and the share of ink pixels (gray <= 40)
-that stay dark (target >= 99 %). Leak through gaps is bench/manga_lineart.py's: on a real page the guided
-network also recolours the page around the dots, so a difference against the dotless page
-would measure the network as well as the fill. The dotted regions take the dot's colour whatever the model
-is, so any manga export measures the fill; the figure is a property of the graph, not of
+that stay dark (target >= 99 %). Leak through gaps is bench/manga_lineart.py's: on a real page the
+guided network also recolours the page around the dots, so a difference against the dotless page
+would measure the network as well as the fill. The dotted regions take the dot's colour whatever the
+model is, so any manga export measures the fill; the figure is a property of the graph, not of
 training. Skips cleanly where ../shared/data is absent.
 """
 from __future__ import annotations

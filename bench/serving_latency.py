@@ -4,8 +4,8 @@ server, against the model compute alone, all measured in the same run.
   python bench/serving_latency.py [--runs=15] [--page=PATH] [--keep_dir=DIR]
                                   [--png_compression=LEVEL[,LEVEL...]]
 
-What it builds: the full-size colorizer (docs/SPEC.md's 6.7 M parameters, untrained: latency does not
-depend on the weights) and Inception-ResNet-v2 (random weights; the same graph as ImageNet's),
+What it builds: the full-size colorizer (docs/SPEC.md's 6.7 M parameters, untrained: latency does
+not depend on the weights) and Inception-ResNet-v2 (random weights; the same graph as ImageNet's),
 exported with trainer.export exactly as users export.
 
 What it prints:

@@ -1,8 +1,8 @@
 """Records for the trainer's benchmarks, made by the real pipeline from ../shared/data, in place.
 
 The images are never copied: a temporary list of the split's files (pipeline.run
---input_list) gives the pipeline one split, read in place, and the records go to a work folder (default
-/tmp/koala_bench) where the input and quality benchmarks share them, built once per
+--input_list) gives the pipeline one split, read in place, and the records go to a work folder
+(default /tmp/koala_bench) where the input and quality benchmarks share them, built once per
 (split, limit). The embedder has random weights (offline machine): the records' embeddings
 carry no ImageNet semantics, which the benchmarks that use them say in their output.
 """

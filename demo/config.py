@@ -3,11 +3,11 @@
 Why these numbers: the demo must finish within 10 minutes on 2 CPU cores. The fixed costs are
 loading Inception-ResNet-v2 three times (pipeline, export, server; the export also saves it)
 and the real embedder embeds only a few images a second on such a CPU, so FULL keeps the sample
-set near a hundred images. Training uses a narrowed copy of the SPEC architecture (`width`) at a reduced
-chroma resolution (`image_size`): the full-size model needs seconds per image per training step on a CPU.
-The sample scenes follow simple rules (blue sky, green grass, red roofs), which such a small
-model learns in a few hundred steps; that is all the demo claims. The model is the guided one
-(`trainer.task --hints`): it colours automatically as well, and the report adds each page with
+set near a hundred images. Training uses a narrowed copy of the SPEC architecture (`width`) at a
+reduced chroma resolution (`image_size`): the full-size model needs seconds per image per training
+step on a CPU. The sample scenes follow simple rules (blue sky, green grass, red roofs), which such
+a small model learns in a few hundred steps; that is all the demo claims. The model is the guided
+one (`trainer.task --hints`): it colours automatically as well, and the report adds each page with
 a few hint dots and with a reference palette. The pipeline trains it on manga renderings of the
 scenes (`pipeline.run --render=manga`: paper, ink, screentone), `renderings_per_image` differently
 styled pages per scene; SMALL keeps one, so that CI's pipeline stage costs what it did.

@@ -4,8 +4,8 @@ This is the single source of truth for Koala's colour math. The `reference_*` fu
 the standard out in NumPy with the constants below; `koala.colour_tf` is their TensorFlow twin
 for the exported SavedModel. The public conversions the pipeline calls on every image run on
 OpenCV's implementation of the same standard (sRGB, D65), an order of magnitude faster than
-NumPy's cube root on this hot path (docs/benchmarks.md, "Figures behind choices in the code"); tests hold it within 0.5 LAB units of the reference and 1 unit of
-scikit-image.
+NumPy's cube root on this hot path (docs/benchmarks.md, "Figures behind choices in the code"); tests
+hold it within 0.5 LAB units of the reference and 1 unit of scikit-image.
 
 Conventions:
   * RGB is sRGB, float in [0, 1] (uint8 input is accepted and scaled by 1/255).
@@ -332,8 +332,8 @@ def l_to_neutral_gray(l: np.ndarray) -> np.ndarray:
 
   This is what the embedder sees, at training and at serving time alike: at serving time all we
   have is a gray page, so preprocessing shows the embedder the colour image's own lightness
-  rendered neutral, not some other grayscale conversion (the original project mixed Rec.601 gray for the
-  embedder with LAB L for the encoder, a mismatch a published replication lists as a flaw).
+  rendered neutral, not some other grayscale conversion (the original project mixed Rec.601 gray for
+  the embedder with LAB L for the encoder, a mismatch a published replication lists as a flaw).
   """
   fy = (np.clip(np.asarray(l, np.float32), 0.0, L_MAX) + 16.0) / 116.0
   return linear_to_srgb(_f_inv(fy)).astype(np.float32)

@@ -56,8 +56,9 @@ class KoalaOptions(PipelineOptions):
     parser.add_argument("--compression", choices=("none", "gzip"), default="none")
     parser.add_argument("--render", default=schema.GRAY,
                         help="What the model will see: 'gray' (the colour image's own L, the "
-                             "original project's rendering) or 'manga' (koala.manga: ink lines, white paper, "
-                             "screentone; the target stays the colour image's L and ab).")
+                             "original project's rendering) or 'manga' (koala.manga: ink lines, "
+                             "white paper, screentone; the target stays the colour image's L "
+                             "and ab).")
     parser.add_argument("--renderings_per_image", type=int, default=1,
                         help="With --render=manga: this many differently seeded renderings of "
                              f"each image, 1 to {preprocess.MAX_RENDERINGS} (all in the image's "

@@ -4,8 +4,8 @@ Kept free of Beam so that it can be tested, profiled and benchmarked on its own;
 DoFns are thin wrappers around `prepare_images`.
 
 What the model will see (`render`):
-  gray   the original project's rendering: the colour image's own L (the encoder's input is the target's L,
-         the embedder sees its neutral gray), one record an image;
+  gray   the original project's rendering: the colour image's own L (the encoder's input is the
+         target's L, the embedder sees its neutral gray), one record an image;
   manga  koala.manga's black-and-white page of the image (ink lines, white paper, screentone),
          `renderings` records an image, each its own seeded rendering: the encoder sees the
          rendering's L at 224 and the embedder the same rendering at 299, as the served model

@@ -319,8 +319,9 @@ def pipeline_options(argv) -> PipelineOptions:
   the attempt to download Prism) in one process. The embedder dominates the cost and TensorFlow
   already spreads one batch over every core; worker processes would each load their own
   Inception-ResNet-v2 and fight over the same cores (slower, not faster: docs/benchmarks.md,
-  "Figures behind choices in the code"). `--direct_running_mode=multi_threading --direct_num_workers=N` or
-  `multi_processing` remain available, e.g. with a small hub embedder on a many-core machine.
+  "Figures behind choices in the code"). `--direct_running_mode=multi_threading
+  --direct_num_workers=N` or `multi_processing` remain available, e.g. with a small hub embedder on
+  a many-core machine.
   """
   refuse_unknown_flags(argv, "Koala")
   options = PipelineOptions(argv)

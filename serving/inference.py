@@ -1,4 +1,5 @@
-"""The original project's Python entry points, running the exported SavedModel in-process (no server):
+"""The original project's Python entry points, running the exported SavedModel in-process (no
+server):
 
   process_single_image(model_path, image_path, output_path, hints=None, reference=None)
   batch_colorize(model_path, input_folder, output_folder, hints=None, reference=None)

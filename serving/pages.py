@@ -196,8 +196,8 @@ def run(jobs: list[Job], colorize: Callable[[bytes], bytes], *, concurrency: int
   def inputs():
     """(job, entry name or None, ArchiveEntry or None), in the caller's thread. Each archive is
     read once, front to back: reading its pages one by one by name re-reads the central
-    directory each time, a cost that grows with the square of the pages. Single files are read by the
-    worker."""
+    directory each time, a cost that grows with the square of the pages. Single files are read by
+    the worker."""
     for job in todo:
       if not job.is_archive:
         yield job, None, None

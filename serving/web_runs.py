@@ -3,7 +3,8 @@ the operator's caps (`serving.web_config.Caps`), into what the page shows and ke
 
 Why a module of its own: the page is shared, and what one visitor sends must not exhaust the
 host for the others (a few kilobytes of compressed uploads can decode to hundreds of megabytes:
-docs/benchmarks.md, "The web page under a visitor's uploads"). So, besides turning every failure into a sentence:
+docs/benchmarks.md, "The web page under a visitor's uploads"). So, besides turning every failure
+into a sentence:
 
   * one model run at a time per process (`RUNS`): Streamlit runs every session in one process,
     and each run holds a page's worth of graph memory; the others wait their turn, told so.

@@ -1,5 +1,6 @@
-"""serving/batching.config, the batching parameters file the Dockerfile gives tensorflow_model_server
-(--enable_batching --batching_parameters_file), and the stand-in's reading of it.
+"""serving/batching.config, the batching parameters file the Dockerfile gives
+tensorflow_model_server (--enable_batching --batching_parameters_file), and the stand-in's reading
+of it.
 
 The file is parsed here as TF Serving parses it: protobuf text format into its BatchingParameters
 message (tensorflow_serving/servables/tensorflow/session_bundle_config.proto, TF Serving 2.20).

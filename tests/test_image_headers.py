@@ -1,5 +1,5 @@
-"""koala.headers (the Python rule) against trainer.export.image (the same rule as graph ops): a GIF's
-frames and a JPEG's EXIF orientation, equal on good files, on crafted edge cases, and on a few
+"""koala.headers (the Python rule) against trainer.export.image (the same rule as graph ops): a
+GIF's frames and a JPEG's EXIF orientation, equal on good files, on crafted edge cases, and on a few
 hundred mutants of each, so the pipeline and the served model cannot read one file two ways."""
 import io
 import random

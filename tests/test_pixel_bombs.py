@@ -2,9 +2,10 @@
 although their header's logical screen is small (TensorFlow's decoder reads every frame and
 draws on a canvas the size of the largest). Each is refused with a sentence, before decoding,
 as the page, the hint image and the reference: over REST by the stand-in (400), by the client,
-by the in-process batch job, by the Beam batch job (serving.beam_colorize) and by the web page. The export is the guided one of
-tests/serving_support.py with a 1 Mpx cap, so that where a bomb gets through (today's main) it
-costs a 2 Mpx page, not a 64 Mpx one; tests/test_decoder_contract.py has the 8000 x 8000 ones.
+by the in-process batch job, by the Beam batch job (serving.beam_colorize) and by the web page. The
+export is the guided one of tests/serving_support.py with a 1 Mpx cap, so that where a bomb gets
+through (today's main) it costs a 2 Mpx page, not a 64 Mpx one; tests/test_decoder_contract.py has
+the 8000 x 8000 ones.
 """
 import base64
 import json

@@ -54,7 +54,8 @@ def test_ssim_window_is_gaussian_11x11():
 
 def test_gray_prediction():
   """ab = 0 everywhere: MSE is the target's mean square; argmax of (0, 0) is a (index 0), so the
-  original project's 'accuracy' is the share of target pixels with a >= b; the image stays gray (CF 0)."""
+  original project's 'accuracy' is the share of target pixels with a >= b; the image stays gray (CF
+  0)."""
   target = np.zeros((4, 4, 2), np.float32)
   target[:, :2] = (64.0, -32.0)     # a > b: argmax 0, matches the gray prediction
   target[:, 2:] = (-64.0, 32.0)     # a < b: argmax 1, does not

@@ -1,4 +1,5 @@
-"""The full-size colorizer: docs/SPEC.md's layers and parameter count, and one real training step."""
+"""The full-size colorizer: docs/SPEC.md's layers and parameter count, and one real training
+step."""
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
-"""trainer.train.train_model, the original project's entry point: plain image folders in, (model, history) out,
-with the pipeline's records cached under the job directory and rebuilt only when inputs change."""
+"""trainer.train.train_model, the original project's entry point: plain image folders in, (model,
+history) out, with the pipeline's records cached under the job directory and rebuilt only when
+inputs change."""
 import os
 import shutil
 

@@ -57,7 +57,8 @@ def plot_curves(epochs: list[dict], path: str, title: str = "") -> None:
         ax.plot(x, hist[key], style, label=key, markersize=3)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric if metric == "accuracy" else "MSE on ab / 128")
-    ax.set_title(f"{metric} (the original project's definition)" if metric == "accuracy" else metric)
+    ax.set_title(f"{metric} (the original project's definition)" if metric == "accuracy"
+                 else metric)
     if metric == "loss":
       ax.set_yscale("log")
     ax.grid(alpha=0.3)

@@ -4,8 +4,8 @@ Scores the trained model (model_dir(job_dir)/colorizer.keras) on one split of th
 one table next to the two baselines every colorization result needs:
   gray         ab = 0 everywhere (the input, unchanged)
   mean colour  the training split's mean ab at every pixel
-Metrics (trainer.metrics): the original project's MSE and "accuracy" on the whole 224 x 224 squares it
-trained on, and PSNR, SSIM, AuC and colorfulness on each image's own box inside the square
+Metrics (trainer.metrics): the original project's MSE and "accuracy" on the whole 224 x 224 squares
+it trained on, and PSNR, SSIM, AuC and colorfulness on each image's own box inside the square
 (letterbox padding cut away), with the ground truth's colorfulness for comparison.
 
 Writes <job_dir>/evaluation/<split>/metrics.json and samples.png (rows: gray input | model |

@@ -19,8 +19,9 @@ Predictors (per hint count where they take dots, else once):
   flat_fill       Levin et al. 2004 (trainer.levin) spreading the same dots over the descreened
                   page (`descreen`), composed by the manga rule: the classical flat fill
   page            the page as it is (gray RGB): what the reader has without us
-  gray            the art's own L with ab = 0: the original project's "gray" baseline (not available to a
-                  user, who has only the page: it bounds what lightness alone scores)
+  gray            the art's own L with ab = 0: the original project's "gray" baseline (not
+                  available to a user, who has only the page: it bounds what lightness alone
+                  scores)
   mean_colour     the train split's mean ab everywhere, composed by the manga rule
   keep_l_ceiling  colour.page_rgb(page, true ab): the old composition's best (no colour on paper)
   manga_ceiling   colour.manga_page_rgb(page, true ab): the manga rule's best

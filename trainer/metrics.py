@@ -1,10 +1,11 @@
 """Colorization metrics, in NumPy, exactly as docs/SPEC.md defines them.
 
   * mse: the original project's loss, mean squared error on ab / 128 (both channels, every pixel).
-  * keras_accuracy: the original project's "accuracy", which was Keras's default accuracy on its 2-channel
-    regression output, i.e. categorical accuracy: the share of pixels where argmax over (a, b) of
-    the prediction equals that of the target (ties go to a, as np.argmax and tf.argmax both do).
-    It says little about colour; it is reported only to compare with the original project's 0.633-0.659.
+  * keras_accuracy: the original project's "accuracy", which was Keras's default accuracy on
+    its 2-channel regression output, i.e. categorical accuracy: the share of pixels where argmax
+    over (a, b) of the prediction equals that of the target (ties go to a, as np.argmax and
+    tf.argmax both do). It says little about colour; it is reported only to compare with the
+    original project's 0.633-0.659.
   * psnr / ssim: on the sRGB uint8 result against the colour original, MAX = 255; SSIM with an
     11x11 Gaussian window, sigma 1.5 (Wang et al. 2004; scikit-image's gaussian_weights mode).
   * auc: Zhang et al. 2016: d = per-pixel Euclidean ab error in LAB units, A(t) = share of pixels

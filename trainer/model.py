@@ -1,4 +1,5 @@
-"""The Deep Koalarization colorizer (Baldassarre et al. 2017), layer for layer as docs/SPEC.md gives it.
+"""The Deep Koalarization colorizer (Baldassarre et al. 2017), layer for layer as docs/SPEC.md gives
+it.
 
 Pure Keras 3 (layers and `keras.ops`, no TensorFlow import), so that the same model builds on
 the JAX backend for the GPU benchmark. Normalisation happens inside the model: it takes L in LAB

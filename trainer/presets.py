@@ -1,4 +1,5 @@
-"""The original project's five named training configurations (docs/SPEC.md), so its results can be rerun by name.
+"""The original project's five named training configurations (docs/SPEC.md), so its results can be
+rerun by name.
 
 Every seed preset is Adam with MSE on the normalised ab at batch 32; they differ in learning rate
 and epochs. The original project's own figures are kept next to each, for comparison with our runs.

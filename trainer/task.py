@@ -118,8 +118,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
-  """Adam + MSE on ab / 128, and the original project's "accuracy": Keras's default accuracy for this
-  output, i.e. CategoricalAccuracy, the share of pixels whose argmax over (a, b) is right."""
+  """Adam + MSE on ab / 128, and the original project's "accuracy": Keras's default accuracy for
+  this output, i.e. CategoricalAccuracy, the share of pixels whose argmax over (a, b) is right."""
   model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse",
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
   return model

@@ -14,7 +14,8 @@ fingerprint of the folder (every file's path, size and modification time) and of
 options. A folder is re-processed only when that fingerprint changes: preprocessing with the
 Inception-ResNet-v2 embedder runs at a few images per second on a CPU, so redoing it on every
 call would cost far more than the training the user asked for. Each folder becomes one split
-(val_folder=None holds out 10% of the training folder, as the original project did; test_folder may be None).
+(val_folder=None holds out 10% of the training folder, as the original project did; test_folder may
+be None).
 """
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ from trainer.export.signatures import COLORIZE_GUIDED, COLORIZE_TENSORS, SERVING
 
 # zlib level of the output PNG. 0 (stored) is lossless like every level and half the cost of
 # level 1 on an A4 page, the largest cost after the networks (docs/benchmarks.md), at about 3x the
-# bytes; --png_compression=1 trades time for the smaller file (docs/benchmarks.md, "Default output").
+# bytes; --png_compression=1 trades time for the smaller file (docs/benchmarks.md, "Default
+# output").
 DEFAULT_PNG_COMPRESSION = 0
 MAX_GAP_CLOSING = 8        # fill pixels: wider closing swallows small regions whole
 
